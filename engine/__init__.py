@@ -1,1 +1,39 @@
 """tierdb: an embeddable, versioned (MVCC) storage engine with hot, warm and cold tiers."""
+
+from . import errors as errors
+from .drop_worker.retention import Retention as Retention
+from .errors import (
+    ClosedError as ClosedError,
+    ConflictError as ConflictError,
+    CorruptionError as CorruptionError,
+    EngineError as EngineError,
+    FormatError as FormatError,
+    FutureVersionError as FutureVersionError,
+    HistoryUnavailable as HistoryUnavailable,
+    InvalidKeyError as InvalidKeyError,
+    InvalidVersionError as InvalidVersionError,
+    LockedError as LockedError,
+    ReadOnlyError as ReadOnlyError,
+    StorageIOError as StorageIOError,
+    TransactionClosed as TransactionClosed,
+    TransactionTooLarge as TransactionTooLarge,
+    TransactionTooOld as TransactionTooOld,
+)
+from .router.layout import Layout as Layout
+from .store import Store as Store
+from .store import open as open
+from .types import Bound as Bound
+from .types import EntryKind as EntryKind
+from .types import RangeBatch as RangeBatch
+from .types import RangeCursor as RangeCursor
+from .types import RawEntry as RawEntry
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "open", "Store", "Layout", "Retention", "EntryKind", "Bound", "RawEntry", "RangeBatch",
+    "RangeCursor", "errors", "EngineError", "ConflictError", "TransactionTooOld",
+    "TransactionTooLarge", "TransactionClosed", "FutureVersionError", "HistoryUnavailable",
+    "CorruptionError", "StorageIOError", "ClosedError", "InvalidKeyError", "InvalidVersionError",
+    "ReadOnlyError", "LockedError", "FormatError",
+]

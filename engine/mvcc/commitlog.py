@@ -1,0 +1,426 @@
+"""The commit log: an append-only, checksummed record of every commit, for durability.
+
+Files ``log/commit-<first version, 20 digits>.log``; each starts with a header and holds
+length + CRC framed records, one per commit (formats in docs/FORMATS.md).
+
+Durability modes (DESIGN.md invariant 6):
+
+* ``"sync"``: the record is written and ``fdatasync``-ed before the commit returns.
+  Concurrent committers share one fsync (group commit): whoever syncs covers every byte
+  written before the sync started.
+* ``"normal"``: the record is handed to the OS with one ``write()``; it survives kill -9.
+* ``"none"``: records are buffered in memory and written in chunks; a crash may lose them.
+
+Recovery reads every file in order. A record cut short or failing its CRC at the very end of
+the newest file is a torn tail: it is truncated and reported (:attr:`CommitLog.recovery`),
+never applied. A bad record with data after it raises :class:`CorruptionError` naming the
+file and offset.
+
+Notes: thread safety
+    :meth:`append` must be called under the store's commit lock. :meth:`sync_to` may be
+    called by many threads at once (that is the group commit). :meth:`truncate_through` may
+    run concurrently with appends.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import struct
+import threading
+import time
+import zlib
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import ClosedError, CorruptionError, FormatError, StorageIOError
+from ..types import EntryKind
+
+__all__ = ["CommitLog", "LogRecord", "RecoveryReport", "DURABILITY_MODES", "encode_batches",
+           "decode_batches"]
+
+log = logging.getLogger("tierdb.commitlog")
+
+DURABILITY_MODES = ("sync", "normal", "none")
+
+LOG_MAGIC = b"TIERDBCL"
+LOG_FORMAT_VERSION = 1
+# magic, format version, crc32 of the first 12 bytes
+LOG_HEADER = struct.Struct("<8sII")
+assert LOG_HEADER.size == 16
+# payload length, crc32 of payload
+REC_HEADER = struct.Struct("<II")
+assert REC_HEADER.size == 8
+# version, wall-clock timestamp (seconds), number of tables
+REC_FIXED = struct.Struct("<QdI")
+assert REC_FIXED.size == 20
+# kind tag, kind id, number of rows
+TABLE_HEADER = struct.Struct("<BQI")
+assert TABLE_HEADER.size == 13
+# key length, value length (-1 = tombstone)
+ROW_HEADER = struct.Struct("<Ii")
+assert ROW_HEADER.size == 8
+
+_KIND_TAGS = {"multi": 0, "source": 1, "operator": 2}
+MAX_RECORD = 1 << 31
+ROTATE_BYTES = 64 << 20
+_NONE_BUFFER = 1 << 20
+
+Batches = Mapping[EntryKind, Sequence[tuple[bytes, "bytes | None"]]]
+
+
+def encode_batches(version: int, timestamp: float, batches: Batches) -> bytes:
+    """Serialise one commit's payload. O(total bytes)."""
+    parts: list[bytes] = [REC_FIXED.pack(version, timestamp, len(batches))]
+    append = parts.append
+    row_pack = ROW_HEADER.pack
+    for table, rows in batches.items():
+        append(TABLE_HEADER.pack(_KIND_TAGS[table.tag], table.id, len(rows)))
+        for key, value in rows:
+            if value is None:
+                append(row_pack(len(key), -1))
+                append(key)
+            else:
+                append(row_pack(len(key), len(value)))
+                append(key)
+                append(value)
+    return b"".join(parts)
+
+
+def decode_batches(payload: bytes) -> tuple[int, float, dict[EntryKind, list[tuple[bytes, bytes | None]]]]:
+    """Inverse of :func:`encode_batches`. Raises ValueError on malformed input."""
+    version, ts, ntables = REC_FIXED.unpack_from(payload, 0)
+    pos = REC_FIXED.size
+    out: dict[EntryKind, list[tuple[bytes, bytes | None]]] = {}
+    mv = memoryview(payload)
+    for _ in range(ntables):
+        tag, ident, nrows = TABLE_HEADER.unpack_from(payload, pos)
+        pos += TABLE_HEADER.size
+        if tag == 0:
+            table = EntryKind.MULTI
+        elif tag == 1:
+            table = EntryKind.source(ident)
+        elif tag == 2:
+            table = EntryKind.operator(ident)
+        else:
+            raise ValueError(f"unknown table tag {tag}")
+        rows: list[tuple[bytes, bytes | None]] = []
+        for _ in range(nrows):
+            klen, vlen = ROW_HEADER.unpack_from(payload, pos)
+            pos += ROW_HEADER.size
+            key = bytes(mv[pos:pos + klen])
+            pos += klen
+            if vlen < 0:
+                rows.append((key, None))
+            else:
+                rows.append((key, bytes(mv[pos:pos + vlen])))
+                pos += vlen
+        out[table] = rows
+    if pos != len(payload):
+        raise ValueError("trailing bytes in commit record")
+    return version, ts, out
+
+
+@dataclass(slots=True)
+class LogRecord:
+    version: int
+    timestamp: float
+    batches: dict[EntryKind, list[tuple[bytes, bytes | None]]]
+
+
+@dataclass
+class RecoveryReport:
+    """What recovery found: records replayed and any torn tail it truncated."""
+
+    records: int = 0
+    max_version: int = 0
+    torn_tail: dict[str, int] | None = None  # {"file": ..., "offset": ..., "bytes": ...}
+    files: list[str] = field(default_factory=list)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class CommitLog:
+    """Append-only, checksummed, segmented commit log (see module docstring)."""
+
+    def __init__(self, directory: str | os.PathLike[str], durability: str = "normal") -> None:
+        if durability not in DURABILITY_MODES:
+            raise ValueError(f"durability must be one of {DURABILITY_MODES}, got {durability!r}")
+        self.dir = Path(directory)
+        self.durability = durability
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self._fd: int | None = None
+        self._file: Path | None = None
+        self._file_size = 0
+        self._disk_size = 0
+        self._files: list[tuple[int, Path]] = []  # (first version, path), oldest first
+        self._written = 0   # logical bytes handed to the OS (or the buffer, for "none")
+        self._synced = 0
+        self._buffer = bytearray()
+        self._sync_lock = threading.Lock()
+        self._files_lock = threading.Lock()
+        self._closed = False
+        self._broken: str | None = None
+        self.recovery = RecoveryReport()
+        for tmp in self.dir.glob("*.tmp"):
+            tmp.unlink()
+
+    # -- recovery ----------------------------------------------------------------------
+
+    def recover(self) -> Iterator[LogRecord]:
+        """Yield every intact record, oldest first; truncate a torn tail of the newest file."""
+        names = sorted(p for p in self.dir.glob("commit-*.log"))
+        self._files = []
+        for p in names:
+            try:
+                first = int(p.name[len("commit-"):-len(".log")])
+            except ValueError:
+                raise FormatError(f"unexpected file in commit log directory: {p.name}", path=p) from None
+            self._files.append((first, p))
+        report = self.recovery
+        for i, (_first, p) in enumerate(self._files):
+            last_file = i == len(self._files) - 1
+            report.files.append(p.name)
+            yield from self._read_file(p, last_file, report)
+
+    def _read_file(self, p: Path, last_file: bool, report: RecoveryReport) -> Iterator[LogRecord]:
+        data = p.read_bytes()
+        if len(data) < LOG_HEADER.size:
+            if last_file:
+                self._truncate_torn(p, 0, len(data), report)
+                return
+            raise CorruptionError("commit log file shorter than its header", path=p, offset=0)
+        magic, fmt, crc = LOG_HEADER.unpack_from(data, 0)
+        if magic != LOG_MAGIC or zlib.crc32(data[:12]) != crc:
+            raise CorruptionError("bad commit log file header (not a tierdb commit log?)", path=p, offset=0)
+        if fmt > LOG_FORMAT_VERSION:
+            raise FormatError(
+                f"commit log format {fmt} is newer than this tierdb ({LOG_FORMAT_VERSION}); upgrade tierdb",
+                path=p, offset=0)
+        pos = LOG_HEADER.size
+        n = len(data)
+        while pos < n:
+            if pos + REC_HEADER.size > n:
+                if last_file:
+                    self._truncate_torn(p, pos, n - pos, report)
+                    return
+                raise CorruptionError("commit log record header cut short", path=p, offset=pos)
+            length, crc = REC_HEADER.unpack_from(data, pos)
+            end = pos + REC_HEADER.size + length
+            if end > n:
+                if last_file:
+                    self._truncate_torn(p, pos, n - pos, report)
+                    return
+                raise CorruptionError("commit log record extends past end of file", path=p, offset=pos)
+            payload = data[pos + REC_HEADER.size:end]
+            if zlib.crc32(payload) != crc:
+                if last_file and end == n:
+                    self._truncate_torn(p, pos, n - pos, report)
+                    return
+                raise CorruptionError(
+                    "commit log record fails its checksum with intact records after it; "
+                    "restore from a backup or truncate the log at this offset by hand",
+                    path=p, offset=pos)
+            try:
+                version, ts, batches = decode_batches(payload)
+            except (ValueError, struct.error) as exc:
+                raise CorruptionError(f"malformed commit log record ({exc})", path=p, offset=pos) from None
+            report.records += 1
+            report.max_version = max(report.max_version, version)
+            yield LogRecord(version, ts, batches)
+            pos = end
+
+    def _truncate_torn(self, p: Path, offset: int, nbytes: int, report: RecoveryReport) -> None:
+        log.warning("commit log %s: torn tail of %d bytes at offset %d truncated", p, nbytes, offset)
+        report.torn_tail = {"file": str(p), "offset": offset, "bytes": nbytes}
+        if offset < LOG_HEADER.size:
+            p.unlink()
+            self._files = [(f, q) for f, q in self._files if q != p]
+            return
+        with open(p, "r+b") as fh:
+            fh.truncate(offset)
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    # -- appending ---------------------------------------------------------------------
+
+    def _open_file(self, first_version: int) -> None:
+        p = self.dir / f"commit-{first_version:020d}.log"
+        hdr = LOG_MAGIC + struct.pack("<I", LOG_FORMAT_VERSION)
+        hdr += struct.pack("<I", zlib.crc32(hdr))
+        fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        try:
+            size = os.fstat(fd).st_size
+            if size == 0:
+                os.write(fd, hdr)
+                os.fsync(fd)
+                _fsync_dir(self.dir)
+                size = len(hdr)
+        except OSError:
+            os.close(fd)
+            raise
+        self._fd, self._file, self._file_size, self._disk_size = fd, p, size, size
+        with self._files_lock:
+            if not self._files or self._files[-1][1] != p:
+                self._files.append((first_version, p))
+
+    def append(self, version: int, timestamp: float, batches: Batches) -> int:
+        """Append one commit record; return the logical end offset to pass to :meth:`sync_to`.
+
+        Raises:
+            StorageIOError: the write failed; the file is rolled back to its previous size.
+        """
+        if self._closed:
+            raise ClosedError("commit log is closed")
+        if self._broken:
+            raise StorageIOError(f"commit log unusable after an earlier failure: {self._broken}; reopen the store")
+        payload = encode_batches(version, timestamp, batches)
+        if len(payload) >= MAX_RECORD:
+            raise ValueError("commit too large for one log record (2 GiB); split it")
+        rec = REC_HEADER.pack(len(payload), zlib.crc32(payload)) + payload
+        try:
+            if self._fd is None or self._file_size >= ROTATE_BYTES:
+                self._rotate(version)
+            if self.durability == "none":
+                self._buffer += rec
+                if len(self._buffer) >= _NONE_BUFFER:
+                    self._drain_buffer()
+            else:
+                self._write_disk(rec)
+        except OSError as exc:
+            raise StorageIOError(f"commit log write failed ({exc.strerror or exc}); the commit was not applied") from exc
+        self._file_size += len(rec)
+        self._written += len(rec)
+        return self._written
+
+    def _write_disk(self, data: bytes | bytearray) -> None:
+        """Write ``data`` fully at the end of the active file; roll back a partial write."""
+        assert self._fd is not None
+        start = self._disk_size
+        view = memoryview(data)
+        try:
+            while view:
+                n = os.write(self._fd, view)
+                view = view[n:]
+        except OSError:
+            try:
+                os.ftruncate(self._fd, start)
+            except OSError as exc2:
+                self._broken = f"could not roll back a failed write ({exc2})"
+            raise
+        self._disk_size += len(data)
+
+    def _drain_buffer(self) -> None:
+        if self._buffer:
+            data = bytes(self._buffer)
+            self._buffer.clear()
+            self._write_disk(data)
+
+    def _rotate(self, first_version: int) -> None:
+        if self._fd is not None:
+            self._drain_buffer()
+            os.fsync(self._fd)
+            os.close(self._fd)
+            self._fd = None
+            self._synced = self._written
+        self._open_file(first_version)
+
+    def sync_to(self, offset: int) -> None:
+        """Make every byte up to logical ``offset`` durable (group commit)."""
+        if self._synced >= offset:
+            return
+        with self._sync_lock:
+            if self._synced >= offset:
+                return
+            target = self._written
+            fd = self._fd
+            if fd is None:
+                return
+            try:
+                os.fdatasync(fd)
+            except OSError as exc:
+                raise StorageIOError(f"commit log fsync failed ({exc.strerror or exc})") from exc
+            if target > self._synced:
+                self._synced = target
+
+    def flush(self, sync: bool = True) -> None:
+        """Write buffered records (``"none"`` mode) and optionally fsync."""
+        if self._closed or self._fd is None:
+            return
+        self._drain_buffer()
+        if sync:
+            self.sync_to(self._written)
+
+    # -- truncation --------------------------------------------------------------------
+
+    def truncate_through(self, version: int, current_version: int) -> int:
+        """Delete log files holding only versions <= ``version``; return how many.
+
+        Call only after every version <= ``version`` is durable in another tier. When the
+        whole log is covered, the active file is rotated first so that it can go too.
+        """
+        removed = 0
+        with self._files_lock:
+            files = list(self._files)
+        doomed: list[Path] = []
+        for i, (_first, p) in enumerate(files):
+            if i + 1 < len(files):
+                next_first = files[i + 1][0]
+                if next_first - 1 <= version:
+                    doomed.append(p)
+        for p in doomed:
+            if p == self._file:
+                continue
+            try:
+                p.unlink()
+            except FileNotFoundError:
+                pass
+            removed += 1
+        if doomed:
+            with self._files_lock:
+                self._files = [(f, q) for f, q in self._files if q not in doomed or q == self._file]
+            _fsync_dir(self.dir)
+        return removed
+
+    def rotate_if_covered(self, version: int, next_version: int) -> bool:
+        """Rotate the active file when every record in it is <= ``version`` (commit lock held)."""
+        if self._fd is None or self._file_size <= LOG_HEADER.size + 0:
+            return False
+        if next_version - 1 <= version:
+            self._rotate(next_version)
+            return True
+        return False
+
+    def size_bytes(self) -> int:
+        with self._files_lock:
+            files = list(self._files)
+        total = 0
+        for _f, p in files:
+            try:
+                total += p.stat().st_size
+            except FileNotFoundError:
+                pass
+        return total + len(self._buffer)
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        try:
+            if self._fd is not None:
+                self._drain_buffer()
+                os.fsync(self._fd)  # a clean close persists every mode, "none" included
+                os.close(self._fd)
+        finally:
+            self._fd = None
+            self._closed = True
+
+
+def now() -> float:
+    return time.time()

@@ -1,0 +1,111 @@
+"""Durable named pins: versions kept readable regardless of the history floor.
+
+A pin file holds canonical JSON framed by a header with a CRC; it is replaced atomically
+(write temp, fsync, rename, fsync directory). A memory-only store keeps pins in memory.
+
+Notes: thread safety
+    Mutations take an internal lock; reads return copies.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import threading
+import zlib
+from pathlib import Path
+
+from ..errors import CorruptionError, FormatError, InvalidKeyError
+
+__all__ = ["PinStore", "atomic_write"]
+
+PINS_MAGIC = b"TIERDBPN"
+PINS_FORMAT_VERSION = 1
+# magic, format version, payload length, crc32 of payload
+PINS_HEADER = struct.Struct("<8sIII")
+assert PINS_HEADER.size == 20
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data`` durably: temp file, fsync, rename, fsync directory."""
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    dfd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dfd)
+    finally:
+        os.close(dfd)
+
+
+def check_pin_name(name: object) -> str:
+    if not isinstance(name, str) or not name:
+        raise InvalidKeyError(f"pin name must be a non-empty str, got {name!r}")
+    return name
+
+
+class PinStore:
+    """Named pins, persisted to ``path`` when given."""
+
+    def __init__(self, path: Path | None) -> None:
+        self._path = path
+        self._lock = threading.Lock()
+        self._pins: dict[str, int] = {}
+        if path is not None:
+            for tmp in path.parent.glob(path.name + ".tmp"):
+                tmp.unlink()
+            if path.exists():
+                self._pins = self._load(path)
+
+    @staticmethod
+    def _load(path: Path) -> dict[str, int]:
+        data = path.read_bytes()
+        if len(data) < PINS_HEADER.size:
+            raise CorruptionError("pin file shorter than its header", path=path, offset=0)
+        magic, fmt, length, crc = PINS_HEADER.unpack_from(data, 0)
+        if magic != PINS_MAGIC:
+            raise CorruptionError("not a tierdb pin file", path=path, offset=0)
+        if fmt > PINS_FORMAT_VERSION:
+            raise FormatError(f"pin file format {fmt} is newer than this tierdb; upgrade", path=path, offset=0)
+        body = data[PINS_HEADER.size:]
+        if len(body) != length or zlib.crc32(body) != crc:
+            raise CorruptionError("pin file fails its checksum", path=path, offset=PINS_HEADER.size)
+        raw = json.loads(body)
+        return {str(k): int(v) for k, v in raw.items()}
+
+    def _save(self, pins: dict[str, int]) -> None:
+        if self._path is None:
+            return
+        body = json.dumps(pins, sort_keys=True, separators=(",", ":")).encode()
+        atomic_write(self._path, PINS_HEADER.pack(PINS_MAGIC, PINS_FORMAT_VERSION, len(body), zlib.crc32(body)) + body)
+
+    def set(self, name: str, version: int) -> None:
+        with self._lock:
+            new = dict(self._pins)
+            new[name] = version
+            self._save(new)
+            self._pins = new
+
+    def remove(self, name: str) -> bool:
+        with self._lock:
+            if name not in self._pins:
+                return False
+            new = dict(self._pins)
+            del new[name]
+            self._save(new)
+            self._pins = new
+            return True
+
+    def all(self) -> dict[str, int]:
+        return dict(self._pins)
+
+    def versions(self) -> set[int]:
+        return set(self._pins.values())

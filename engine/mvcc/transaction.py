@@ -1,0 +1,291 @@
+"""Optimistic transactions with read-your-writes and serializable (or snapshot) isolation.
+
+A transaction reads at the store version current when it began, buffers its writes, and at
+commit is validated against every transaction that committed since (see
+:mod:`engine.mvcc.oracle`). Under ``"serializable"`` (the default) it records the keys it
+read and the ranges it scanned; under ``"snapshot"`` only write-write conflicts count.
+
+Notes: thread safety
+    A transaction object belongs to one thread at a time. Many transactions may run
+    concurrently against one store.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left, bisect_right
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from ..errors import InvalidKeyError, TransactionClosed, TransactionTooLarge
+from ..types import Bound, EntryKind, RawEntry, as_bound, as_bytes
+from .oracle import ReadRange, TableKey
+
+if TYPE_CHECKING:
+    from ..store import Store
+
+__all__ = ["Transaction", "ISOLATION_LEVELS", "MAX_READ_RANGES"]
+
+ISOLATION_LEVELS = ("serializable", "snapshot")
+MAX_READ_RANGES = 64  # beyond this a transaction is treated as having read everything
+
+
+def check_table(table: object) -> EntryKind:
+    if table.__class__ is not EntryKind:
+        raise InvalidKeyError(
+            f"table must be an EntryKind (EntryKind.MULTI, EntryKind.source(id), "
+            f"EntryKind.operator(id)), got {type(table).__name__}")
+    return table  # type: ignore[return-value]
+
+
+def prefix_end(prefix: bytes) -> Bound:
+    """The exclusive end bound of all keys starting with ``prefix``."""
+    p = bytearray(prefix)
+    while p and p[-1] == 0xFF:
+        p.pop()
+    if not p:
+        return Bound.UNBOUNDED
+    p[-1] += 1
+    return Bound.excluded(bytes(p))
+
+
+def _tighter_low(a: Bound, b: Bound) -> Bound:
+    if a.key is None:
+        return b
+    if b.key is None:
+        return a
+    if a.key != b.key:
+        return a if a.key > b.key else b
+    return b if a.inclusive else a
+
+
+def _tighter_high(a: Bound, b: Bound) -> Bound:
+    if a.key is None:
+        return b
+    if b.key is None:
+        return a
+    if a.key != b.key:
+        return a if a.key < b.key else b
+    return b if a.inclusive else a
+
+
+def range_bounds(start: object, end: object, prefix: object) -> tuple[Bound, Bound]:
+    """Normalise user range arguments: ``start`` inclusive, ``end`` exclusive, optional prefix.
+
+    Each of ``start``/``end`` may also be a :class:`Bound` to choose inclusivity.
+    """
+    lo = as_bound(start, inclusive=True)
+    hi = as_bound(end, inclusive=False)
+    if prefix is not None:
+        p = as_bytes(prefix, "prefix")
+        lo = _tighter_low(lo, Bound.included(p))
+        hi = _tighter_high(hi, prefix_end(p))
+    return lo, hi
+
+
+class Transaction:
+    """A read-write transaction. Use as a context manager, or call commit()/rollback().
+
+    Raises on misuse:
+        TransactionClosed: any call after commit or rollback.
+        InvalidKeyError: a table that is not an EntryKind, or a non-bytes key/value.
+        TransactionTooLarge: over the store's entry or byte cap.
+    """
+
+    __slots__ = ("_store", "read_version", "isolation", "durability", "_writes", "_sorted",
+                 "_reads", "_ranges", "_read_all", "_state", "_version", "_token", "_bytes")
+
+    def __init__(self, store: Store, read_version: int, isolation: str, durability: str | None,
+                 token: int) -> None:
+        self._store = store
+        self.read_version = read_version
+        self.isolation = isolation
+        self.durability = durability
+        self._writes: dict[TableKey, bytes | None] = {}
+        self._sorted: dict[EntryKind, list[bytes]] | None = None
+        self._reads: set[TableKey] = set()
+        self._ranges: list[ReadRange] = []
+        self._read_all = False
+        self._state = "open"
+        self._version: int | None = None
+        self._token = token
+        self._bytes = 0
+
+    # -- state -------------------------------------------------------------------------
+
+    @property
+    def version(self) -> int | None:
+        """The commit version once committed (the read version for a read-only commit)."""
+        return self._version
+
+    @property
+    def closed(self) -> bool:
+        return self._state != "open"
+
+    def _check_open(self) -> None:
+        if self._state != "open":
+            raise TransactionClosed(
+                f"transaction already {self._state}; begin a new one with store.begin()")
+
+    # -- writes ------------------------------------------------------------------------
+
+    def _put(self, table: object, key: object, value: bytes | None) -> None:
+        self._check_open()
+        t = check_table(table)
+        k = key if type(key) is bytes else as_bytes(key)
+        tk = (t, k)
+        old = self._writes.get(tk, b"")
+        size = len(k) + (len(value) if value is not None else 0)
+        store = self._store
+        if tk not in self._writes and len(self._writes) >= store.max_txn_entries:
+            raise TransactionTooLarge(
+                f"transaction holds {len(self._writes)} writes, the cap is {store.max_txn_entries}; "
+                "split it into smaller transactions")
+        if self._bytes + size > store.max_txn_bytes:
+            raise TransactionTooLarge(
+                f"transaction would hold {self._bytes + size} bytes, the cap is "
+                f"{store.max_txn_bytes}; split it into smaller transactions")
+        if tk in self._writes:
+            self._bytes -= len(k) + (len(old) if old is not None else 0)
+        elif self._sorted is not None:
+            self._sorted = None
+        self._writes[tk] = value
+        self._bytes += size
+
+    def set(self, table: EntryKind, key: bytes, value: bytes) -> None:
+        """Write ``value`` under ``key`` (visible to this transaction at once)."""
+        v = value if type(value) is bytes else as_bytes(value, "value")
+        self._put(table, key, v)
+
+    def remove(self, table: EntryKind, key: bytes) -> None:
+        """Delete ``key`` (a tombstone at commit)."""
+        self._put(table, key, None)
+
+    # -- reads -------------------------------------------------------------------------
+
+    def get(self, table: EntryKind, key: bytes) -> bytes | None:
+        """Read ``key``: this transaction's own write if any, else as of the read version."""
+        self._check_open()
+        t = check_table(table)
+        k = key if type(key) is bytes else as_bytes(key)
+        tk = (t, k)
+        if tk in self._writes:
+            return self._writes[tk]
+        if self.isolation == "serializable":
+            self._reads.add(tk)
+        entry = self._store._lookup(t, k, self.read_version)
+        return None if entry is None else entry.value
+
+    def contains(self, table: EntryKind, key: bytes) -> bool:
+        return self.get(table, key) is not None
+
+    def range(self, table: EntryKind, start: Any = None, end: Any = None, *,
+              reverse: bool = False, prefix: Any = None) -> Iterator[tuple[bytes, bytes]]:
+        """Iterate ``(key, value)`` in ``[start, end)`` merged with this transaction's writes.
+
+        ``start``/``end`` are keys (start inclusive, end exclusive) or :class:`Bound`.
+        The whole range counts as read for conflict detection.
+        """
+        self._check_open()
+        t = check_table(table)
+        lo, hi = range_bounds(start, end, prefix)
+        if self.isolation == "serializable":
+            if len(self._ranges) >= MAX_READ_RANGES:
+                self._read_all = True
+            else:
+                self._ranges.append(ReadRange(t, lo, hi))
+        return self._merge_range(t, lo, hi, reverse)
+
+    def _pending_keys(self, table: EntryKind, lo: Bound, hi: Bound, reverse: bool) -> list[bytes]:
+        if self._sorted is None:
+            by: dict[EntryKind, list[bytes]] = {}
+            for (tb, k) in self._writes:
+                by.setdefault(tb, []).append(k)
+            for ks in by.values():
+                ks.sort()
+            self._sorted = by
+        ks = self._sorted.get(table, [])
+        i = 0 if lo.key is None else (bisect_left(ks, lo.key) if lo.inclusive else bisect_right(ks, lo.key))
+        j = len(ks) if hi.key is None else (bisect_right(ks, hi.key) if hi.inclusive else bisect_left(ks, hi.key))
+        out = ks[i:j] if i < j else []
+        return out[::-1] if reverse else out
+
+    def _merge_range(self, table: EntryKind, lo: Bound, hi: Bound,
+                     reverse: bool) -> Iterator[tuple[bytes, bytes]]:
+        pend = self._pending_keys(table, lo, hi, reverse)
+        writes = dict(self._writes)  # a snapshot: later writes do not disturb this iterator
+        stored: Iterator[RawEntry] = self._store._scan(table, lo, hi, self.read_version, reverse)
+        i = 0
+        n = len(pend)
+        for e in stored:
+            k = e.key
+            while i < n and (pend[i] > k if reverse else pend[i] < k):
+                v = writes[(table, pend[i])]
+                if v is not None:
+                    yield pend[i], v
+                i += 1
+            if i < n and pend[i] == k:
+                v = writes[(table, k)]
+                i += 1
+                if v is not None:
+                    yield k, v
+                continue
+            if e.value is not None:
+                yield k, e.value
+        while i < n:
+            v = writes[(table, pend[i])]
+            if v is not None:
+                yield pend[i], v
+            i += 1
+
+    # -- finish ------------------------------------------------------------------------
+
+    def commit(self) -> int:
+        """Validate and commit; return the commit version.
+
+        Raises:
+            ConflictError / TransactionTooOld: a concurrent commit invalidated this one.
+            StorageIOError: the commit could not be made durable; it is not applied.
+        """
+        self._check_open()
+        try:
+            self._version = self._store._commit(self)
+            self._state = "committed"
+        except BaseException:
+            self._state = "rolled back"
+            raise
+        finally:
+            self._release()
+        return self._version
+
+    def rollback(self) -> None:
+        """Discard every pending write (idempotent after the first call is not allowed)."""
+        self._check_open()
+        self._state = "rolled back"
+        self._writes.clear()
+        self._release()
+
+    def _release(self) -> None:
+        if self._token:
+            self._store._readpoints.release(self._token)
+            self._token = 0
+
+    def __enter__(self) -> Transaction:
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if self._state != "open":
+            return
+        if exc_type is None:
+            self.commit()
+        else:
+            self.rollback()
+
+    def __del__(self) -> None:
+        try:
+            self._release()
+        except (AttributeError, TypeError):  # interpreter shutdown: the registry may be gone
+            pass
+
+    def __repr__(self) -> str:
+        return (f"<Transaction {self._state} read_version={self.read_version} "
+                f"writes={len(self._writes)} isolation={self.isolation}>")

@@ -1,0 +1,199 @@
+"""The read side of the router: the point-read cascade and merged range cursors.
+
+Point reads (:meth:`Router.lookup`) ask tiers from hot to cold; the first tier holding a
+version <= the read version answers, a tombstone included. Only "not found" falls through.
+
+Range reads merge one cursor per tier (:class:`MergedScan`). Each tier stream keeps a small
+buffer of the rows it returned; a key is emitted only when every live stream has a buffered
+head (or is drained), so nothing beyond the slowest tier's horizon is emitted, and the
+smallest head (largest, in reverse) is taken with its highest version. A stream is drained
+only when its tier reports no more rows (its physical page came back short), never because
+rows were filtered. Because a stream never advances past a row it has not emitted, a
+continuation can neither lose nor repeat a key.
+
+Notes: thread safety
+    Readers run concurrently with commits and with movement. Movement copies a band into
+    the lower tier before removing it from the higher one, and defers that removal until
+    every scan that started before the copy has finished (:class:`ScanEpochs`), so a merged
+    scan never misses a row that moved behind its back.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+from ..tiers.base import TierStorage
+from ..types import Bound, EntryKind, RangeCursor, RawEntry
+
+__all__ = ["Router", "MergedScan", "ScanEpochs"]
+
+
+class ScanEpochs:
+    """Counts live scans per epoch so removals can wait until older scans are gone.
+
+    ``enter()``/``exit(epoch)`` bracket a scan; ``bump()`` starts a new epoch and returns it;
+    ``defer(fn)`` runs ``fn`` once no scan of an epoch before the current one is live.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._epoch = 0
+        self._live: dict[int, int] = {}
+        self._deferred: list[tuple[int, Callable[[], None]]] = []
+
+    def enter(self) -> int:
+        with self._lock:
+            e = self._epoch
+            self._live[e] = self._live.get(e, 0) + 1
+            return e
+
+    def exit(self, epoch: int) -> None:
+        with self._lock:
+            c = self._live[epoch] - 1
+            if c:
+                self._live[epoch] = c
+            else:
+                del self._live[epoch]
+            ready = self._take_ready()
+        for fn in ready:
+            fn()
+
+    def _take_ready(self) -> list[Callable[[], None]]:
+        if not self._deferred:
+            return []
+        oldest = min(self._live) if self._live else self._epoch + 1
+        ready = [fn for e, fn in self._deferred if oldest >= e]
+        if ready:
+            self._deferred = [(e, fn) for e, fn in self._deferred if oldest < e]
+        return ready
+
+    def defer(self, fn: Callable[[], None]) -> None:
+        """Run ``fn`` now if no older scan is live, else when the last one exits."""
+        with self._lock:
+            self._epoch += 1
+            self._deferred.append((self._epoch, fn))
+            ready = self._take_ready()
+        for f in ready:
+            f()
+
+    def pending(self) -> int:
+        with self._lock:
+            return len(self._deferred)
+
+    def run_pending(self) -> None:
+        with self._lock:
+            ready = self._take_ready()
+        for fn in ready:
+            fn()
+
+
+class _Stream:
+    __slots__ = ("tier", "cursor", "buf", "table", "start", "end", "version", "chunk", "reverse", "fetch")
+
+    def __init__(self, tier: TierStorage, table: EntryKind, start: Bound, end: Bound,
+                 version: int, chunk: int, reverse: bool) -> None:
+        self.tier = tier
+        self.cursor = RangeCursor()
+        self.buf: deque[RawEntry] = deque()
+        self.table, self.start, self.end = table, start, end
+        self.version, self.chunk, self.reverse = version, chunk, reverse
+        self.fetch = tier.range_rev_next if reverse else tier.range_next
+
+    def head(self) -> RawEntry | None:
+        buf = self.buf
+        while not buf:
+            if self.cursor.exhausted:
+                return None
+            page = self.fetch(self.table, self.cursor, self.start, self.end, self.version, self.chunk)
+            buf.extend(page.entries)
+        return buf[0]
+
+
+class MergedScan:
+    """Iterator of the winning :class:`RawEntry` per key across tiers (tombstones included)."""
+
+    def __init__(self, tiers: Sequence[TierStorage], table: EntryKind, start: Bound, end: Bound,
+                 version: int, reverse: bool, chunk: int) -> None:
+        self._streams = [_Stream(t, table, start, end, version, chunk, reverse) for t in tiers]
+        self._reverse = reverse
+
+    def __iter__(self) -> Iterator[RawEntry]:
+        streams = self._streams
+        if len(streams) == 1:
+            s = streams[0]
+            while s.head() is not None:
+                buf = s.buf
+                while buf:
+                    yield buf.popleft()
+            return
+        reverse = self._reverse
+        while True:
+            heads: list[tuple[RawEntry, _Stream]] = []
+            for s in streams:
+                h = s.head()
+                if h is not None:
+                    heads.append((h, s))
+            if not heads:
+                return
+            if reverse:
+                key = max(h.key for h, _ in heads)
+            else:
+                key = min(h.key for h, _ in heads)
+            best: RawEntry | None = None
+            for h, s in heads:
+                if h.key == key:
+                    s.buf.popleft()
+                    if best is None or h.version > best.version:
+                        best = h
+            assert best is not None
+            yield best
+
+
+class Router:
+    """Reads across an ordered list of tiers (hot first). See the module docstring."""
+
+    def __init__(self, tiers: Sequence[TierStorage]) -> None:
+        if not tiers:
+            raise ValueError("a router needs at least one tier")
+        self.tiers: list[TierStorage] = list(tiers)
+        self.epochs = ScanEpochs()
+        self.reads_served = [0] * len(self.tiers)
+
+    def lookup(self, table: EntryKind, key: bytes, version: int) -> RawEntry | None:
+        """The newest version <= ``version`` from the first tier that has one."""
+        for tier in self.tiers:
+            e = tier.lookup(table, key, version)
+            if e is not None:
+                return e
+        return None
+
+    def scan(self, table: EntryKind, start: Bound, end: Bound, version: int, reverse: bool,
+             chunk: int) -> Iterator[RawEntry]:
+        """Merged scan across tiers, registered with the scan epochs while it runs."""
+        epoch = self.epochs.enter()
+        try:
+            yield from MergedScan(self.tiers, table, start, end, version, reverse, chunk)
+        finally:
+            self.epochs.exit(epoch)
+
+    def history(self, table: EntryKind, key: bytes) -> list[tuple[int, bytes | None]]:
+        """Every stored version of ``key`` across tiers, newest first (deduplicated)."""
+        if len(self.tiers) == 1:
+            return self.tiers[0].get_all_versions(table, key)
+        seen: dict[int, bytes | None] = {}
+        for tier in self.tiers:
+            for v, val in tier.get_all_versions(table, key):
+                seen.setdefault(v, val)
+        return sorted(seen.items(), key=lambda kv: kv[0], reverse=True)
+
+    def tables(self) -> list[EntryKind]:
+        out: set[EntryKind] = set()
+        for t in self.tiers:
+            out.update(t.tables())
+        return sorted(out)
+
+    def stats(self) -> dict[str, Any]:
+        return {t.name: t.stats() for t in self.tiers}

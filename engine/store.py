@@ -1,0 +1,613 @@
+"""The store: the facade that wires MVCC, the router, the tiers and the drop worker.
+
+See DESIGN.md section 6 for the API. A store has a :class:`~engine.router.Layout` (which
+tiers exist), a version oracle and commit lock, a commit log when the hot tier fronts a
+durable store, a registry of live read points, durable pins and a time index.
+
+Commit path (one step under the commit lock): conflict check, version allocation, commit-log
+append (or the warm tier's own WAL when warm is the first tier), apply to the first tier,
+registration in the conflict window, then publication of :attr:`Store.version`. A
+``"sync"`` commit then waits for the group fsync outside the lock.
+
+Notes: thread safety
+    A store is shared by any number of threads. Readers never take the commit lock.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import struct
+import threading
+import time
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from .drop_worker.retention import Retention
+from .errors import (
+    ClosedError,
+    CorruptionError,
+    FormatError,
+    FutureVersionError,
+    HistoryUnavailable,
+    InvalidKeyError,
+    LockedError,
+    StorageIOError,
+)
+from .mvcc.commitlog import DURABILITY_MODES, CommitLog
+from .mvcc.oracle import Oracle, TableKey
+from .mvcc.pins import PinStore, atomic_write, check_pin_name
+from .mvcc.readpoints import ReadPoints
+from .mvcc.snapshot import Snapshot
+from .mvcc.timeindex import TimeIndex
+from .mvcc.transaction import ISOLATION_LEVELS, Transaction, check_table, range_bounds
+from .router.layout import Layout
+from .router.reader import MergedScan, Router
+from .tiers.base import DEFAULT_BATCH_SIZE, TierStorage
+from .tiers.hot import HotTier
+from .types import Bound, EntryKind, RangeBatch, RangeCursor, RawEntry, as_bytes, check_version
+
+__all__ = ["Store", "open"]
+
+log = logging.getLogger("tierdb.store")
+
+MARKER_NAME = "TIERDB"
+MARKER_MAGIC = b"TIERDBST"
+STORE_FORMAT_VERSION = 1
+# magic, format version, payload length, crc32 of payload
+MARKER_HEADER = struct.Struct("<8sIII")
+assert MARKER_HEADER.size == 20
+VERSION_META = b"store.version"      # warm-first layouts: newest committed version
+FLUSHED_META = b"store.flushed"      # hot-fronted layouts: every version <= this is in warm
+U64 = struct.Struct(">Q")
+
+
+def _read_marker(path: Path) -> dict[str, Any]:
+    p = path / MARKER_NAME
+    data = p.read_bytes()
+    if len(data) < MARKER_HEADER.size:
+        raise FormatError("store marker file is truncated", path=p, offset=0)
+    magic, fmt, length, crc = MARKER_HEADER.unpack_from(data, 0)
+    if magic != MARKER_MAGIC:
+        raise FormatError(f"{path} is not a tierdb store (bad marker)", path=p, offset=0)
+    if fmt > STORE_FORMAT_VERSION:
+        raise FormatError(
+            f"store format {fmt} is newer than this tierdb supports ({STORE_FORMAT_VERSION}); "
+            "upgrade tierdb", path=p, offset=0)
+    body = data[MARKER_HEADER.size:]
+    if len(body) != length or zlib.crc32(body) != crc:
+        raise CorruptionError("store marker fails its checksum", path=p, offset=MARKER_HEADER.size)
+    meta: dict[str, Any] = json.loads(body)
+    return meta
+
+
+def _write_marker(path: Path, meta: dict[str, Any]) -> None:
+    body = json.dumps(meta, sort_keys=True, separators=(",", ":")).encode()
+    atomic_write(path / MARKER_NAME,
+                 MARKER_HEADER.pack(MARKER_MAGIC, STORE_FORMAT_VERSION, len(body), zlib.crc32(body)) + body)
+
+
+class Store:
+    """A versioned key-value store. Create one with :func:`engine.open`."""
+
+    def __init__(self, path: str | os.PathLike[str] | None = None, *,
+                 layout: Layout | str | None = None, retention: Retention | None = None,
+                 durability: str = "normal", max_txn_entries: int = 1_000_000,
+                 max_txn_bytes: int = 1 << 30, conflict_window: int = 10_000) -> None:
+        if durability not in DURABILITY_MODES:
+            raise ValueError(f"durability must be one of {', '.join(DURABILITY_MODES)}, got {durability!r}")
+        if retention is None:
+            retention = Retention()
+        elif not isinstance(retention, Retention):
+            raise TypeError(f"retention must be an engine.Retention, got {type(retention).__name__}")
+        self.durability = durability
+        self.retention = retention
+        self.max_txn_entries = max_txn_entries
+        self.max_txn_bytes = max_txn_bytes
+        self._closed = True
+        self._lock_fd: int | None = None
+        self._commit_lock = threading.Lock()
+        self._readpoints = ReadPoints()
+        self._log: CommitLog | None = None
+        self.path: Path | None = None if path is None else Path(path)
+        self.recovery: dict[str, Any] = {}
+        self._tiers: list[TierStorage] = []
+        try:
+            self._open(layout)
+        except BaseException:
+            self._release_resources()
+            raise
+        self._closed = False
+
+    # -- opening -----------------------------------------------------------------------
+
+    def _open(self, layout_arg: Layout | str | None) -> None:
+        path = self.path
+        if isinstance(layout_arg, str):
+            layout_arg = Layout.parse(layout_arg)
+        elif layout_arg is not None and not isinstance(layout_arg, Layout):
+            raise TypeError(f"layout must be an engine.Layout or a preset name, got {type(layout_arg).__name__}")
+        if path is None:
+            layout = layout_arg or Layout.parse("memory")
+            if layout.tiers != ("hot",):
+                raise ValueError(f"layout {layout.name!r} needs a path; engine.open(None) is memory only")
+            self.layout = layout
+            self._tiers = [HotTier()]
+            self._pins = PinStore(None)
+            self._time = TimeIndex(None)
+            self._finish_open(0)
+            return
+        self._open_dir(path, layout_arg)
+
+    def _open_dir(self, path: Path, layout_arg: Layout | None) -> None:
+        if path.exists() and not path.is_dir():
+            raise FormatError(f"{path} is a file, not a tierdb store directory", path=path)
+        fresh = not (path / MARKER_NAME).exists()
+        if fresh and path.exists() and any(p.name != "LOCK" for p in path.iterdir()):
+            raise FormatError(
+                f"{path} is not empty and is not a tierdb store (no {MARKER_NAME} marker); "
+                "choose an empty or new directory", path=path)
+        meta: dict[str, Any] = {}
+        if not fresh:
+            meta = _read_marker(path)
+        path.mkdir(parents=True, exist_ok=True)
+        self._lock_fd = os.open(path / "LOCK", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise LockedError(f"store {path} is already open (another process or another Store in this one); close it there first") from None
+        if fresh:
+            layout = layout_arg or Layout()
+            _write_marker(path, {"format": STORE_FORMAT_VERSION, "layout": layout.name,
+                                 "created": time.time()})
+        else:
+            stored = meta.get("layout")
+            layout = layout_arg or Layout.parse(str(stored))
+            if stored != layout.name:
+                raise ValueError(
+                    f"store {path} was created with layout {stored!r}; open it with that layout "
+                    f"(or none) rather than {layout.name!r}")
+        self.layout = layout
+        self._tiers = self._make_tiers(path, layout)
+        self._pins = PinStore(path / "PINS")
+        self._time = TimeIndex(path / "TIME")
+        recovered = self._recover(path, layout)
+        self._finish_open(recovered)
+
+    def _make_tiers(self, path: Path, layout: Layout) -> list[TierStorage]:
+        tiers: list[TierStorage] = []
+        for name in layout.tiers:
+            if name == "hot":
+                tiers.append(HotTier())
+            elif name == "warm":
+                from .tiers.warm import WarmTier
+                tiers.append(WarmTier(path / "warm", block_cache_bytes=layout.warm_cache_bytes,
+                                      bloom_bits_per_key=layout.bloom_bits_per_key,
+                                      write_buffer_size=layout.warm_write_buffer_bytes,
+                                      sync_writes=self.durability == "sync"))
+            elif name == "cold":
+                from .tiers.cold import ColdTier
+                tiers.append(ColdTier(path / "cold", block_size=layout.block_size,
+                                      zstd_level=layout.zstd_level, cache_bytes=layout.cold_cache_bytes,
+                                      bloom_bits_per_key=layout.bloom_bits_per_key))
+        return tiers
+
+    def _warm(self) -> Any:
+        for t in self._tiers:
+            if t.name == "warm":
+                return t
+        return None
+
+    def _recover(self, path: Path, layout: Layout) -> int:
+        version = 0
+        warm = self._warm()
+        flushed = 0
+        if warm is not None:
+            raw = warm.get_meta(VERSION_META)
+            if raw is not None:
+                version = U64.unpack(raw)[0]
+            raw = warm.get_meta(FLUSHED_META)
+            if raw is not None:
+                flushed = U64.unpack(raw)[0]
+                version = max(version, flushed)
+        if layout.has_hot:
+            self._log = CommitLog(path / "log", self.durability)
+            hot = self._tiers[0]
+            replayed = 0
+            for rec in self._log.recover():
+                self._time.record(rec.version, rec.timestamp)
+                if rec.version > flushed:
+                    hot.set(rec.version, rec.batches)
+                    replayed += 1
+                version = max(version, rec.version)
+            rep = self._log.recovery
+            self.recovery = {"records": rep.records, "replayed": replayed, "torn_tail": rep.torn_tail,
+                             "flushed": flushed}
+            if rep.torn_tail:
+                log.warning("store %s: recovered with a torn commit-log tail %s", path, rep.torn_tail)
+        else:
+            self.recovery = {"records": 0, "replayed": 0, "torn_tail": None, "flushed": flushed}
+        self.recovery["version"] = version
+        return version
+
+    def _finish_open(self, version: int) -> None:
+        self._version = version
+        self._oracle = Oracle(version + 1)
+        self._router = Router(self._tiers)
+        first = self._tiers[0]
+        self._first = first
+        self._single = len(self._tiers) == 1
+        self._lookup_first = first.lookup
+        self._get_first = first.get
+        self._warm_first = first.name == "warm"
+
+    # -- helpers -----------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ClosedError("store is closed; open it again with engine.open()")
+
+    def history_floor(self) -> int:
+        """The lowest version every read may use (0 = all history kept)."""
+        return self.retention.floor(self._version, self._time.version_at)
+
+    def _retained(self, version: int) -> bool:
+        if version in self._pins.versions():
+            return True
+        return version in self._readpoints.versions()
+
+    def _read_version(self, version: object) -> int:
+        """Validate a read version (None = latest). Raises Future/HistoryUnavailable."""
+        if version is None:
+            return self._version
+        v = check_version(version)
+        current = self._version
+        if v > current:
+            raise FutureVersionError(
+                f"version {v} is in the future: the newest committed version is {current}")
+        if not self.retention.keeps_everything and v < current:
+            floor = self.history_floor()
+            if v < floor and not self._retained(v):
+                raise HistoryUnavailable(
+                    f"version {v} is below the history floor {floor} and is not pinned; "
+                    f"read at {floor} or later, or pin versions you need with store.pin()")
+        return v
+
+    def _lookup(self, table: EntryKind, key: bytes, version: int) -> RawEntry | None:
+        if self._single:
+            return self._lookup_first(table, key, version)
+        return self._router.lookup(table, key, version)
+
+    def _scan(self, table: EntryKind, lo: Bound, hi: Bound, version: int, reverse: bool,
+              chunk: int = DEFAULT_BATCH_SIZE) -> Iterator[RawEntry]:
+        return self._router.scan(table, lo, hi, version, reverse, chunk)
+
+    # -- public reads ------------------------------------------------------------------
+
+    @property
+    def version(self) -> int:
+        """The newest committed and visible version (0 before the first commit)."""
+        return self._version
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def get(self, table: EntryKind, key: bytes, version: int | None = None) -> bytes | None:
+        """The value of ``key`` as of ``version`` (None = latest); None if absent or deleted.
+
+        Complexity: O(1) in the hot tier at the latest version; one probe per tier below.
+        Raises: FutureVersionError, HistoryUnavailable, InvalidKeyError, ClosedError.
+        """
+        if self._closed:
+            raise ClosedError("store is closed; open it again with engine.open()")
+        if table.__class__ is not EntryKind:
+            check_table(table)
+        if type(key) is not bytes:
+            key = as_bytes(key)
+        v = self._version if version is None else self._read_version(version)
+        if self._single:
+            return self._get_first(table, key, v)
+        e = self._router.lookup(table, key, v)
+        return None if e is None else e.value
+
+    def contains(self, table: EntryKind, key: bytes, version: int | None = None) -> bool:
+        return self.get(table, key, version) is not None
+
+    def range(self, table: EntryKind, start: Any = None, end: Any = None, *,
+              version: int | None = None, reverse: bool = False, prefix: Any = None,
+              batch_size: int = DEFAULT_BATCH_SIZE) -> Iterator[tuple[bytes, bytes]]:
+        """Iterate ``(key, value)`` with ``start <= key < end`` as of ``version``.
+
+        ``start``/``end`` may be :class:`Bound` objects to choose inclusivity; ``prefix``
+        restricts to keys starting with it. Deleted keys are skipped. The read version is
+        fixed when the call is made and held (against GC) until the iterator is exhausted
+        or closed.
+        """
+        self._check_open()
+        t = check_table(table)
+        lo, hi = range_bounds(start, end, prefix)
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        v = self._read_version(version)
+        token = self._readpoints.acquire(v)
+        return self._range_iter(t, lo, hi, v, reverse, batch_size, token)
+
+    def _range_iter(self, table: EntryKind, lo: Bound, hi: Bound, version: int, reverse: bool,
+                    chunk: int, token: int) -> Iterator[tuple[bytes, bytes]]:
+        try:
+            for e in self._router.scan(table, lo, hi, version, reverse, chunk):
+                if e.value is not None:
+                    yield e.key, e.value
+        finally:
+            self._readpoints.release(token)
+
+    def range_next(self, table: EntryKind, cursor: RangeCursor, start: Any = None, end: Any = None,
+                   version: int | None = None, batch_size: int = DEFAULT_BATCH_SIZE, *,
+                   reverse: bool = False) -> RangeBatch:
+        """One page of a range scan, resumable from ``cursor`` (tier-shaped paging).
+
+        Returns up to ``batch_size`` live entries (deleted keys are skipped) and advances
+        ``cursor``; ``has_more`` is False (and ``cursor.exhausted`` True) at the end.
+        """
+        self._check_open()
+        t = check_table(table)
+        if not isinstance(cursor, RangeCursor):
+            raise InvalidKeyError(f"cursor must be a RangeCursor, got {type(cursor).__name__}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        lo, hi = range_bounds(start, end, None)
+        if cursor.exhausted:
+            return RangeBatch.empty()
+        v = self._read_version(version)
+        if cursor.last_key is not None:
+            if reverse:
+                hi = Bound.excluded(cursor.last_key)
+            else:
+                lo = Bound.excluded(cursor.last_key)
+        token = self._readpoints.acquire(v)
+        out: list[RawEntry] = []
+        has_more = False
+        try:
+            it = self._router.scan(t, lo, hi, v, reverse, batch_size + 1)
+            try:
+                for e in it:
+                    if e.value is None:
+                        continue
+                    if len(out) == batch_size:
+                        has_more = True
+                        break
+                    out.append(e)
+            finally:
+                it.close()  # type: ignore[attr-defined]
+        finally:
+            self._readpoints.release(token)
+        if out:
+            cursor.last_key = out[-1].key
+        if not has_more:
+            cursor.exhausted = True
+        return RangeBatch(out, has_more)
+
+    def history(self, table: EntryKind, key: bytes) -> list[tuple[int, bytes | None]]:
+        """Every retained version of ``key`` as ``(version, value or None)``, newest first."""
+        self._check_open()
+        t = check_table(table)
+        k = key if type(key) is bytes else as_bytes(key)
+        current = self._version
+        return [(v, val) for v, val in self._router.history(t, k) if v <= current]
+
+    def snapshot(self, version: int | None = None) -> Snapshot:
+        """A read-only view at ``version`` (None = latest), retained until closed."""
+        self._check_open()
+        v = self._version if version is None else check_version(version)
+        token = self._readpoints.acquire(v)
+        try:
+            self._read_version(v)
+        except BaseException:
+            self._readpoints.release(token)
+            raise
+        return Snapshot(self, v, token)
+
+    # -- transactions ------------------------------------------------------------------
+
+    def begin(self, isolation: str = "serializable", *, durability: str | None = None) -> Transaction:
+        """Start an optimistic transaction reading at the current version.
+
+        ``isolation``: ``"serializable"`` (default) or ``"snapshot"`` (write-write only).
+        ``durability``: override the store's mode for this commit (``"sync"`` waits for fsync).
+        """
+        self._check_open()
+        if isolation not in ISOLATION_LEVELS:
+            raise ValueError(f"isolation must be one of {', '.join(ISOLATION_LEVELS)}, got {isolation!r}")
+        if durability is not None and durability not in DURABILITY_MODES:
+            raise ValueError(f"durability must be one of {', '.join(DURABILITY_MODES)}, got {durability!r}")
+        v = self._version
+        return Transaction(self, v, isolation, durability, self._readpoints.acquire(v))
+
+    def _commit(self, tx: Transaction) -> int:
+        writes = tx._writes
+        serializable = tx.isolation == "serializable"
+        oracle = self._oracle
+        if not writes:
+            if serializable and (tx._reads or tx._ranges or tx._read_all):
+                with self._commit_lock:
+                    self._check_open()
+                    oracle.check(tx.read_version, (), tx._reads, tx._ranges, tx._read_all, True)
+            return tx.read_version
+        batches: dict[EntryKind, list[tuple[bytes, bytes | None]]] = {}
+        for (table, key), value in writes.items():
+            rows = batches.get(table)
+            if rows is None:
+                rows = batches[table] = []
+            rows.append((key, value))
+        durability = tx.durability or self.durability
+        end = 0
+        with self._commit_lock:
+            self._check_open()
+            oracle.check(tx.read_version, writes.keys(), tx._reads, tx._ranges, tx._read_all, serializable)
+            version = oracle.next_version
+            ts = time.time()
+            if self._log is not None:
+                end = self._log.append(version, ts, batches)
+            if self._warm_first:
+                self._first.set(version, batches, sync=durability == "sync",  # type: ignore[call-arg]
+                                meta={VERSION_META: U64.pack(version)})
+            else:
+                self._first.set(version, batches)
+            oracle.allocate()
+            oracle.register(version, frozenset(writes))
+            self._time.record(version, ts)
+            self._version = version
+        if durability == "sync" and self._log is not None:
+            self._log.sync_to(end)
+        return version
+
+    # -- pins --------------------------------------------------------------------------
+
+    def pin(self, version: int, name: str) -> None:
+        """Keep ``version`` readable under ``name`` until :meth:`unpin` (durable)."""
+        self._check_open()
+        n = check_pin_name(name)
+        v = check_version(version)
+        token = self._readpoints.acquire(v)
+        try:
+            self._read_version(v)
+            self._pins.set(n, v)
+        finally:
+            self._readpoints.release(token)
+
+    def unpin(self, name: str) -> bool:
+        """Release a pin; True if it existed."""
+        self._check_open()
+        return self._pins.remove(check_pin_name(name))
+
+    def pins(self) -> dict[str, int]:
+        """Every pin as ``{name: version}``."""
+        self._check_open()
+        return self._pins.all()
+
+    # -- time --------------------------------------------------------------------------
+
+    def version_at(self, timestamp: float) -> int:
+        """The version that was current at wall-clock ``timestamp`` (0 if before the first)."""
+        self._check_open()
+        return self._time.version_at(float(timestamp))
+
+    def commit_time(self, version: int) -> float | None:
+        """Wall-clock time of ``version``'s commit (millisecond resolution), if known."""
+        self._check_open()
+        return self._time.time_of(check_version(version))
+
+    # -- maintenance -------------------------------------------------------------------
+
+    def flush(self) -> dict[str, Any]:
+        """Make buffered commits durable (and, in tiered layouts, move hot -> warm)."""
+        self._check_open()
+        if self._log is not None:
+            self._log.flush(sync=True)
+        self._time.flush()
+        return {"moved_versions": 0}
+
+    def demote(self) -> dict[str, Any]:
+        """Move old versions warm -> cold (no-op without a cold tier)."""
+        self._check_open()
+        return {"moved_versions": 0}
+
+    def gc(self) -> dict[str, Any]:
+        """Run one garbage-collection pass; return what it removed."""
+        self._check_open()
+        return {"removed_versions": 0, "removed_bytes": {}}
+
+    def compact(self) -> dict[str, Any]:
+        """Compact the persistent tiers."""
+        self._check_open()
+        return {}
+
+    def check(self) -> dict[str, Any]:
+        """Verify every tier's invariants and band order. Raises CorruptionError."""
+        self._check_open()
+        for t in self._tiers:
+            t.check()
+        return {"ok": True, "tiers": [t.name for t in self._tiers]}
+
+    def stats(self) -> dict[str, Any]:
+        """Per-tier counts and bytes, plus store-level figures."""
+        self._check_open()
+        out: dict[str, Any] = {
+            "version": self._version,
+            "layout": self.layout.name,
+            "durability": self.durability,
+            "tiers": self._router.stats(),
+            "read_points": len(self._readpoints),
+            "pins": len(self._pins.all()),
+            "history_floor": self.history_floor(),
+        }
+        if self._log is not None:
+            out["commit_log_bytes"] = self._log.size_bytes()
+        return out
+
+    def tables(self) -> list[EntryKind]:
+        """Every table that holds data in any tier."""
+        self._check_open()
+        return self._router.tables()
+
+    # -- closing -----------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Flush and release everything. Idempotent; later calls raise ClosedError."""
+        if self._closed:
+            return
+        with self._commit_lock:
+            self._closed = True
+        self._release_resources()
+
+    def _release_resources(self) -> None:
+        errors: list[BaseException] = []
+        if self._log is not None:
+            try:
+                self._log.close()
+            except OSError as exc:
+                errors.append(exc)
+        tm = getattr(self, "_time", None)
+        if tm is not None:
+            try:
+                tm.close()
+            except OSError as exc:
+                errors.append(exc)
+        for t in self._tiers:
+            t.close()
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+        if errors:
+            raise StorageIOError(f"errors while closing the store: {errors}")
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        where = "memory" if self.path is None else str(self.path)
+        return f"<tierdb.Store {where} layout={self.layout.name if hasattr(self, 'layout') else '?'} version={getattr(self, '_version', 0)}{' closed' if self._closed else ''}>"
+
+
+def open(path: str | os.PathLike[str] | None = None, *, layout: Layout | str | None = None,
+         retention: Retention | None = None, durability: str = "normal",
+         **options: Any) -> Store:
+    """Open (or create) a store.
+
+    ``engine.open(None)`` is memory only. With a path, the default layout is hot + warm + cold
+    (an existing store reopens with the layout it was created with).
+
+    Raises:
+        FormatError: ``path`` is not a tierdb store or was written by a newer tierdb.
+        LockedError: another process has the store open.
+        CorruptionError: the commit log has a damaged record before its tail.
+    """
+    return Store(path, layout=layout, retention=retention, durability=durability, **options)
