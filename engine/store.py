@@ -108,6 +108,7 @@ class Store:
         self.retention = retention
         self.max_txn_entries = max_txn_entries
         self.max_txn_bytes = max_txn_bytes
+        self._conflict_window = conflict_window
         self._closed = True
         self._lock_fd: int | None = None
         self._commit_lock = threading.Lock()
@@ -236,7 +237,7 @@ class Store:
 
     def _finish_open(self, version: int) -> None:
         self._version = version
-        self._oracle = Oracle(version + 1)
+        self._oracle = Oracle(version + 1, window_commits=self._conflict_window)
         self._router = Router(self._tiers)
         first = self._tiers[0]
         self._first = first
