@@ -46,7 +46,8 @@ from .mvcc.snapshot import Snapshot
 from .mvcc.timeindex import TimeIndex
 from .mvcc.transaction import ISOLATION_LEVELS, Transaction, check_table, range_bounds
 from .router.layout import Layout
-from .router.reader import MergedScan, Router
+from .router.movement import Mover, check_band_order
+from .router.reader import Router
 from .tiers.base import DEFAULT_BATCH_SIZE, TierStorage
 from .tiers.hot import HotTier
 from .types import Bound, EntryKind, RangeBatch, RangeCursor, RawEntry, as_bytes, check_version
@@ -245,6 +246,12 @@ class Store:
         self._lookup_first = first.lookup
         self._get_first = first.get
         self._warm_first = first.name == "warm"
+        self._hot_budget_check = 0
+        log_ = self._log
+        self._mover = Mover(self._router, self.layout, lambda: self._version,
+                            None if log_ is None else (lambda w: log_.truncate_through(w, self._version)))
+        if self.path is not None:
+            self._mover.start()
 
     # -- helpers -----------------------------------------------------------------------
 
@@ -465,6 +472,12 @@ class Store:
             self._version = version
         if durability == "sync" and self._log is not None:
             self._log.sync_to(end)
+        if self._mover.can_flush:
+            self._hot_budget_check += 1
+            if self._hot_budget_check >= 64:
+                self._hot_budget_check = 0
+                if self._first.bytes > self.layout.hot_bytes:  # type: ignore[attr-defined]
+                    self._mover.kick()
         return version
 
     # -- pins --------------------------------------------------------------------------
@@ -505,18 +518,34 @@ class Store:
 
     # -- maintenance -------------------------------------------------------------------
 
-    def flush(self) -> dict[str, Any]:
-        """Make buffered commits durable (and, in tiered layouts, move hot -> warm)."""
+    def flush(self, watermark: int | None = None, *, progress: Any = None) -> dict[str, Any]:
+        """Make buffered commits durable and move hot versions <= ``watermark`` to warm.
+
+        ``watermark`` defaults to :attr:`version` (everything committed). Without a warm tier
+        only the durability part applies. Returns ``{"moved_versions", "watermark"}``.
+        """
         self._check_open()
         if self._log is not None:
             self._log.flush(sync=True)
+        warm = self._warm()
+        if warm is not None and self._warm_first:
+            warm.flush_wal(sync=True)
         self._time.flush()
-        return {"moved_versions": 0}
+        if watermark is not None:
+            check_version(watermark, "watermark")
+        return self._mover.flush(watermark, **({"progress": progress} if progress else {}))
 
-    def demote(self) -> dict[str, Any]:
-        """Move old versions warm -> cold (no-op without a cold tier)."""
+    def demote(self, cutoff: int | None = None, *, policy: str | None = None,
+               progress: Any = None) -> dict[str, Any]:
+        """Move old versions warm -> cold (no-op without a cold tier).
+
+        ``cutoff`` defaults to :attr:`version`; ``policy`` to the layout's
+        (``"history"``: move superseded versions; ``"age"``: move every version <= cutoff).
+        """
         self._check_open()
-        return {"moved_versions": 0}
+        if cutoff is not None:
+            check_version(cutoff, "cutoff")
+        return self._mover.demote(cutoff, policy, **({"progress": progress} if progress else {}))
 
     def gc(self) -> dict[str, Any]:
         """Run one garbage-collection pass; return what it removed."""
@@ -533,7 +562,8 @@ class Store:
         self._check_open()
         for t in self._tiers:
             t.check()
-        return {"ok": True, "tiers": [t.name for t in self._tiers]}
+        keys = check_band_order(self._tiers)
+        return {"ok": True, "tiers": [t.name for t in self._tiers], "band_order_keys": keys}
 
     def stats(self) -> dict[str, Any]:
         """Per-tier counts and bytes, plus store-level figures."""
@@ -546,6 +576,7 @@ class Store:
             "read_points": len(self._readpoints),
             "pins": len(self._pins.all()),
             "history_floor": self.history_floor(),
+            "movement": dict(self._mover.counters),
         }
         if self._log is not None:
             out["commit_log_bytes"] = self._log.size_bytes()
@@ -564,6 +595,7 @@ class Store:
             return
         with self._commit_lock:
             self._closed = True
+        self._mover.stop()
         self._release_resources()
 
     def _release_resources(self) -> None:
