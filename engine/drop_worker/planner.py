@@ -1,0 +1,82 @@
+"""Deciding which stored versions may be removed (DESIGN.md invariant 4).
+
+A version ``x`` of a key whose next newer version is ``y`` (or none) is needed by a read
+point ``r`` exactly when ``x <= r < y``. Retained read points are every version >= the
+history floor, every pinned version and every open snapshot or transaction. ``x`` may be
+removed only when no retained read point lies in ``[x, y)``. The newest version is always
+needed (the latest read point lies above it), except that a tombstone with nothing older
+beneath it in any tier reads exactly like "absent" and is removed too.
+
+Everything here is pure: callers pass the versions of one key, newest first.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+__all__ = ["ReadPointSet", "removable_versions", "explicit_drop_candidates"]
+
+
+@dataclass(frozen=True)
+class ReadPointSet:
+    """The retained read points at one moment: ``floor`` and above, plus ``extra`` (sorted)."""
+
+    floor: int
+    extra: tuple[int, ...] = ()
+
+    @classmethod
+    def of(cls, floor: int, extra: Sequence[int] | set[int]) -> ReadPointSet:
+        return cls(floor, tuple(sorted(v for v in set(extra) if v < floor)))
+
+    def any_in(self, lo: int, hi: int | None) -> bool:
+        """Is some retained read point r with ``lo <= r < hi`` (``hi=None``: unbounded)?"""
+        if hi is None:
+            return True  # the latest version is always a read point
+        if hi > self.floor and max(lo, self.floor) < hi:
+            return True
+        i = bisect_left(self.extra, lo)
+        return i < len(self.extra) and self.extra[i] < hi
+
+
+def removable_versions(versions: Sequence[tuple[int, bool]], points: ReadPointSet,
+                       candidates: set[int] | None = None) -> set[int]:
+    """Versions of one key that may be removed.
+
+    Args:
+        versions: ``(version, is_tombstone)`` of every stored version, newest first.
+        points: the retained read points.
+        candidates: if given, only these versions may be removed (the explicit-drop AND rule);
+            otherwise every version is a candidate.
+
+    Complexity: O(n log p) for n versions and p extra read points.
+    """
+    remove: set[int] = set()
+    kept: list[tuple[int, bool]] = []
+    newer: int | None = None
+    for v, tomb in versions:
+        if (candidates is None or v in candidates) and not points.any_in(v, newer):
+            remove.add(v)
+        else:
+            kept.append((v, tomb))
+        newer = v
+    # A tombstone with nothing beneath it answers exactly like "absent": it can go.
+    while kept and kept[-1][1] and (candidates is None or kept[-1][0] in candidates):
+        remove.add(kept.pop()[0])
+    return remove
+
+
+def explicit_drop_candidates(versions: Sequence[int], up_to_version: int | None,
+                             keep_last_versions: int | None) -> set[int]:
+    """The reference system's drop rule: a version is a candidate when **both** hold:
+    ``version < up_to_version`` and its newest-first position is ``>= keep_last_versions``.
+    An unset condition always holds. ``versions`` is newest first."""
+    out: set[int] = set()
+    for pos, v in enumerate(versions):
+        if up_to_version is not None and not v < up_to_version:
+            continue
+        if keep_last_versions is not None and pos < keep_last_versions:
+            continue
+        out.add(v)
+    return out

@@ -1,0 +1,220 @@
+"""The drop worker: finds droppable versions and removes them, on demand or in the background.
+
+Candidates are tracked as commits supersede versions (every written key becomes a
+candidate), so a pass looks only at keys that changed since the last pass; the first pass
+after opening a store scans every key once, because candidates are not persisted.
+Removal goes through :meth:`TierStorage.drop` in every tier that holds the version (hot and
+warm delete at once; cold records a durable drop and applies it physically at compaction),
+in bounded batches, under the mover's lock so a version never moves while it is being
+dropped. The commit lock is never taken.
+
+Notes: thread safety
+    :meth:`note_commit` may be called from any committing thread; passes are serialised.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+from ..errors import EngineError
+from ..tiers.base import TierStorage
+from ..types import EntryKind
+from .planner import ReadPointSet, explicit_drop_candidates, removable_versions
+
+__all__ = ["DropWorker"]
+
+log = logging.getLogger("tierdb.gc")
+
+PASS_BATCH_KEYS = 1024
+MAX_TRACKED_CANDIDATES = 2_000_000
+
+
+class DropWorker:
+    """Garbage collection of old versions for one store (see module docstring)."""
+
+    def __init__(self, tiers: list[TierStorage], move_lock: threading.Lock,
+                 read_points: Callable[[], ReadPointSet], interval: float = 10.0) -> None:
+        self.tiers = tiers
+        self._move_lock = move_lock
+        self._read_points = read_points
+        self._lock = threading.Lock()
+        self._pass_lock = threading.Lock()
+        self._candidates: dict[EntryKind, set[bytes]] = {}
+        self._full_scan = True
+        self._interval = interval
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.counters: dict[str, Any] = {"passes": 0, "removed_versions": 0, "removed_bytes": 0,
+                                         "background_errors": 0, "last_error": None}
+
+    # -- candidates --------------------------------------------------------------------
+
+    def note_commit(self, batches: dict[EntryKind, list[tuple[bytes, bytes | None]]]) -> None:
+        """Remember the keys a commit wrote: their older versions may now be droppable."""
+        with self._lock:
+            if self._full_scan:
+                return
+            for table, rows in batches.items():
+                s = self._candidates.get(table)
+                if s is None:
+                    s = self._candidates[table] = set()
+                s.update(k for k, _ in rows)
+            if sum(len(s) for s in self._candidates.values()) > MAX_TRACKED_CANDIDATES:
+                self._candidates.clear()
+                self._full_scan = True  # cheaper to rescan than to track without bound
+
+    def pending(self) -> int:
+        with self._lock:
+            return sum(len(s) for s in self._candidates.values())
+
+    def _take_candidates(self) -> tuple[bool, dict[EntryKind, set[bytes]]]:
+        with self._lock:
+            full, cands = self._full_scan, self._candidates
+            self._full_scan, self._candidates = False, {}
+            return full, cands
+
+    def _all_keys(self) -> Iterator[tuple[EntryKind, bytes]]:
+        tables: set[EntryKind] = set()
+        for t in self.tiers:
+            tables.update(t.tables())
+        for table in sorted(tables):
+            seen: set[bytes] = set()
+            for t in self.tiers:
+                last = None
+                for e in t.iter_versions(table):
+                    if e.key != last and e.key not in seen:
+                        seen.add(e.key)
+                        yield table, e.key
+                    last = e.key
+
+    # -- one pass ----------------------------------------------------------------------
+
+    def run_pass(self, progress: Callable[[int, int | None], None] | None = None) -> dict[str, Any]:
+        """Remove every version no retained read point needs among the candidate keys.
+
+        Returns ``{"removed_versions", "removed_bytes": {tier: bytes}, "keys_examined"}``.
+        """
+        with self._pass_lock:
+            full, cands = self._take_candidates()
+            points = self._read_points()
+            if full:
+                keys: Iterable[tuple[EntryKind, bytes]] = self._all_keys()
+                total = None
+            else:
+                keys = [(t, k) for t, ks in cands.items() for k in sorted(ks)]
+                total = len(keys)
+            removed = 0
+            by_tier: dict[str, int] = {t.name: 0 for t in self.tiers}
+            examined = 0
+            try:
+                batch: list[tuple[EntryKind, bytes]] = []
+                for tk in keys:
+                    batch.append(tk)
+                    if len(batch) >= PASS_BATCH_KEYS:
+                        removed += self._drop_keys(batch, points, None, by_tier)
+                        examined += len(batch)
+                        batch = []
+                        if progress:
+                            progress(examined, total)
+                if batch:
+                    removed += self._drop_keys(batch, points, None, by_tier)
+                    examined += len(batch)
+                    if progress:
+                        progress(examined, total)
+            except BaseException:
+                with self._lock:
+                    self._full_scan = True  # unfinished: look at everything next time
+                raise
+            self.counters["passes"] += 1
+            self.counters["removed_versions"] += removed
+            self.counters["removed_bytes"] += sum(by_tier.values())
+            return {"removed_versions": removed, "removed_bytes": by_tier, "keys_examined": examined,
+                    "floor": points.floor}
+
+    def drop_explicit(self, requests: list[tuple[EntryKind, bytes, int | None, int | None, bool]]) -> int:
+        """Apply ``tx.drop`` requests: (table, key, up_to_version, keep_last_versions, force)."""
+        if not requests:
+            return 0
+        points = self._read_points()
+        by_tier: dict[str, int] = {t.name: 0 for t in self.tiers}
+        removed = 0
+        with self._pass_lock:
+            for table, key, up_to, keep, force in requests:
+                rule = (up_to, keep, force)
+                removed += self._drop_keys([(table, key)], points, rule, by_tier)
+        self.counters["removed_versions"] += removed
+        self.counters["removed_bytes"] += sum(by_tier.values())
+        return removed
+
+    def _drop_keys(self, keys: list[tuple[EntryKind, bytes]], points: ReadPointSet,
+                   rule: tuple[int | None, int | None, bool] | None, by_tier: dict[str, int]) -> int:
+        removed = 0
+        with self._move_lock:
+            per_tier: list[dict[EntryKind, list[tuple[bytes, int]]]] = [{} for _ in self.tiers]
+            for table, key in keys:
+                held = [t.get_all_versions(table, key) for t in self.tiers]
+                merged: dict[int, bool] = {}
+                for rows in held:
+                    for v, val in rows:
+                        merged.setdefault(v, val is None)
+                if not merged:
+                    continue
+                versions = sorted(merged.items(), reverse=True)
+                if rule is None:
+                    if len(versions) == 1 and not versions[0][1]:
+                        continue  # a single live version is always needed
+                    gone = removable_versions(versions, points)
+                else:
+                    up_to, keep, force = rule
+                    cands = explicit_drop_candidates([v for v, _ in versions], up_to, keep)
+                    if force:
+                        gone = cands
+                    else:
+                        gone = removable_versions(versions, points, cands)
+                if not gone:
+                    continue
+                removed += len(gone)
+                for i, rows in enumerate(held):
+                    mine = [(key, v) for v, val in rows if v in gone]
+                    if mine:
+                        per_tier[i].setdefault(table, []).extend(mine)
+                        by_tier[self.tiers[i].name] += sum(
+                            len(key) + (len(val) if val is not None else 0) for v, val in rows if v in gone)
+            for tier, drops in zip(self.tiers, per_tier):
+                if drops:
+                    tier.drop(drops)
+        return removed
+
+    # -- background --------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._thread is None and self._interval > 0:
+            self._thread = threading.Thread(target=self._run, name="tierdb-gc", daemon=True)
+            self._thread.start()
+
+    def kick(self) -> None:
+        self._wake.set()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self._interval)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
+            try:
+                self.run_pass()
+            except (EngineError, OSError) as exc:
+                self.counters["background_errors"] += 1
+                self.counters["last_error"] = f"{type(exc).__name__}: {exc}"
+                log.warning("background GC pass failed (will retry): %s", exc)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
