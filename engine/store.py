@@ -27,7 +27,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from .drop_worker.planner import ReadPointSet
 from .drop_worker.retention import Retention
+from .drop_worker.worker import DropWorker
 from .errors import (
     ClosedError,
     CorruptionError,
@@ -98,7 +100,8 @@ class Store:
     def __init__(self, path: str | os.PathLike[str] | None = None, *,
                  layout: Layout | str | None = None, retention: Retention | None = None,
                  durability: str = "normal", max_txn_entries: int = 1_000_000,
-                 max_txn_bytes: int = 1 << 30, conflict_window: int = 10_000) -> None:
+                 max_txn_bytes: int = 1 << 30, conflict_window: int = 10_000,
+                 gc_interval: float = 10.0) -> None:
         if durability not in DURABILITY_MODES:
             raise ValueError(f"durability must be one of {', '.join(DURABILITY_MODES)}, got {durability!r}")
         if retention is None:
@@ -110,6 +113,7 @@ class Store:
         self.max_txn_entries = max_txn_entries
         self.max_txn_bytes = max_txn_bytes
         self._conflict_window = conflict_window
+        self._gc_interval = gc_interval
         self._closed = True
         self._lock_fd: int | None = None
         self._commit_lock = threading.Lock()
@@ -140,6 +144,7 @@ class Store:
             self.layout = layout
             self._tiers = [HotTier()]
             self._pins = PinStore(None)
+            self._policies = PinStore(None)
             self._time = TimeIndex(None)
             self._finish_open(0)
             return
@@ -176,6 +181,7 @@ class Store:
         self.layout = layout
         self._tiers = self._make_tiers(path, layout)
         self._pins = PinStore(path / "PINS")
+        self._policies = PinStore(path / "POLICIES")
         self._time = TimeIndex(path / "TIME")
         recovered = self._recover(path, layout)
         self._finish_open(recovered)
@@ -250,8 +256,15 @@ class Store:
         log_ = self._log
         self._mover = Mover(self._router, self.layout, lambda: self._version,
                             None if log_ is None else (lambda w: log_.truncate_through(w, self._version)))
+        self._track_gc = not self.retention.keeps_everything
+        self._gc = DropWorker(self._tiers, self._mover._move_lock, self._retained_points,
+                              interval=self._gc_interval)
+        if not self._track_gc:
+            self._gc._full_scan = True
         if self.path is not None:
             self._mover.start()
+            if self._track_gc:
+                self._gc.start()
 
     # -- helpers -----------------------------------------------------------------------
 
@@ -263,13 +276,23 @@ class Store:
         """The lowest version every read may use (0 = all history kept)."""
         return self.retention.floor(self._version, self._time.version_at)
 
-    def _retained(self, version: int) -> bool:
+    def _retained_points(self) -> ReadPointSet:
+        extra = self._pins.versions() | set(self._readpoints.versions())
+        return ReadPointSet.of(self.history_floor(), extra)
+
+    def _retained(self, version: int, own_hold: bool = False) -> bool:
+        """Is ``version`` a pinned or held read point (not counting the caller's own hold)?"""
         if version in self._pins.versions():
             return True
-        return version in self._readpoints.versions()
+        return self._readpoints.count(version) > (1 if own_hold else 0)
 
-    def _read_version(self, version: object) -> int:
-        """Validate a read version (None = latest). Raises Future/HistoryUnavailable."""
+    def _read_version(self, version: object, table: EntryKind | None = None,
+                      own_hold: bool = False) -> int:
+        """Validate a read version (None = latest). Raises Future/HistoryUnavailable.
+
+        ``own_hold``: the caller already holds ``version`` as a read point; that hold does
+        not count as a reason to keep the version.
+        """
         if version is None:
             return self._version
         v = check_version(version)
@@ -277,9 +300,14 @@ class Store:
         if v > current:
             raise FutureVersionError(
                 f"version {v} is in the future: the newest committed version is {current}")
+        if table is not None and v < current and self._policies.all() \
+                and str(table) in self._policies.all() and not self._retained(v, own_hold):
+            raise HistoryUnavailable(
+                f"table {table} keeps only its latest versions (set_table_policy); version {v} "
+                f"is not retained: read at {current}, or pin versions you need with store.pin()")
         if not self.retention.keeps_everything and v < current:
             floor = self.history_floor()
-            if v < floor and not self._retained(v):
+            if v < floor and not self._retained(v, own_hold):
                 raise HistoryUnavailable(
                     f"version {v} is below the history floor {floor} and is not pinned; "
                     f"read at {floor} or later, or pin versions you need with store.pin()")
@@ -317,10 +345,20 @@ class Store:
             check_table(table)
         if type(key) is not bytes:
             key = as_bytes(key)
-        v = self._version if version is None else self._read_version(version)
-        if self._single:
-            return self._get_first(table, key, v)
-        e = self._router.lookup(table, key, v)
+        if version is None:
+            v = self._version
+            if self._single:
+                return self._get_first(table, key, v)
+            e = self._router.lookup(table, key, v)
+            return None if e is None else e.value
+        # An explicit version is held as a read point while it is validated and read, so a
+        # concurrent GC pass cannot remove what this read needs.
+        token = self._readpoints.acquire(check_version(version))
+        try:
+            v = self._read_version(version, table, own_hold=True)
+            e = self._lookup(table, key, v)
+        finally:
+            self._readpoints.release(token)
         return None if e is None else e.value
 
     def contains(self, table: EntryKind, key: bytes, version: int | None = None) -> bool:
@@ -341,8 +379,12 @@ class Store:
         lo, hi = range_bounds(start, end, prefix)
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        v = self._read_version(version)
-        token = self._readpoints.acquire(v)
+        token = self._readpoints.acquire(self._version if version is None else check_version(version))
+        try:
+            v = self._read_version(version, t, own_hold=version is not None)
+        except BaseException:
+            self._readpoints.release(token)
+            raise
         return self._range_iter(t, lo, hi, v, reverse, batch_size, token)
 
     def _range_iter(self, table: EntryKind, lo: Bound, hi: Bound, version: int, reverse: bool,
@@ -371,7 +413,7 @@ class Store:
         lo, hi = range_bounds(start, end, None)
         if cursor.exhausted:
             return RangeBatch.empty()
-        v = self._read_version(version)
+        v = self._read_version(version, t)
         if cursor.last_key is not None:
             if reverse:
                 hi = Bound.excluded(cursor.last_key)
@@ -414,7 +456,7 @@ class Store:
         v = self._version if version is None else check_version(version)
         token = self._readpoints.acquire(v)
         try:
-            self._read_version(v)
+            self._read_version(v, own_hold=True)
         except BaseException:
             self._readpoints.release(token)
             raise
@@ -440,6 +482,13 @@ class Store:
         writes = tx._writes
         serializable = tx.isolation == "serializable"
         oracle = self._oracle
+        if not writes and tx._drops:
+            with self._commit_lock:
+                self._check_open()
+                oracle.check(tx.read_version, (), tx._reads, tx._ranges, tx._read_all, serializable)
+            tx._release()
+            self._gc.drop_explicit(tx._drops)
+            return tx.read_version
         if not writes:
             if serializable and (tx._reads or tx._ranges or tx._read_all):
                 with self._commit_lock:
@@ -472,6 +521,18 @@ class Store:
             self._version = version
         if durability == "sync" and self._log is not None:
             self._log.sync_to(end)
+        tx._release()  # the committed transaction no longer holds its read point
+        if self._track_gc:
+            self._gc.note_commit(batches)
+        if tx._drops:
+            self._gc.drop_explicit(tx._drops)
+        policies = self._policies.all()
+        if policies:
+            eager = [(t, k, None, policies[str(t)], False) for t, rows in batches.items()
+                     if str(t) in policies for k, _ in rows]
+            if eager:
+                points = ReadPointSet.of(version, self._pins.versions() | set(self._readpoints.versions()))
+                self._gc.drop_explicit(eager, points)
         if self._mover.can_flush:
             self._hot_budget_check += 1
             if self._hot_budget_check >= 64:
@@ -489,7 +550,7 @@ class Store:
         v = check_version(version)
         token = self._readpoints.acquire(v)
         try:
-            self._read_version(v)
+            self._read_version(v, own_hold=True)
             self._pins.set(n, v)
         finally:
             self._readpoints.release(token)
@@ -547,15 +608,52 @@ class Store:
             check_version(cutoff, "cutoff")
         return self._mover.demote(cutoff, policy, **({"progress": progress} if progress else {}))
 
-    def gc(self) -> dict[str, Any]:
-        """Run one garbage-collection pass; return what it removed."""
+    def gc(self, *, compact: bool = True, progress: Any = None) -> dict[str, Any]:
+        """Run one garbage-collection pass now; return what it removed.
+
+        Removes every version no retained read point needs (DESIGN.md invariant 4) among
+        the keys written since the last pass (all keys on the first pass after opening).
+        With ``compact`` (default) the persistent tiers that lost data are compacted so the
+        space is really returned. Returns ``{"removed_versions", "removed_bytes": {tier:
+        bytes}, "keys_examined", "floor"}``.
+        """
         self._check_open()
-        return {"removed_versions": 0, "removed_bytes": {}}
+        result = self._gc.run_pass(progress)
+        if compact:
+            for t in self._tiers:
+                if t.name != "hot" and result["removed_bytes"].get(t.name):
+                    t.compact()  # type: ignore[attr-defined]
+        return result
+
+    def set_table_policy(self, table: EntryKind, *, keep_last_versions: int | None) -> None:
+        """Declare that ``table`` keeps only its newest ``keep_last_versions`` versions per key.
+
+        Superseded versions are removed eagerly after each commit (pins and open snapshots
+        still win); reads of such a table below the latest version that no pin or snapshot
+        retains raise HistoryUnavailable. ``None`` removes the policy. Durable.
+        """
+        self._check_open()
+        t = check_table(table)
+        if keep_last_versions is None:
+            self._policies.remove(str(t))
+            return
+        if isinstance(keep_last_versions, bool) or not isinstance(keep_last_versions, int) \
+                or keep_last_versions < 1:
+            raise ValueError(f"keep_last_versions must be an int >= 1 or None, got {keep_last_versions!r}")
+        self._policies.set(str(t), keep_last_versions)
+
+    def table_policies(self) -> dict[str, int]:
+        """``{table name: keep_last_versions}`` for every table with a policy."""
+        return self._policies.all()
 
     def compact(self) -> dict[str, Any]:
-        """Compact the persistent tiers."""
+        """Compact the persistent tiers (RocksDB compaction; cold segment merge)."""
         self._check_open()
-        return {}
+        out: dict[str, Any] = {}
+        for t in self._tiers:
+            if t.name != "hot":
+                out[t.name] = t.compact()  # type: ignore[attr-defined]
+        return out
 
     def check(self) -> dict[str, Any]:
         """Verify every tier's invariants and band order. Raises CorruptionError."""
@@ -577,6 +675,7 @@ class Store:
             "pins": len(self._pins.all()),
             "history_floor": self.history_floor(),
             "movement": dict(self._mover.counters),
+            "gc": dict(self._gc.counters, pending_candidates=self._gc.pending()),
         }
         if self._log is not None:
             out["commit_log_bytes"] = self._log.size_bytes()
@@ -596,6 +695,7 @@ class Store:
         with self._commit_lock:
             self._closed = True
         self._mover.stop()
+        self._gc.stop()
         self._release_resources()
 
     def _release_resources(self) -> None:

@@ -135,11 +135,13 @@ class DropWorker:
             return {"removed_versions": removed, "removed_bytes": by_tier, "keys_examined": examined,
                     "floor": points.floor}
 
-    def drop_explicit(self, requests: list[tuple[EntryKind, bytes, int | None, int | None, bool]]) -> int:
+    def drop_explicit(self, requests: list[tuple[EntryKind, bytes, int | None, int | None, bool]],
+                      points: ReadPointSet | None = None) -> int:
         """Apply ``tx.drop`` requests: (table, key, up_to_version, keep_last_versions, force)."""
         if not requests:
             return 0
-        points = self._read_points()
+        if points is None:
+            points = self._read_points()
         by_tier: dict[str, int] = {t.name: 0 for t in self.tiers}
         removed = 0
         with self._pass_lock:

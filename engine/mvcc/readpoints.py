@@ -50,6 +50,11 @@ class ReadPoints:
         with self._lock:
             return sorted(self._counts)
 
+    def count(self, version: int) -> int:
+        """How many holds ``version`` has."""
+        with self._lock:
+            return self._counts.get(version, 0)
+
     def oldest(self) -> int | None:
         with self._lock:
             return min(self._counts) if self._counts else None

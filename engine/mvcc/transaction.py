@@ -92,7 +92,7 @@ class Transaction:
     """
 
     __slots__ = ("_store", "read_version", "isolation", "durability", "_writes", "_sorted",
-                 "_reads", "_ranges", "_read_all", "_state", "_version", "_token", "_bytes")
+                 "_reads", "_ranges", "_read_all", "_state", "_version", "_token", "_bytes", "_drops")
 
     def __init__(self, store: Store, read_version: int, isolation: str, durability: str | None,
                  token: int) -> None:
@@ -109,6 +109,7 @@ class Transaction:
         self._version: int | None = None
         self._token = token
         self._bytes = 0
+        self._drops: list[tuple[EntryKind, bytes, int | None, int | None, bool]] = []
 
     # -- state -------------------------------------------------------------------------
 
@@ -159,6 +160,23 @@ class Transaction:
     def remove(self, table: EntryKind, key: bytes) -> None:
         """Delete ``key`` (a tombstone at commit)."""
         self._put(table, key, None)
+
+    def drop(self, table: EntryKind, key: bytes, up_to_version: int | None = None,
+             keep_last_versions: int | None = None, *, force: bool = False) -> None:
+        """Physically remove old versions of ``key`` when this transaction commits.
+
+        A version is removed when **both** hold: ``version < up_to_version`` and its
+        newest-first position is ``>= keep_last_versions`` (an unset condition holds). Versions
+        a retained read point needs (history floor, pins, open snapshots) are kept unless
+        ``force=True``. Drops write no tombstone and produce no change record.
+        """
+        self._check_open()
+        t = check_table(table)
+        k = key if type(key) is bytes else as_bytes(key)
+        for name, val in (("up_to_version", up_to_version), ("keep_last_versions", keep_last_versions)):
+            if val is not None and (isinstance(val, bool) or not isinstance(val, int) or val < 0):
+                raise ValueError(f"{name} must be an int >= 0 or None, got {val!r}")
+        self._drops.append((t, k, up_to_version, keep_last_versions, bool(force)))
 
     # -- reads -------------------------------------------------------------------------
 
