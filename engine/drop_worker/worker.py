@@ -14,6 +14,7 @@ Notes: thread safety
 
 from __future__ import annotations
 
+import heapq
 import logging
 import threading
 from collections.abc import Callable, Iterable, Iterator
@@ -43,6 +44,12 @@ class DropWorker:
         self._lock = threading.Lock()
         self._pass_lock = threading.Lock()
         self._candidates: dict[EntryKind, set[bytes]] = {}
+        # Keys that kept superseded versions only because the floor had not passed them yet
+        # (a heap of (floor at which to look again, table, key)) or because a pin or open
+        # snapshot needed them (looked at again whenever those read points change).
+        self._parked_floor: list[tuple[int, EntryKind, bytes]] = []
+        self._parked_extra: set[tuple[EntryKind, bytes]] = set()
+        self._last_extra: tuple[int, ...] = ()
         self._full_scan = True
         self._interval = interval
         self._wake = threading.Event()
@@ -71,11 +78,22 @@ class DropWorker:
         with self._lock:
             return sum(len(s) for s in self._candidates.values())
 
-    def _take_candidates(self) -> tuple[bool, dict[EntryKind, set[bytes]]]:
+    def _take_candidates(self, points: ReadPointSet) -> tuple[bool, dict[EntryKind, set[bytes]]]:
         with self._lock:
             full, cands = self._full_scan, self._candidates
             self._full_scan, self._candidates = False, {}
+        if full:
+            self._parked_floor, self._parked_extra = [], set()
             return full, cands
+        heap = self._parked_floor
+        while heap and heap[0][0] <= points.floor:
+            _, table, key = heapq.heappop(heap)
+            cands.setdefault(table, set()).add(key)
+        if points.extra != self._last_extra:
+            for table, key in self._parked_extra:
+                cands.setdefault(table, set()).add(key)
+            self._parked_extra = set()
+        return full, cands
 
     def _all_keys(self) -> Iterator[tuple[EntryKind, bytes]]:
         tables: set[EntryKind] = set()
@@ -99,8 +117,9 @@ class DropWorker:
         Returns ``{"removed_versions", "removed_bytes": {tier: bytes}, "keys_examined"}``.
         """
         with self._pass_lock:
-            full, cands = self._take_candidates()
             points = self._read_points()
+            full, cands = self._take_candidates(points)
+            self._last_extra = points.extra
             if full:
                 keys: Iterable[tuple[EntryKind, bytes]] = self._all_keys()
                 total = None
@@ -170,6 +189,7 @@ class DropWorker:
                     if len(versions) == 1 and not versions[0][1]:
                         continue  # a single live version is always needed
                     gone = removable_versions(versions, points)
+                    self._park(table, key, [v for v, _ in versions if v not in gone], points)
                 else:
                     up_to, keep, force = rule
                     cands = explicit_drop_candidates([v for v, _ in versions], up_to, keep)
@@ -190,6 +210,16 @@ class DropWorker:
                 if drops:
                     tier.drop(drops)
         return removed
+
+    def _park(self, table: EntryKind, key: bytes, kept: list[int], points: ReadPointSet) -> None:
+        """Remember when a key with kept superseded versions is worth another look."""
+        if len(kept) < 2:
+            return
+        threshold = min(kept[i - 1] for i in range(1, len(kept)))  # smallest "next newer" y
+        if threshold <= points.floor:
+            self._parked_extra.add((table, key))  # only a pin or snapshot keeps it
+        else:
+            heapq.heappush(self._parked_floor, (threshold, table, key))
 
     # -- background --------------------------------------------------------------------
 
