@@ -2,5 +2,6 @@
 
 from .base import TierStorage as TierStorage
 from .hot import HotTier as HotTier
+from .cold import ColdTier as ColdTier
 
-__all__ = ["TierStorage", "HotTier"]
+__all__ = ["TierStorage", "HotTier", "ColdTier"]

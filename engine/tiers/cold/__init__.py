@@ -1,0 +1,6 @@
+"""The cold tier: immutable zstd-compressed segment files (see tier.py for the overview)."""
+
+from .tier import ColdOptions as ColdOptions
+from .tier import ColdTier as ColdTier
+
+__all__ = ["ColdTier", "ColdOptions"]

@@ -1,0 +1,87 @@
+"""An LRU cache of decoded blocks with a byte budget, shared by every segment of a tier.
+
+Keys are ``(segment file_no, block index)``; file numbers are never reused, so an entry
+can never answer for a different file. Each entry is charged its
+:attr:`~engine.tiers.cold.format.DecodedBlock.nbytes` (decompressed bytes plus an estimate of
+the Python objects built from them). A block larger than the whole budget is returned to the
+caller but not kept.
+
+Thread safety: every method takes one internal lock (held for O(1) dict work only, never
+during I/O or decompression). Two threads missing the same block may both decode it; the
+second ``put`` replaces the first, which is harmless.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable
+
+from .format import DecodedBlock
+
+__all__ = ["BlockCache"]
+
+
+class BlockCache:
+    """Least-recently-used decoded blocks, at most ``capacity`` bytes (0 disables caching).
+
+    Complexity: ``get``/``put`` O(1) amortised; ``discard_files`` O(entries).
+    """
+
+    def __init__(self, capacity: int) -> None:
+        if capacity < 0:
+            raise ValueError(f"cache_bytes must be >= 0, got {capacity}")
+        self.capacity = capacity
+        self.size = 0
+        self.hits = 0
+        self.misses = 0
+        self._map: OrderedDict[tuple[int, int], DecodedBlock] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[int, int]) -> DecodedBlock | None:
+        with self._lock:
+            blk = self._map.get(key)
+            if blk is None:
+                self.misses += 1
+                return None
+            self._map.move_to_end(key)
+            self.hits += 1
+            return blk
+
+    def put(self, key: tuple[int, int], blk: DecodedBlock) -> None:
+        cost = blk.nbytes
+        if cost > self.capacity:
+            return
+        with self._lock:
+            old = self._map.pop(key, None)
+            if old is not None:
+                self.size -= old.nbytes
+            self._map[key] = blk
+            self.size += cost
+            m = self._map
+            while self.size > self.capacity:
+                _, ev = m.popitem(last=False)
+                self.size -= ev.nbytes
+
+    def discard_files(self, file_nos: Iterable[int]) -> None:
+        """Forget every block of the given segments (after compaction retired them)."""
+        gone = set(file_nos)
+        with self._lock:
+            for key in [k for k in self._map if k[0] in gone]:
+                self.size -= self._map.pop(key).nbytes
+
+    def clear(self) -> None:
+        with self._lock:
+            self._map.clear()
+            self.size = 0
+
+    def __len__(self) -> int:
+        return len(self._map)
+
+    def check(self) -> None:
+        """Verify the byte accounting. Raises ValueError if it drifted."""
+        with self._lock:
+            real = sum(b.nbytes for b in self._map.values())
+            if real != self.size or self.size > self.capacity:
+                raise ValueError(f"block cache accounting drifted: {self.size} vs {real} "
+                                 f"(capacity {self.capacity})")

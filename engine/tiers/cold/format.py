@@ -1,0 +1,366 @@
+"""Byte layouts of every cold-tier file, as named ``struct`` constants, and the block codec.
+
+Everything the cold tier persists is described here and in docs/FORMATS.md ("Cold tier
+(segments)"). All integers are little-endian. Every persisted record carries a CRC-32
+(``zlib.crc32``): it is in the standard library, runs at several GB/s, and detects every
+error burst of up to 32 bits, so every single flipped byte is caught (the property the
+corruption tests check exhaustively); random damage slips through with probability 2**-32.
+A cryptographic hash would defend against forgery, which is not the threat model here.
+
+A segment file::
+
+    SEGMENT_HEADER | block 0 | block 1 | ... | meta | FOOTER
+
+A block on disk is ``BLOCK_HEADER`` + a zstd frame. Decompressed, it is one table's
+entries in (key ascending, version descending) order, stored column by column
+(``RAW_BLOCK_HEADER``, run lengths, key lengths, versions, value lengths, tombstone bitmap,
+key bytes, value bytes); integer columns use frame-of-reference encoding (a base in the
+header, deltas of 0/1/2/4/8 bytes) because zstd alone compresses 8-byte ints poorly.
+
+Thread safety: pure functions over immutable inputs; safe from any thread.
+"""
+
+from __future__ import annotations
+
+import struct
+import zlib
+from array import array
+from typing import Final
+
+import numpy as np
+
+from ...errors import CorruptionError, FormatError
+from ...types import EntryKind
+
+__all__ = [
+    "FORMAT_VERSION",
+    "SEGMENT_MAGIC",
+    "FOOTER_MAGIC",
+    "MANIFEST_MAGIC",
+    "DROPS_MAGIC",
+    "SEGMENT_HEADER",
+    "BLOCK_HEADER",
+    "RAW_BLOCK_HEADER",
+    "META_HEADER",
+    "TABLE_ENTRY",
+    "FOOTER",
+    "MANIFEST_HEADER",
+    "MANIFEST_SEGMENT",
+    "MANIFEST_TABLE",
+    "CRC",
+    "DROPS_HEADER",
+    "DROP_GROUP",
+    "DROP_ITEM",
+    "FLAG_DICTIONARY",
+    "FLAG_TOMBSTONES",
+    "crc32",
+    "segment_header",
+    "table_code",
+    "table_from_code",
+    "encode_block",
+    "DecodedBlock",
+    "decode_block",
+]
+
+FORMAT_VERSION: Final = 1
+"""The only format version this code reads and writes. Anything else: FormatError."""
+
+SEGMENT_MAGIC: Final = b"TDBCSEG\x00"
+FOOTER_MAGIC: Final = b"TDBCFTR\x00"
+MANIFEST_MAGIC: Final = b"TDBCMAN\x00"
+DROPS_MAGIC: Final = b"TDBCDRP\x00"
+
+# --- segment file -------------------------------------------------------------------------
+
+SEGMENT_HEADER: Final = struct.Struct("<8sHHI")
+"""magic, format_version, flags (0), crc32 of the preceding 12 bytes."""
+assert SEGMENT_HEADER.size == 16
+
+BLOCK_HEADER: Final = struct.Struct("<III")
+"""payload_len, raw_len, crc32(first 8 header bytes + payload). The zstd frame follows."""
+assert BLOCK_HEADER.size == 12
+
+RAW_BLOCK_HEADER: Final = struct.Struct("<IIQIIIBBBBB3x")
+"""Decompressed block: nkeys, nentries, version_base, run_base, klen_base, vlen_base,
+run_width, klen_width, version_width, vlen_width, flags (FLAG_TOMBSTONES), 3 pad bytes."""
+assert RAW_BLOCK_HEADER.size == 36
+
+FLAG_TOMBSTONES: Final = 1
+"""RAW_BLOCK_HEADER flag: a tombstone bitmap of ceil(nentries / 8) bytes follows the columns."""
+
+META_HEADER: Final = struct.Struct("<IIIIQII")
+"""ntables, nblocks, bloom_k, reserved (0), bloom_bits, dict_len, reserved (0)."""
+assert META_HEADER.size == 32
+
+TABLE_ENTRY: Final = struct.Struct("<B3xIQIIQQ")
+"""Table directory row: tag, (pad), first_block, table_id, nblocks, max_key_len,
+nentries, nkeys. The table's max key bytes follow in the max-key blob."""
+assert TABLE_ENTRY.size == 40
+
+FOOTER: Final = struct.Struct("<8sHHIQQQQQQQQII")
+"""magic, format_version, flags (FLAG_DICTIONARY), nblocks, nentries, nkeys, raw_bytes,
+min_version, max_version, seq, meta_offset, meta_len, meta_crc, footer_crc (crc32 of
+the preceding 84 bytes)."""
+assert FOOTER.size == 88
+
+FLAG_DICTIONARY: Final = 1
+"""FOOTER flag: blocks are compressed with the zstd dictionary stored at the end of meta."""
+
+# --- manifest -------------------------------------------------------------------------------
+
+MANIFEST_HEADER: Final = struct.Struct("<8sHHIQQQQII")
+"""magic, format_version, flags (0), nsegments, generation, next_file_no, next_seq,
+drop_floor, ntables, reserved (0)."""
+assert MANIFEST_HEADER.size == 56
+
+MANIFEST_SEGMENT: Final = struct.Struct("<QQQII")
+"""file_no, seq, file_size, footer_crc (binds the manifest to the exact file), reserved."""
+assert MANIFEST_SEGMENT.size == 32
+
+MANIFEST_TABLE: Final = struct.Struct("<B7xQ")
+"""A known table: tag, (pad), id."""
+assert MANIFEST_TABLE.size == 16
+
+CRC: Final = struct.Struct("<I")
+"""A trailing crc32 of everything before it (manifest, drop files)."""
+assert CRC.size == 4
+
+# --- drop files -----------------------------------------------------------------------------
+
+DROPS_HEADER: Final = struct.Struct("<8sHHIQQ")
+"""magic, format_version, flags (0), ngroups, file_no, reserved (0). Groups follow, then CRC."""
+assert DROPS_HEADER.size == 32
+
+DROP_GROUP: Final = struct.Struct("<B3xIQQ")
+"""tag, (pad), nitems, table_id, upto_seq. nitems == 0xFFFFFFFF marks a clear of the
+whole table; otherwise nitems DROP_ITEMs (each followed by its key bytes) follow."""
+assert DROP_GROUP.size == 24
+
+DROP_ITEM: Final = struct.Struct("<QI")
+"""version, key_len; key bytes follow."""
+assert DROP_ITEM.size == 12
+
+CLEAR_MARK: Final = 0xFFFFFFFF
+
+_WIDTH_DTYPES: Final = {1: "<u1", 2: "<u2", 4: "<u4", 8: "<u8"}
+_MAX_ENTRIES: Final = 1 << 31
+
+
+def segment_header() -> bytes:
+    """The 16-byte SEGMENT_HEADER every segment file starts with."""
+    head = SEGMENT_HEADER.pack(SEGMENT_MAGIC, FORMAT_VERSION, 0, 0)[:12]
+    return head + CRC.pack(crc32(head))
+
+
+def crc32(data: bytes | bytearray | memoryview, start: int = 0) -> int:
+    """CRC-32 (zlib polynomial) of ``data`` continuing from ``start``. O(len)."""
+    return zlib.crc32(data, start) & 0xFFFFFFFF
+
+
+_TAGS: Final = {"multi": 0, "source": 1, "operator": 2}
+
+
+def table_code(table: EntryKind) -> tuple[int, int]:
+    """The (tag, id) pair that identifies ``table`` on disk."""
+    return _TAGS[table.tag], table.id
+
+
+def table_from_code(tag: int, ident: int, path: object = None, offset: int | None = None) -> EntryKind:
+    """Invert :func:`table_code`. Raises CorruptionError for an unknown tag."""
+    try:
+        return EntryKind(tag, ident)
+    except ValueError as exc:
+        raise CorruptionError(f"bad table code ({tag}, {ident}): {exc}", path=path, offset=offset) from None
+
+
+# --- block codec ----------------------------------------------------------------------------
+
+
+def _for_encode(values: np.ndarray) -> tuple[int, int, bytes]:
+    """Frame-of-reference: (base, width, delta bytes). width 0 means every value == base."""
+    if len(values) == 0:
+        return 0, 0, b""
+    base = int(values.min())
+    deltas = values - np.uint64(base) if values.dtype == np.uint64 else values - base
+    top = int(deltas.max())
+    if top == 0:
+        return base, 0, b""
+    width = 1 if top < 1 << 8 else 2 if top < 1 << 16 else 4 if top < 1 << 32 else 8
+    return base, width, deltas.astype(_WIDTH_DTYPES[width]).tobytes()
+
+
+def encode_block(
+    keys: list[bytes],
+    runs: list[int],
+    versions: list[int],
+    values: list[bytes | None],
+) -> bytes:
+    """Encode one block (one table, entries sorted by key asc / version desc) to raw bytes.
+
+    ``keys`` are the distinct keys, ``runs[i]`` the number of versions of ``keys[i]``;
+    ``versions`` and ``values`` have one element per entry. Complexity O(entries), vectorized.
+    """
+    n = len(versions)
+    nk = len(keys)
+    assert n == len(values) and nk == len(runs) and sum(runs) == n and 0 < n < _MAX_ENTRIES
+    run_base, run_w, run_b = _for_encode(np.fromiter(runs, np.int64, nk))
+    klens = np.fromiter(map(len, keys), np.int64, nk)
+    klen_base, klen_w, klen_b = _for_encode(klens)
+    ver_base, ver_w, ver_b = _for_encode(np.array(versions, dtype=np.uint64))
+    tomb = [v is None for v in values]
+    flags = 0
+    tomb_b = b""
+    if any(tomb):
+        flags |= FLAG_TOMBSTONES
+        tomb_b = np.packbits(np.array(tomb, dtype=bool), bitorder="little").tobytes()
+        vals = [b"" if v is None else v for v in values]
+    else:
+        vals = values  # type: ignore[assignment]
+    vlens = np.fromiter(map(len, vals), np.int64, n)  # type: ignore[arg-type]
+    vlen_base, vlen_w, vlen_b = _for_encode(vlens)
+    head = RAW_BLOCK_HEADER.pack(nk, n, ver_base, run_base, klen_base, vlen_base,
+                                 run_w, klen_w, ver_w, vlen_w, flags)
+    return b"".join((head, run_b, klen_b, ver_b, vlen_b, tomb_b, b"".join(keys), b"".join(vals)))  # type: ignore[arg-type]
+
+
+class DecodedBlock:
+    """A decompressed block, decoded into columns for bisecting and vectorized scans.
+
+    Attributes (all read-only after construction):
+        keys: the distinct keys, ascending (``list[bytes]``, for ``bisect``).
+        kstart: ``array('Q')`` of nkeys + 1 run starts; key i owns entries
+            ``kstart[i]:kstart[i+1]``, versions descending.
+        versions: ``array('Q')`` of the entry versions (fast scalar indexing).
+        ver: the same versions as a ``numpy.uint64`` array (vectorized filters).
+        kid: ``numpy.int64`` key index of every entry.
+        voff: ``array('Q')`` of nentries + 1 value offsets into ``raw``.
+        tomb: ``bytes`` with one 0/1 byte per entry, or None when the block has no tombstone.
+        raw: the decompressed bytes (value bytes are sliced from it on demand).
+        koff: ``numpy.uint64`` offsets of the nkeys + 1 key boundaries in ``raw``.
+        vmin, vmax: smallest and largest version in the block.
+        single: True when every key has exactly one version here.
+        nbytes: approximate resident size, charged to the block cache.
+
+    Thread safety: immutable once built; share freely.
+    """
+
+    __slots__ = ("keys", "kstart", "versions", "ver", "kid", "voff", "tomb", "raw", "nbytes",
+                 "koff", "vmin", "vmax", "single")
+
+    def __init__(self, keys: list[bytes], kstart: array, versions: array, ver: np.ndarray,
+                 kid: np.ndarray, voff: array, tomb: bytes | None, raw: bytes,
+                 koff: np.ndarray) -> None:
+        self.keys = keys
+        self.kstart = kstart
+        self.versions = versions
+        self.ver = ver
+        self.kid = kid
+        self.voff = voff
+        self.tomb = tomb
+        self.raw = raw
+        self.koff = koff
+        n = len(versions)
+        self.vmin = int(ver.min())
+        self.vmax = int(ver.max())
+        self.single = len(keys) == n
+        self.nbytes = (len(raw) + 200 + 8 * 4 * n + 16 * len(keys)
+                       + sum(map(len, keys)) + 41 * len(keys))
+
+    def __len__(self) -> int:
+        return len(self.versions)
+
+    def value(self, i: int) -> bytes | None:
+        """The value of entry ``i`` (None for a tombstone). O(len(value))."""
+        tomb = self.tomb
+        if tomb is not None and tomb[i]:
+            return None
+        voff = self.voff
+        return self.raw[voff[i]:voff[i + 1]]
+
+
+def _column(raw: bytes, off: int, count: int, width: int, base: int,
+            what: str, path: object, block_offset: int) -> tuple[np.ndarray, int]:
+    if width == 0:
+        return np.full(count, base, dtype=np.uint64), off
+    dt = _WIDTH_DTYPES.get(width)
+    if dt is None:
+        raise CorruptionError(f"cold block: bad {what} column width {width}",
+                              path=path, offset=block_offset)
+    end = off + count * width
+    if end > len(raw):
+        raise CorruptionError(f"cold block: {what} column runs past the block end",
+                              path=path, offset=block_offset)
+    col = np.frombuffer(raw, dtype=dt, count=count, offset=off).astype(np.uint64)
+    if base:
+        col += np.uint64(base)
+    return col, end
+
+
+def decode_block(raw: bytes, path: object, block_offset: int) -> DecodedBlock:
+    """Decode a decompressed block, validating its structure.
+
+    Complexity O(entries) (numpy for the columns, one Python ``bytes`` per distinct key).
+
+    Raises:
+        CorruptionError: the layout is inconsistent (lengths, counts, widths). Payload
+            damage is caught earlier by the block checksum; this guards against bugs.
+    """
+    hs = RAW_BLOCK_HEADER.size
+    if len(raw) < hs:
+        raise CorruptionError("cold block shorter than its header", path=path, offset=block_offset)
+    (nk, n, ver_base, run_base, klen_base, vlen_base,
+     run_w, klen_w, ver_w, vlen_w, flags) = RAW_BLOCK_HEADER.unpack_from(raw, 0)
+    if not (0 < nk <= n < _MAX_ENTRIES) or flags & ~FLAG_TOMBSTONES:
+        raise CorruptionError(f"cold block header invalid (nkeys={nk}, nentries={n}, flags={flags})",
+                              path=path, offset=block_offset)
+    off = hs
+    runs, off = _column(raw, off, nk, run_w, run_base, "run", path, block_offset)
+    klens, off = _column(raw, off, nk, klen_w, klen_base, "key length", path, block_offset)
+    ver, off = _column(raw, off, n, ver_w, ver_base, "version", path, block_offset)
+    vlens, off = _column(raw, off, n, vlen_w, vlen_base, "value length", path, block_offset)
+    tomb: bytes | None = None
+    if flags & FLAG_TOMBSTONES:
+        tb = (n + 7) >> 3
+        if off + tb > len(raw):
+            raise CorruptionError("cold block: tombstone bitmap runs past the block end",
+                                  path=path, offset=block_offset)
+        tarr = np.unpackbits(np.frombuffer(raw, dtype=np.uint8, count=tb, offset=off),
+                             count=n, bitorder="little")
+        if (vlens[tarr.astype(bool)] != 0).any():
+            raise CorruptionError("cold block: a tombstone has value bytes",
+                                  path=path, offset=block_offset)
+        tomb = tarr.tobytes()
+        off += tb
+    if int(runs.sum()) != n or (runs == 0).any():
+        raise CorruptionError("cold block: key runs do not add up to the entry count",
+                              path=path, offset=block_offset)
+    kend = off + int(klens.sum())
+    koff = np.empty(nk + 1, dtype=np.uint64)
+    koff[0] = off
+    np.cumsum(klens, out=koff[1:])
+    koff[1:] += np.uint64(off)
+    voffs = np.empty(n + 1, dtype=np.uint64)
+    voffs[0] = kend
+    np.cumsum(vlens, out=voffs[1:])
+    voffs[1:] += np.uint64(kend)
+    if int(voffs[-1]) != len(raw):
+        raise CorruptionError(
+            f"cold block: columns describe {int(voffs[-1])} bytes, block has {len(raw)}",
+            path=path, offset=block_offset)
+    kl = koff.tolist()
+    keys = [raw[kl[i]:kl[i + 1]] for i in range(nk)]
+    kstart = np.empty(nk + 1, dtype=np.uint64)
+    kstart[0] = 0
+    np.cumsum(runs, out=kstart[1:])
+    kid = np.repeat(np.arange(nk, dtype=np.int64), runs.astype(np.int64))
+    return DecodedBlock(
+        keys=keys,
+        kstart=array("Q", kstart.tobytes()),
+        versions=array("Q", ver.tobytes()),
+        ver=ver,
+        kid=kid,
+        voff=array("Q", voffs.tobytes()),
+        tomb=tomb,
+        raw=raw,
+        koff=koff,
+    )

@@ -1,0 +1,169 @@
+"""The cold tier's manifest: the one file that says which segments are live.
+
+The manifest is small and rewritten whole on every change (new segment, compaction swap,
+new table, drop-list consolidation) with :func:`write_atomic`: write ``MANIFEST.tmp``,
+fsync it, rename it over ``MANIFEST``, fsync the directory. A crash leaves either the old
+or the new manifest, never a mix; a stray ``MANIFEST.tmp`` is removed on open.
+
+Layout (docs/FORMATS.md)::
+
+    MANIFEST_HEADER | MANIFEST_SEGMENT * nsegments | MANIFEST_TABLE * ntables | CRC
+
+Thread safety: pure encode/decode functions; :func:`write_atomic` touches only the files it
+is given (callers serialise writers).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ...errors import CorruptionError, FormatError, StorageIOError
+from ...types import EntryKind
+from .format import (
+    CRC,
+    FORMAT_VERSION,
+    MANIFEST_HEADER,
+    MANIFEST_MAGIC,
+    MANIFEST_SEGMENT,
+    MANIFEST_TABLE,
+    crc32,
+    table_code,
+    table_from_code,
+)
+
+__all__ = ["SegmentRef", "Manifest", "encode_manifest", "decode_manifest", "write_atomic",
+           "fsync_dir", "MANIFEST_NAME"]
+
+MANIFEST_NAME = "MANIFEST"
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentRef:
+    """A live segment as the manifest names it."""
+
+    file_no: int
+    seq: int
+    file_size: int
+    footer_crc: int
+
+
+@dataclass(slots=True)
+class Manifest:
+    """Decoded manifest contents.
+
+    ``segments`` are ordered newest first (seq descending). ``drop_floor``: drop files
+    numbered <= it were folded into segments or into a newer drop file and are garbage.
+    """
+
+    generation: int = 0
+    next_file_no: int = 1
+    next_seq: int = 1
+    drop_floor: int = 0
+    segments: list[SegmentRef] = field(default_factory=list)
+    tables: list[EntryKind] = field(default_factory=list)
+
+
+def encode_manifest(m: Manifest) -> bytes:
+    """Serialise ``m``. O(segments + tables)."""
+    parts = [MANIFEST_HEADER.pack(MANIFEST_MAGIC, FORMAT_VERSION, 0, len(m.segments), m.generation,
+                                  m.next_file_no, m.next_seq, m.drop_floor, len(m.tables), 0)]
+    for s in m.segments:
+        parts.append(MANIFEST_SEGMENT.pack(s.file_no, s.seq, s.file_size, s.footer_crc, 0))
+    for t in sorted(m.tables):
+        tag, ident = table_code(t)
+        parts.append(MANIFEST_TABLE.pack(tag, ident))
+    body = b"".join(parts)
+    return body + CRC.pack(crc32(body))
+
+
+def decode_manifest(data: bytes, path: object) -> Manifest:
+    """Parse and verify a manifest.
+
+    Raises:
+        CorruptionError: checksum mismatch, truncation or inconsistent contents (names
+            ``path`` and the offset of the bad part).
+        FormatError: a valid manifest of an unknown format version or not a manifest.
+    """
+    if len(data) < MANIFEST_HEADER.size + CRC.size:
+        raise CorruptionError(f"cold manifest truncated ({len(data)} bytes)", path=path, offset=0)
+    body, (stored,) = data[:-CRC.size], CRC.unpack_from(data, len(data) - CRC.size)
+    if crc32(body) != stored:
+        raise CorruptionError(
+            f"cold manifest checksum mismatch over bytes 0..{len(data)}: the file is damaged; "
+            "restore it from a backup", path=path, offset=0)
+    (magic, version, _flags, nseg, generation, next_file_no, next_seq, drop_floor, ntables,
+     _res) = MANIFEST_HEADER.unpack_from(body, 0)
+    if magic != MANIFEST_MAGIC:
+        raise FormatError("not a tierdb cold manifest (bad magic)", path=path, offset=0)
+    if version != FORMAT_VERSION:
+        raise FormatError(
+            f"cold manifest format version {version} is not supported (this tierdb reads "
+            f"version {FORMAT_VERSION}); upgrade tierdb", path=path, offset=0)
+    want = MANIFEST_HEADER.size + nseg * MANIFEST_SEGMENT.size + ntables * MANIFEST_TABLE.size
+    if want != len(body):
+        raise CorruptionError(f"cold manifest length {len(body)} does not match its counts ({want})",
+                              path=path, offset=0)
+    m = Manifest(generation, next_file_no, next_seq, drop_floor)
+    off = MANIFEST_HEADER.size
+    seen: set[int] = set()
+    last_seq = None
+    for _ in range(nseg):
+        file_no, seq, size, fcrc, _r = MANIFEST_SEGMENT.unpack_from(body, off)
+        if file_no in seen or file_no >= next_file_no or seq >= next_seq or (
+                last_seq is not None and seq >= last_seq):
+            raise CorruptionError(f"cold manifest segment entry inconsistent (file {file_no}, seq {seq})",
+                                  path=path, offset=off)
+        seen.add(file_no)
+        last_seq = seq
+        m.segments.append(SegmentRef(file_no, seq, size, fcrc))
+        off += MANIFEST_SEGMENT.size
+    for _ in range(ntables):
+        tag, ident = MANIFEST_TABLE.unpack_from(body, off)
+        m.tables.append(table_from_code(tag, ident, path, off))
+        off += MANIFEST_TABLE.size
+    return m
+
+
+def fsync_dir(directory: Path) -> None:
+    """fsync a directory so that renames and creations in it are durable.
+
+    Raises:
+        StorageIOError: the OS refused.
+    """
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise StorageIOError(f"cannot fsync directory {directory}: {exc}") from exc
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Durably replace ``path`` with ``data``: temp file, fsync, rename, fsync the directory.
+
+    Raises:
+        StorageIOError: any OS failure (the temp file is removed, ``path`` is untouched).
+    """
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_CLOEXEC", 0), 0o644)
+        try:
+            view = memoryview(data)
+            while view:
+                n = os.write(fd, view)
+                view = view[n:]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except OSError as exc:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass  # best effort: a stray temp file is removed on the next open anyway
+        raise StorageIOError(f"cannot write {path}: {exc}; check free space and permissions") from exc
+    fsync_dir(path.parent)

@@ -1,0 +1,633 @@
+"""Reading one immutable segment: open and verify, block access through the cache, and the
+per-segment search algorithms (point lookup, version history, visible-version scans, raw
+entry iteration) that the tier merges across segments.
+
+Opening a segment reads and verifies the header, the footer and the meta section (table
+directory, block index, bloom filter, dictionary); blocks are read lazily, verified against
+their CRC on every read from disk, and decoded into a :class:`DecodedBlock` kept in the shared
+:class:`BlockCache`.
+
+A key's versions may continue from one block into the next (``BLOCK_CONTINUES`` in the
+block flags); every algorithm here handles that, in both directions.
+
+Thread safety: a :class:`Segment` is immutable after ``__init__``; reads use ``os.pread`` on
+one file descriptor (no shared file position) and a per-thread zstd decompressor, so any
+number of threads may read concurrently. The descriptor is closed by :meth:`Segment.close`
+or, for segments retired by compaction, when the last reader drops its reference (a
+``weakref.finalize``), so a reader never sees a closed or reused descriptor; on Linux the
+open descriptor keeps an unlinked file readable.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import sys
+import threading
+import weakref
+from array import array
+from bisect import bisect_left, bisect_right
+from collections.abc import Iterator
+from operator import neg
+from pathlib import Path
+
+import numpy as np
+import zstandard as zstd
+
+from ...errors import CorruptionError, FormatError, StorageIOError
+from ...types import EntryKind
+from .bloom import BloomFilter, bloom_hash
+from .cache import BlockCache
+from .format import (
+    BLOCK_HEADER,
+    FLAG_DICTIONARY,
+    FOOTER,
+    FOOTER_MAGIC,
+    FORMAT_VERSION,
+    META_HEADER,
+    SEGMENT_HEADER,
+    SEGMENT_MAGIC,
+    TABLE_ENTRY,
+    DecodedBlock,
+    crc32,
+    decode_block,
+    table_from_code,
+)
+from .writer import BLOCK_CONTINUES, ENTRY_OVERHEAD, table_seed
+
+__all__ = ["Segment", "TableRange", "Candidate"]
+
+Candidate = tuple[bytes, int, DecodedBlock, int]
+"""(key, version, block, entry index): a visible version found in one segment."""
+
+_BIG = sys.byteorder == "big"
+_EMPTY: tuple[list[int], list[int]] = ([], [])
+
+
+class TableRange:
+    """Where one table lives inside a segment: blocks ``b0:b1``, key range, counts, bloom seed."""
+
+    __slots__ = ("table", "b0", "b1", "min_key", "max_key", "nentries", "nkeys", "seed")
+
+    def __init__(self, table: EntryKind, b0: int, b1: int, min_key: bytes, max_key: bytes,
+                 nentries: int, nkeys: int) -> None:
+        self.table = table
+        self.b0 = b0
+        self.b1 = b1
+        self.min_key = min_key
+        self.max_key = max_key
+        self.nentries = nentries
+        self.nkeys = nkeys
+        self.seed = table_seed(table)
+
+
+def _le_array(code: str, data: bytes) -> array:
+    a = array(code)
+    a.frombytes(data)
+    if _BIG:  # pragma: no cover - the format is little-endian
+        a.byteswap()
+    return a
+
+
+def _block_cands(blk: DecodedBlock, j_lo: int, j_hi: int, version: int,
+                 tdrops: dict[bytes, dict[int, int]] | None, seq: int
+                 ) -> tuple[list[int] | range, list[int] | range]:
+    """Key indices and entry indices of the newest non-dropped version <= ``version`` of each
+    key ``j_lo <= j < j_hi`` that has one. Vectorized; O(entries of those keys)."""
+    ks = blk.kstart
+    a = ks[j_lo]
+    e = ks[j_hi]
+    if a == e or blk.vmin > version:
+        return _EMPTY
+    if not tdrops and blk.vmax <= version:
+        if blk.single:
+            return range(j_lo, j_hi), range(a, e)
+        return range(j_lo, j_hi), ks[j_lo:j_hi].tolist()
+    mask = blk.ver[a:e] <= version
+    if tdrops:
+        keys = blk.keys
+        vers = blk.versions
+        for j in range(j_lo, j_hi):
+            dv = tdrops.get(keys[j])
+            if dv:
+                for i in range(ks[j], ks[j + 1]):
+                    if dv.get(vers[i], -1) >= seq:
+                        mask[i - a] = False
+    idx = np.flatnonzero(mask)
+    if not len(idx):
+        return _EMPTY
+    kid = blk.kid[a:e][idx]
+    if len(idx) > 1:
+        first = np.empty(len(idx), dtype=bool)
+        first[0] = True
+        np.not_equal(kid[1:], kid[:-1], out=first[1:])
+        idx = idx[first]
+        kid = kid[first]
+    idx += a
+    return kid.tolist(), idx.tolist()
+
+
+class _Scratch:
+    """Attribute bag for :meth:`Segment.check` re-verification."""
+
+
+class Segment:
+    """An open, verified segment file.
+
+    Attributes: ``path``, ``file_no``, ``seq``, ``file_size``, ``footer_crc``, ``nentries``,
+    ``nkeys``, ``raw_bytes``, ``min_version``, ``max_version``, ``tables`` (EntryKind ->
+    :class:`TableRange`), ``first_keys``, ``offsets``, ``block_entries``, ``block_flags``,
+    ``bloom`` (or None), ``has_dict``.
+
+    Raises (constructor): CorruptionError (names the file and the offset of the bad
+    record), FormatError (unknown format version), StorageIOError (cannot open/read).
+    """
+
+    def __init__(self, path: Path, file_no: int, cache: BlockCache, *,
+                 expect_size: int | None = None, expect_footer_crc: int | None = None,
+                 expect_seq: int | None = None) -> None:
+        self.path = path
+        self.file_no = file_no
+        self._cache = cache
+        self._local = threading.local()
+        try:
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        except FileNotFoundError:
+            raise CorruptionError("cold segment named by the manifest is missing", path=path,
+                                  offset=None) from None
+        except OSError as exc:
+            raise StorageIOError(f"cannot open cold segment {path}: {exc}") from exc
+        self._fd = fd
+        self._finalizer = weakref.finalize(self, os.close, fd)
+        try:
+            self._open(expect_size, expect_footer_crc, expect_seq)
+        except BaseException:  # close the descriptor, then re-raise whatever it was
+            self._finalizer()
+            raise
+
+    # -- opening -------------------------------------------------------------------------
+
+    def _pread(self, n: int, off: int) -> bytes:
+        try:
+            data = os.pread(self._fd, n, off)
+        except OSError as exc:
+            raise StorageIOError(f"cannot read cold segment {self.path} at {off}: {exc}") from exc
+        if len(data) != n:
+            raise CorruptionError(f"cold segment truncated: wanted {n} bytes at {off}, got {len(data)}",
+                                  path=self.path, offset=off)
+        return data
+
+    def _corrupt(self, msg: str, offset: int | None) -> CorruptionError:
+        return CorruptionError(f"cold segment: {msg}", path=self.path, offset=offset)
+
+    def _open(self, expect_size: int | None, expect_fcrc: int | None, expect_seq: int | None,
+              t: object = None) -> None:
+        """Read and verify header, footer and meta into ``t`` (default: this segment).
+
+        ``check`` passes a scratch object to re-verify the file through the same descriptor
+        without touching the attributes concurrent readers use.
+        """
+        t = self if t is None else t
+        try:
+            size = os.fstat(self._fd).st_size
+        except OSError as exc:
+            raise StorageIOError(f"cannot stat cold segment {self.path}: {exc}") from exc
+        if expect_size is not None and size != expect_size:
+            raise self._corrupt(f"file is {size} bytes but the manifest says {expect_size} "
+                                "(truncated or replaced)", min(size, expect_size))
+        if size < SEGMENT_HEADER.size + FOOTER.size:
+            raise self._corrupt(f"file too short ({size} bytes)", 0)
+        head = self._pread(SEGMENT_HEADER.size, 0)
+        magic, version, _flags, hcrc = SEGMENT_HEADER.unpack(head)
+        if crc32(head[:12]) != hcrc:
+            raise self._corrupt("header checksum mismatch", 0)
+        if magic != SEGMENT_MAGIC:
+            raise FormatError("not a tierdb cold segment (bad magic)", path=self.path, offset=0)
+        if version != FORMAT_VERSION:
+            raise FormatError(f"cold segment format version {version} is not supported (this "
+                              f"tierdb reads version {FORMAT_VERSION}); upgrade tierdb",
+                              path=self.path, offset=0)
+        foff = size - FOOTER.size
+        raw_footer = self._pread(FOOTER.size, foff)
+        (fmagic, fversion, flags, nblocks, nentries, nkeys, raw_bytes, vmin, vmax, seq,
+         meta_off, meta_len, meta_crc, fcrc) = FOOTER.unpack(raw_footer)
+        if crc32(raw_footer[:FOOTER.size - 4]) != fcrc:
+            raise self._corrupt("footer checksum mismatch", foff)
+        if fmagic != FOOTER_MAGIC:
+            raise FormatError("not a tierdb cold segment (bad footer magic)", path=self.path, offset=foff)
+        if fversion != FORMAT_VERSION:
+            raise FormatError(f"cold segment format version {fversion} is not supported (this "
+                              f"tierdb reads version {FORMAT_VERSION}); upgrade tierdb",
+                              path=self.path, offset=foff)
+        if expect_fcrc is not None and fcrc != expect_fcrc:
+            raise self._corrupt("footer does not match the manifest (file replaced?)", foff)
+        if expect_seq is not None and seq != expect_seq:
+            raise self._corrupt(f"footer seq {seq} does not match the manifest's {expect_seq}", foff)
+        if meta_off < SEGMENT_HEADER.size or meta_off + meta_len != foff or flags & ~FLAG_DICTIONARY:
+            raise self._corrupt("footer describes an impossible layout", foff)
+        meta = self._pread(meta_len, meta_off)
+        if crc32(meta) != meta_crc:
+            raise self._corrupt("meta section checksum mismatch", meta_off)
+        t.file_size = size  # type: ignore[attr-defined]
+        t.footer_crc = fcrc  # type: ignore[attr-defined]
+        t.seq = seq  # type: ignore[attr-defined]
+        t.nentries = nentries  # type: ignore[attr-defined]
+        t.nkeys = nkeys  # type: ignore[attr-defined]
+        t.raw_bytes = raw_bytes  # type: ignore[attr-defined]
+        t.min_version = vmin  # type: ignore[attr-defined]
+        t.max_version = vmax  # type: ignore[attr-defined]
+        t.meta_offset = meta_off  # type: ignore[attr-defined]
+        try:
+            self._parse_meta(t, meta, nblocks, bool(flags & FLAG_DICTIONARY))
+        except ValueError as exc:  # _parse_meta turns struct.error into ValueError
+            raise self._corrupt(f"meta section invalid: {exc}", meta_off) from None
+
+    def _parse_meta(self, t: object, meta: bytes, nblocks: int, has_dict: bool) -> None:
+        try:
+            (ntables, mblocks, bloom_k, _r0, bloom_m, dict_len, _r1) = META_HEADER.unpack_from(meta, 0)
+            if mblocks != nblocks or nblocks == 0:
+                raise ValueError(f"block count {mblocks} vs footer {nblocks}")
+            off = META_HEADER.size
+            rows = []
+            for _ in range(ntables):
+                rows.append(TABLE_ENTRY.unpack_from(meta, off))
+                off += TABLE_ENTRY.size
+        except struct.error as exc:
+            raise ValueError(str(exc)) from None
+        max_keys = []
+        for row in rows:
+            kl = row[4]
+            max_keys.append(meta[off:off + kl])
+            off += kl
+        n1 = nblocks + 1
+        need = off + 8 * n1 + 4 * nblocks + 4 * nblocks + nblocks
+        if need > len(meta):
+            raise ValueError("block index runs past the meta section")
+        offsets = _le_array("Q", meta[off:off + 8 * n1])
+        off += 8 * n1
+        block_entries = _le_array("I", meta[off:off + 4 * nblocks])
+        off += 4 * nblocks
+        fk_lens = _le_array("I", meta[off:off + 4 * nblocks])
+        off += 4 * nblocks
+        block_flags = meta[off:off + nblocks]
+        off += nblocks
+        fks = []
+        for ln in fk_lens:
+            if off + ln > len(meta):
+                raise ValueError("first keys run past the meta section")
+            fks.append(meta[off:off + ln])
+            off += ln
+        bloom_bytes = (bloom_m + 7) // 8
+        if off + bloom_bytes + dict_len != len(meta):
+            raise ValueError("meta section length does not match its contents")
+        bloom: BloomFilter | None = None
+        if bloom_m:
+            bloom = BloomFilter(meta[off:off + bloom_bytes], bloom_m, bloom_k)
+        off += bloom_bytes
+        zdict: zstd.ZstdCompressionDict | None = None
+        if has_dict:
+            if not dict_len:
+                raise ValueError("dictionary flag set but no dictionary stored")
+            zdict = zstd.ZstdCompressionDict(meta[off:off + dict_len])
+        elif dict_len:
+            raise ValueError("dictionary stored but flag not set")
+        meta_off = t.meta_offset  # type: ignore[attr-defined]
+        if offsets[0] != SEGMENT_HEADER.size or offsets[nblocks] != meta_off or any(
+                offsets[i] + BLOCK_HEADER.size >= offsets[i + 1] for i in range(nblocks)):
+            raise ValueError("block offsets not strictly increasing from the header to meta")
+        if sum(block_entries) != t.nentries:  # type: ignore[attr-defined]
+            raise ValueError("block entry counts do not add up to the footer's")
+        if any(f & ~BLOCK_CONTINUES for f in block_flags):
+            raise ValueError("unknown block flag")
+        tables: dict[EntryKind, TableRange] = {}
+        expect_b = 0
+        last: EntryKind | None = None
+        for (tag, first_block, ident, tblocks, _kl, tentries, tkeys), mk in zip(rows, max_keys):
+            table = table_from_code(tag, ident, self.path, meta_off)
+            if first_block != expect_b or tblocks == 0 or (last is not None and not last < table):
+                raise ValueError(f"table directory out of order at {table}")
+            expect_b = first_block + tblocks
+            if expect_b > nblocks or block_flags[first_block] & BLOCK_CONTINUES:
+                raise ValueError(f"table {table} block range invalid")
+            tables[table] = TableRange(table, first_block, expect_b, fks[first_block], mk,
+                                       tentries, tkeys)
+            last = table
+        if expect_b != nblocks:
+            raise ValueError("table directory does not cover every block")
+        t.offsets = offsets  # type: ignore[attr-defined]
+        t.block_entries = block_entries  # type: ignore[attr-defined]
+        t.block_flags = block_flags  # type: ignore[attr-defined]
+        t.first_keys = fks  # type: ignore[attr-defined]
+        t.bloom = bloom  # type: ignore[attr-defined]
+        t.has_dict = has_dict  # type: ignore[attr-defined]
+        t._dict = zdict  # type: ignore[attr-defined]
+        t.tables = tables  # type: ignore[attr-defined]
+
+    # -- verification --------------------------------------------------------------------
+
+    def check(self) -> dict[str, int]:
+        """Re-read the whole file through the open descriptor and verify everything.
+
+        Header, footer and meta checksums; every block's checksum and layout; keys strictly
+        ascending per table (a key repeated across a block boundary only with the
+        BLOCK_CONTINUES flag, and only then); versions strictly descending per key; the
+        block index (first keys, entry counts); the bloom filter (holds every key); footer
+        and table-directory counts, key and version ranges. Returns counters.
+        O(file size); uses no cache.
+
+        Raises:
+            CorruptionError: the first violation, naming this file and the offset of the
+                record (block, meta, footer) that is wrong.
+        """
+        scratch = _Scratch()
+        self._open(self.file_size, self.footer_crc, self.seq, scratch)
+        nentries = nkeys = raw_bytes = 0
+        vmin: int | None = None
+        vmax = 0
+        flags = self.block_flags
+        for table, tr in self.tables.items():
+            prev_key: bytes | None = None
+            prev_ver = 0
+            t_entries = t_keys = 0
+            for b in range(tr.b0, tr.b1):
+                off = self.offsets[b]
+                blk = decode_block(self.read_raw(b), self.path, off)
+                keys = blk.keys
+                n = len(blk)
+                if n != self.block_entries[b] or keys[0] != self.first_keys[b]:
+                    raise self._corrupt(f"block {b} disagrees with the block index", off)
+                if any(keys[i] >= keys[i + 1] for i in range(len(keys) - 1)):
+                    raise self._corrupt(f"block {b} keys not strictly ascending", off)
+                ver = blk.ver
+                kid = blk.kid
+                if n > 1 and bool(((kid[1:] == kid[:-1]) & (ver[1:] >= ver[:-1])).any()):
+                    raise self._corrupt(f"block {b} versions of a key not strictly descending", off)
+                cont = bool(flags[b] & BLOCK_CONTINUES)
+                if prev_key is not None:
+                    if keys[0] < prev_key or (keys[0] == prev_key) != cont:
+                        raise self._corrupt(f"block {b} order or continuation flag wrong", off)
+                    if cont and blk.versions[0] >= prev_ver:
+                        raise self._corrupt(f"block {b} continued run not descending", off)
+                elif cont:
+                    raise self._corrupt(f"block {b} continues nothing", off)
+                if self.bloom is not None:
+                    bloom = self.bloom
+                    for k in keys:
+                        if not bloom.may_contain_hash(bloom_hash(k, tr.seed)):
+                            raise self._corrupt(f"bloom filter misses key {k!r} of block {b}",
+                                                self.meta_offset)
+                t_entries += n
+                t_keys += len(keys) - (1 if cont else 0)
+                vs = blk.versions
+                raw_bytes += (sum(len(keys[j]) * (blk.kstart[j + 1] - blk.kstart[j])
+                                  for j in range(len(keys)))
+                              + (blk.voff[n] - blk.voff[0]) + ENTRY_OVERHEAD * n)
+                vmin = blk.vmin if vmin is None else min(vmin, blk.vmin)
+                vmax = max(vmax, blk.vmax)
+                prev_key = keys[-1]
+                prev_ver = vs[n - 1]
+            if t_entries != tr.nentries or t_keys != tr.nkeys or prev_key != tr.max_key:
+                raise self._corrupt(f"table directory of {table} disagrees with its blocks",
+                                    self.meta_offset)
+            nentries += t_entries
+            nkeys += t_keys
+        foff = self.file_size - FOOTER.size
+        if (nentries, nkeys, raw_bytes, vmin, vmax) != (
+                self.nentries, self.nkeys, self.raw_bytes, self.min_version, self.max_version):
+            raise self._corrupt("footer counts or version range disagree with the blocks", foff)
+        return {"blocks": len(self.block_entries), "entries": nentries, "keys": nkeys}
+
+    # -- blocks --------------------------------------------------------------------------
+
+    def _decompressor(self) -> zstd.ZstdDecompressor:
+        d = getattr(self._local, "d", None)
+        if d is None:
+            d = self._local.d = zstd.ZstdDecompressor(dict_data=self._dict) if self._dict else \
+                zstd.ZstdDecompressor()
+        return d
+
+    def read_raw(self, b: int) -> bytes:
+        """Read, verify and decompress block ``b`` (no cache). Raises CorruptionError."""
+        off = self.offsets[b]
+        data = self._pread(self.offsets[b + 1] - off, off)
+        mv = memoryview(data)
+        plen, rlen, crc = BLOCK_HEADER.unpack_from(data, 0)
+        if crc32(mv[BLOCK_HEADER.size:], crc32(mv[:8])) != crc:
+            raise self._corrupt(f"block {b} checksum mismatch", off)
+        if plen != len(data) - BLOCK_HEADER.size:
+            raise self._corrupt(f"block {b} length disagrees with the block index", off)
+        try:
+            raw = self._decompressor().decompress(mv[BLOCK_HEADER.size:], max_output_size=rlen)
+        except zstd.ZstdError as exc:
+            raise self._corrupt(f"block {b} does not decompress: {exc}", off) from None
+        if len(raw) != rlen:
+            raise self._corrupt(f"block {b} decompressed to {len(raw)} bytes, expected {rlen}", off)
+        return raw
+
+    def block(self, b: int) -> DecodedBlock:
+        """Decoded block ``b``, through the shared cache. O(1) on a hit."""
+        key = (self.file_no, b)
+        cache = self._cache
+        blk = cache.get(key)
+        if blk is None:
+            blk = decode_block(self.read_raw(b), self.path, self.offsets[b])
+            cache.put(key, blk)
+        return blk
+
+    def close(self) -> None:
+        """Close the file descriptor now (idempotent). Only when no reader can still use it."""
+        self._finalizer()
+
+    # -- search --------------------------------------------------------------------------
+
+    def may_contain(self, tr: TableRange, key: bytes) -> bool:
+        """Key-range and bloom check: False means ``key`` is certainly not in this table."""
+        if key < tr.min_key or key > tr.max_key:
+            return False
+        bloom = self.bloom
+        return bloom is None or bloom.may_contain_hash(bloom_hash(key, tr.seed))
+
+    def _first_block(self, tr: TableRange, key: bytes) -> int:
+        """The first block of ``tr`` that can hold ``key`` or anything after it."""
+        fk = self.first_keys
+        b = bisect_right(fk, key, tr.b0, tr.b1) - 1
+        if b < tr.b0:
+            return tr.b0
+        flags = self.block_flags
+        while b > tr.b0 and flags[b] & BLOCK_CONTINUES and fk[b] == key:
+            b -= 1
+        return b
+
+    def lookup(self, tr: TableRange, key: bytes, version: int,
+               dv: dict[int, int] | None) -> tuple[int, DecodedBlock, int] | None:
+        """Newest version <= ``version`` of ``key`` here, skipping dropped ones.
+
+        ``dv`` maps dropped versions of this key to their ``upto_seq``. Returns
+        (version, block, index) or None. O(log blocks + log keys-per-block + run length).
+        """
+        b = self._first_block(tr, key)
+        b1 = tr.b1
+        seq = self.seq
+        flags = self.block_flags
+        while b < b1:
+            blk = self.block(b)
+            keys = blk.keys
+            j = bisect_left(keys, key)
+            if j == len(keys) or keys[j] != key:
+                return None
+            ks = blk.kstart
+            a = ks[j]
+            e = ks[j + 1]
+            vs = blk.versions
+            i = a if vs[a] <= version else bisect_left(vs, -version, a, e, key=neg)
+            while i < e:
+                if dv is None or dv.get(vs[i], -1) < seq:
+                    return vs[i], blk, i
+                i += 1
+            if j != len(keys) - 1 or b + 1 >= b1 or not flags[b + 1] & BLOCK_CONTINUES:
+                return None
+            b += 1
+        return None
+
+    def versions_of(self, tr: TableRange, key: bytes,
+                    dv: dict[int, int] | None) -> list[tuple[int, bytes | None]]:
+        """Every non-dropped version of ``key`` here, newest first."""
+        out: list[tuple[int, bytes | None]] = []
+        b = self._first_block(tr, key)
+        seq = self.seq
+        flags = self.block_flags
+        while b < tr.b1:
+            blk = self.block(b)
+            keys = blk.keys
+            j = bisect_left(keys, key)
+            if j == len(keys) or keys[j] != key:
+                break
+            vs = blk.versions
+            for i in range(blk.kstart[j], blk.kstart[j + 1]):
+                if dv is None or dv.get(vs[i], -1) < seq:
+                    out.append((vs[i], blk.value(i)))
+            if j != len(keys) - 1 or b + 1 >= tr.b1 or not flags[b + 1] & BLOCK_CONTINUES:
+                break
+            b += 1
+        return out
+
+    def _block_span(self, tr: TableRange, lo: bytes | None, hi: bytes | None,
+                    hi_inc: bool) -> tuple[int, int]:
+        """Blocks ``bs..be`` (inclusive) that can hold keys in [lo, hi]."""
+        bs = tr.b0 if lo is None else self._first_block(tr, lo)
+        if hi is None:
+            be = tr.b1 - 1
+        elif hi_inc:
+            be = bisect_right(self.first_keys, hi, tr.b0, tr.b1) - 1
+        else:
+            be = bisect_left(self.first_keys, hi, tr.b0, tr.b1) - 1
+        return bs, be
+
+    def visible(self, tr: TableRange, lo: bytes | None, lo_inc: bool, hi: bytes | None,
+                hi_inc: bool, version: int, tdrops: dict[bytes, dict[int, int]] | None,
+                reverse: bool) -> Iterator[Candidate]:
+        """For each key in the bounds (ascending, or descending if ``reverse``), its newest
+        non-dropped version <= ``version`` in this segment; keys without one are skipped.
+
+        Lazy: blocks are read as the caller advances. O(blocks touched * block size).
+        """
+        if lo is not None and hi is not None and (lo > hi or (lo == hi and not (lo_inc and hi_inc))):
+            return
+        bs, be = self._block_span(tr, lo, hi, hi_inc)
+        if be < bs:
+            return
+        seq = self.seq
+        flags = self.block_flags
+        if not reverse:
+            last: bytes | None = None
+            for b in range(bs, be + 1):
+                blk = self.block(b)
+                keys = blk.keys
+                j_lo = 0
+                j_hi = len(keys)
+                if lo is not None and keys[0] <= lo:
+                    j_lo = bisect_left(keys, lo) if lo_inc else bisect_right(keys, lo)
+                if hi is not None and keys[-1] >= hi:
+                    j_hi = bisect_right(keys, hi) if hi_inc else bisect_left(keys, hi)
+                if j_lo >= j_hi:
+                    continue
+                kidx, eidx = _block_cands(blk, j_lo, j_hi, version, tdrops, seq)
+                if not kidx:
+                    continue
+                vs = blk.versions
+                it = zip(kidx, eidx)
+                if kidx[0] == 0 and flags[b] & BLOCK_CONTINUES and keys[0] == last:
+                    next(it)  # the run continued from the previous block, already answered
+                for j, i in it:
+                    yield keys[j], vs[i], blk, i
+                last = keys[kidx[-1]]
+            return
+        pending: Candidate | None = None
+        for b in range(be, bs - 1, -1):
+            blk = self.block(b)
+            keys = blk.keys
+            nk = len(keys)
+            j_lo = 0
+            j_hi = nk
+            if lo is not None and keys[0] <= lo:
+                j_lo = bisect_left(keys, lo) if lo_inc else bisect_right(keys, lo)
+            if hi is not None and keys[-1] >= hi:
+                j_hi = bisect_right(keys, hi) if hi_inc else bisect_left(keys, hi)
+            if j_lo < j_hi:
+                kidx, eidx = _block_cands(blk, j_lo, j_hi, version, tdrops, seq)
+                kl = list(kidx)
+                el = list(eidx)
+            else:
+                kl, el = [], []
+            cont = bool(flags[b] & BLOCK_CONTINUES)
+            vs = blk.versions
+            if pending is not None:
+                if keys[-1] == pending[0]:
+                    # This block holds newer versions of the pending key.
+                    if kl and kl[-1] == nk - 1:
+                        i = el.pop()
+                        kl.pop()
+                        pending = (keys[nk - 1], vs[i], blk, i)
+                    if nk == 1 and cont:
+                        continue  # the run started further back: those blocks hold newer versions
+                yield pending
+                pending = None
+            for pos in range(len(kl) - 1, -1, -1):
+                j = kl[pos]
+                i = el[pos]
+                if j == 0 and cont:
+                    pending = (keys[0], vs[i], blk, i)
+                else:
+                    yield keys[j], vs[i], blk, i
+        if pending is not None:
+            yield pending
+
+    def entries(self, tr: TableRange, start: bytes | None,
+                tdrops: dict[bytes, dict[int, int]] | None) -> Iterator[tuple[bytes, int, bytes | None]]:
+        """Every non-dropped entry of the table from key ``start`` on, in (key asc, version
+        desc) order. O(entries)."""
+        bs = tr.b0 if start is None else self._first_block(tr, start)
+        seq = self.seq
+        for b in range(bs, tr.b1):
+            blk = self.block(b)
+            keys = blk.keys
+            ks = blk.kstart
+            vs = blk.versions
+            voff = blk.voff
+            raw = blk.raw
+            tomb = blk.tomb
+            j0 = 0
+            if start is not None and keys[0] < start:
+                j0 = bisect_left(keys, start)
+            for j in range(j0, len(keys)):
+                key = keys[j]
+                dv = tdrops.get(key) if tdrops else None
+                for i in range(ks[j], ks[j + 1]):
+                    v = vs[i]
+                    if dv is not None and dv.get(v, -1) >= seq:
+                        continue
+                    yield key, v, (None if tomb is not None and tomb[i] else raw[voff[i]:voff[i + 1]])
+
+    def entry_raw_size(self, key: bytes, value: bytes | None) -> int:
+        """Raw-size accounting of one entry (as summed into the footer's raw_bytes)."""
+        return len(key) + (len(value) if value is not None else 0) + ENTRY_OVERHEAD
