@@ -5,4 +5,4 @@ from .hot import HotTier as HotTier
 from .warm import WarmTier as WarmTier
 from .cold import ColdTier as ColdTier
 
-__all__ = ["TierStorage", "HotTier", "ColdTier"]
+__all__ = ["TierStorage", "HotTier", "WarmTier", "ColdTier"]
