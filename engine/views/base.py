@@ -383,11 +383,12 @@ def flush_together(*tiers: ViewBase) -> int | None:
     """
     if not tiers:
         return None
-    store = tiers[0].store
-    unique: list[ViewBase] = []
     for tier in tiers:
         if not isinstance(tier, ViewBase):
             raise TypeError(f"flush_together takes views, got {type(tier).__name__}")
+    store = tiers[0].store
+    unique: list[ViewBase] = []
+    for tier in tiers:
         if tier.store is not store:
             raise ValueError(
                 f"flush_together: tier {tier.name!r} is bound to another store than "
