@@ -1,6 +1,7 @@
 """Time -> version index: which version was current at a wall-clock time.
 
-Samples ``(version, timestamp)`` at most once per millisecond into two compact arrays;
+Samples ``(version, timestamp)`` at most once per millisecond into two compact arrays (a
+sample's version is the newest committed in its millisecond, its time the millisecond's first);
 persisted as an append-only file of CRC-framed records (the commit log also carries each
 commit's timestamp, so samples lost in a crash are rebuilt during recovery).
 
@@ -15,7 +16,7 @@ import os
 import struct
 import zlib
 from array import array
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from pathlib import Path
 
 __all__ = ["TimeIndex"]
@@ -35,6 +36,7 @@ class TimeIndex:
         self._times = array("d")
         self._path = path
         self._pending = bytearray()
+        self._dirty = False  # the newest sample changed since it was last queued for the file
         self._fh = None
         if path is not None:
             if path.exists():
@@ -50,11 +52,18 @@ class TimeIndex:
                 break  # a torn or damaged tail: the commit log rebuilds what follows
             self._add(v, ts)
             good = off + TIME_RECORD.size
+        self._dirty = False
         if good != len(data):
             with open(path, "r+b") as fh:
                 fh.truncate(good)
 
     def _add(self, version: int, ts: float) -> bool:
+        """Add a sample; True if it started a new millisecond bucket.
+
+        A commit within the resolution of the newest sample moves that sample's version
+        forward (its time stays the bucket's start): otherwise the last commits of a burst
+        would never be recorded and every later time would map to the burst's first commit.
+        """
         vs, tss = self._versions, self._times
         if vs and version <= vs[-1]:
             return False
@@ -62,20 +71,34 @@ class TimeIndex:
             if ts < tss[-1]:
                 ts = tss[-1]  # keep times monotonic even if the clock steps back
             if ts - tss[-1] < _RESOLUTION:
+                vs[-1] = version
+                self._dirty = True
                 return False
         tss.append(ts)
         vs.append(version)
+        self._dirty = True
         return True
+
+    def _write_last(self) -> None:
+        """Queue the newest sample for the file (a rewrite of a bucket replaces it on load)."""
+        body = struct.pack("<Qd", self._versions[-1], self._times[-1])
+        self._pending += body + struct.pack("<I", zlib.crc32(body))
+        self._dirty = False
 
     def record(self, version: int, ts: float) -> None:
         """Note that ``version`` committed at ``ts``. O(1) amortised."""
+        n = len(self._versions)
+        dirty = self._dirty
         if self._add(version, ts) and self._fh is not None:
-            body = struct.pack("<Qd", version, self._times[-1])
-            self._pending += body + struct.pack("<I", zlib.crc32(body))
+            if n and dirty:  # the bucket just closed: persist its final version
+                body = struct.pack("<Qd", self._versions[n - 1], self._times[n - 1])
+                self._pending += body + struct.pack("<I", zlib.crc32(body))
             if len(self._pending) >= _FLUSH_EVERY * TIME_RECORD.size:
                 self.flush()
 
     def flush(self) -> None:
+        if self._fh is not None and self._dirty and self._versions:
+            self._write_last()
         if self._fh is not None and self._pending:
             self._fh.write(self._pending)
             self._fh.flush()
@@ -88,10 +111,17 @@ class TimeIndex:
         return self._versions[i - 1] if i else 0
 
     def time_of(self, version: int) -> float | None:
-        """Commit time of ``version`` (to the index's millisecond resolution), or None."""
+        """Commit time of ``version`` (to the index's millisecond resolution), or None.
+
+        A sample holds the newest version of its millisecond bucket, so ``version`` belongs
+        to the first sample at or above it; the answer is that bucket's start (<= the true
+        commit time, by less than the resolution).
+        """
         n = len(self._versions)
-        i = bisect_right(self._versions, version, 0, n)
-        return self._times[i - 1] if i else None
+        if version < 1:
+            return None
+        i = bisect_left(self._versions, version, 0, n)
+        return self._times[i] if i < n else None
 
     def first(self) -> tuple[int, float] | None:
         return (self._versions[0], self._times[0]) if self._versions else None
