@@ -254,6 +254,13 @@ class StorageHandle:
             return
         self._stats.waves += 1
         fired = self._write_wave(emissions)
+        # A write-through tier still holding data (a failed earlier commit) retries now,
+        # in the same commit as this wave.
+        for st in self._pairs:
+            for tier in (st.snapshot_tier, st.wal_tier):
+                if isinstance(tier, ViewBase) and tier.write_through and tier.has_pending:
+                    if not any(t is tier for t in fired):
+                        fired.append(tier)
         if fired:
             self._commit(fired, raise_first=False)
 
