@@ -1,0 +1,23 @@
+from __future__ import annotations
+
+import pytest
+
+LAYOUTS = ["memory", "warm", "hot+warm", "hot+warm+cold", "warm+cold"]
+
+
+def _open_store(path, layout, **kw):
+    import engine
+
+    kw.setdefault("layout", engine.Layout.parse(layout, background=False))
+    return engine.open(path / "db", **kw)
+
+
+@pytest.fixture(params=LAYOUTS)
+def layout(request):
+    return request.param
+
+
+@pytest.fixture
+def open_store():
+    """Open ``path/db`` with a layout preset (background movement off unless a Layout is given)."""
+    return _open_store
