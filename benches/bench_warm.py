@@ -1,0 +1,333 @@
+"""Warm tier vs raw rocksdict vs LMDB (same inverted-version key layout), in one run.
+
+Script mode prints the ratios the warm-tier issue sets targets for::
+
+    python benches/bench_warm.py [--keys 20000] [--versions 3] [--repeat 5]
+
+pytest-benchmark mode (one benchmark per operation and engine)::
+
+    pytest benches/bench_warm.py --benchmark-enable
+
+Workload (all engines): ``keys`` keys of 16 bytes, 100-byte values, written ``versions`` times
+(versions 1..V) in batches of 100 keys per commit; then everything is compacted into SST
+files so reads come from the block cache, as on a warm store. Raw rocksdict holds one value
+per key (it has no versions), LMDB and the warm tier hold every version.
+
+Operations:
+  writes      100 entries per commit (warm ``set``; raw one WriteBatch of 100 puts; LMDB one
+              write txn of 100 puts)
+  get latest  newest version (warm ``get(table, key, MAX)`` vs raw ``get``)
+  get old     the oldest version (version 1) vs raw ``get``
+  scan        rows/s of a full table scan at the latest version through ``range_next``
+              pages of 1024 vs raw ``items()``
+Each operation reports the best of ``repeat`` timed rounds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import shutil
+import struct
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import rocksdict
+
+from engine.tiers.warm import WarmTier
+from engine.types import Bound, EntryKind, RangeCursor
+
+T = EntryKind.MULTI
+MAXV = (1 << 64) - 1
+_INV = struct.Struct(">Q").pack
+VALUE = b"v" * 100
+BATCH = 100
+
+TARGETS = {"writes": 0.7, "get latest": 0.8, "get old": 0.6, "scan": 0.5}
+
+
+def _lmdb_key(key: bytes, version: int) -> bytes:
+    return key.replace(b"\x00", b"\x00\xff") + b"\x00\x00" + _INV(MAXV - version)
+
+
+@dataclass
+class Workload:
+    keys: list[bytes]
+    versions: int
+    sample: list[bytes]
+
+    @classmethod
+    def make(cls, nkeys: int, versions: int, nsample: int = 20000, seed: int = 7) -> Workload:
+        rng = random.Random(seed)
+        keys = [b"user:%011d" % i for i in range(nkeys)]
+        rng.shuffle(keys)
+        return cls(keys, versions, [rng.choice(keys) for _ in range(nsample)])
+
+
+class Engines:
+    """The three engines loaded with the same workload under one temp directory."""
+
+    def __init__(self, root: Path, wl: Workload) -> None:
+        self.root = root
+        self.wl = wl
+        self.warm = WarmTier(root / "warm")
+        o = rocksdict.Options(raw_mode=True)
+        o.create_if_missing(True)
+        bbo = rocksdict.BlockBasedOptions()
+        bbo.set_block_cache(rocksdict.Cache(64 << 20))
+        bbo.set_bloom_filter(10, False)  # raw point gets get their best case: a bloom filter
+        o.set_block_based_table_factory(bbo)
+        o.set_compression_type(rocksdict.DBCompressionType.lz4())
+        o.set_write_buffer_size(64 << 20)
+        self.raw = rocksdict.Rdict(str(root / "raw"), o)
+        import lmdb
+
+        self.lmdb = lmdb.open(str(root / "lmdb"), map_size=4 << 30, sync=False, metasync=False)
+        self.next_version = 1
+        self._load()
+
+    def _load(self) -> None:
+        keys = self.wl.keys
+        for v in range(1, self.wl.versions + 1):
+            for i in range(0, len(keys), BATCH):
+                chunk = keys[i:i + BATCH]
+                self.warm.set(v, {T: [(k, VALUE) for k in chunk]})
+                wb = rocksdict.WriteBatch(raw_mode=True)
+                for k in chunk:
+                    wb.put(k, VALUE)
+                self.raw.write(wb)
+                with self.lmdb.begin(write=True) as txn:
+                    for k in chunk:
+                        txn.put(_lmdb_key(k, v), b"\x01" + VALUE)
+        self.next_version = self.wl.versions + 1
+        self.warm.compact()
+        self.raw.compact_range(None, None)
+
+    def close(self) -> None:
+        self.warm.close()
+        self.raw.close()
+        self.lmdb.close()
+
+
+# --- operations: each returns (callable, ops per call) ------------------------------------
+
+
+def warm_writes(e: Engines) -> Callable[[], int]:
+    keys = e.wl.keys
+
+    def run() -> int:
+        v = e.next_version
+        e.next_version += 1
+        for i in range(0, 2000, BATCH):
+            e.warm.set(v, {T: [(k, VALUE) for k in keys[i:i + BATCH]]})
+        return 2000
+    return run
+
+
+def raw_writes(e: Engines) -> Callable[[], int]:
+    keys = e.wl.keys
+    db = e.raw
+
+    def run() -> int:
+        for i in range(0, 2000, BATCH):
+            wb = rocksdict.WriteBatch(raw_mode=True)
+            for k in keys[i:i + BATCH]:
+                wb.put(k, VALUE)
+            db.write(wb)
+        return 2000
+    return run
+
+
+def lmdb_writes(e: Engines) -> Callable[[], int]:
+    keys = e.wl.keys
+
+    def run() -> int:
+        v = e.next_version
+        e.next_version += 1
+        for i in range(0, 2000, BATCH):
+            with e.lmdb.begin(write=True) as txn:
+                put = txn.put
+                for k in keys[i:i + BATCH]:
+                    put(_lmdb_key(k, v), b"\x01" + VALUE)
+        return 2000
+    return run
+
+
+def warm_get(e: Engines, version: int | None) -> Callable[[], int]:
+    sample = e.wl.sample
+    get = e.warm.get
+    ver = MAXV if version is None else version
+
+    def run() -> int:
+        for k in sample:
+            get(T, k, ver)
+        return len(sample)
+    return run
+
+
+def raw_get(e: Engines) -> Callable[[], int]:
+    sample = e.wl.sample
+    get = e.raw.get
+
+    def run() -> int:
+        for k in sample:
+            get(k)
+        return len(sample)
+    return run
+
+
+def lmdb_get(e: Engines, version: int | None) -> Callable[[], int]:
+    sample = e.wl.sample
+    ver = MAXV if version is None else version
+    inv = _INV(MAXV - ver)
+
+    def run() -> int:
+        with e.lmdb.begin() as txn:
+            cur = txn.cursor()
+            for k in sample:
+                p = k.replace(b"\x00", b"\x00\xff") + b"\x00\x00"
+                if cur.set_range(p + inv):
+                    ck = cur.key()
+                    if ck[:-8] == p:
+                        v = cur.value()
+                        _ = v[1:] if v[:1] == b"\x01" else None
+        return len(sample)
+    return run
+
+
+def warm_scan(e: Engines) -> Callable[[], int]:
+    def run() -> int:
+        cur = RangeCursor()
+        n = 0
+        while True:
+            b = e.warm.range_next(T, cur, Bound.UNBOUNDED, Bound.UNBOUNDED, MAXV, 1024)
+            n += len(b.entries)
+            if not b.has_more:
+                return n
+    return run
+
+
+def raw_scan(e: Engines) -> Callable[[], int]:
+    def run() -> int:
+        n = 0
+        for _k, _v in e.raw.items():
+            n += 1
+        return n
+    return run
+
+
+def lmdb_scan(e: Engines) -> Callable[[], int]:
+    def run() -> int:
+        n = 0
+        last = None
+        with e.lmdb.begin() as txn:
+            for k, v in txn.cursor().iternext():
+                p = k[:-8]
+                if p != last:
+                    last = p
+                    n += 1
+        return n
+    return run
+
+
+def best_rate(fn: Callable[[], int], repeat: int) -> float:
+    """Best ops/s over ``repeat`` rounds."""
+    best = 0.0
+    for _ in range(repeat):
+        t = time.perf_counter()
+        n = fn()
+        dt = time.perf_counter() - t
+        best = max(best, n / dt)
+    return best
+
+
+def run_all(nkeys: int, versions: int, repeat: int) -> list[tuple[str, float, float, float]]:
+    """Rows of (operation, warm ops/s, raw ops/s, lmdb ops/s)."""
+    root = Path(tempfile.mkdtemp(prefix="tierdb-bench-warm-", dir="/tmp"))
+    try:
+        e = Engines(root, Workload.make(nkeys, versions))
+        try:
+            ops: list[tuple[str, Callable[[], int], Callable[[], int], Callable[[], int]]] = [
+                ("get latest", warm_get(e, None), raw_get(e), lmdb_get(e, None)),
+                ("get old", warm_get(e, 1), raw_get(e), lmdb_get(e, 1)),
+                ("scan", warm_scan(e), raw_scan(e), lmdb_scan(e)),
+                ("writes", warm_writes(e), raw_writes(e), lmdb_writes(e)),
+            ]
+            rows = []
+            for name, w, r, lm in ops:
+                # interleave engines round by round so that background noise hits all alike
+                bw = br = bl = 0.0
+                for _ in range(repeat):
+                    bw = max(bw, best_rate(w, 1))
+                    br = max(br, best_rate(r, 1))
+                    bl = max(bl, best_rate(lm, 1))
+                rows.append((name, bw, br, bl))
+            return rows
+        finally:
+            e.close()
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--keys", type=int, default=20000)
+    ap.add_argument("--versions", type=int, default=3)
+    ap.add_argument("--repeat", type=int, default=5)
+    args = ap.parse_args(argv)
+    print(f"warm tier bench: {args.keys} keys x {args.versions} versions, 100-byte values, "
+          f"best of {args.repeat}, python {sys.version.split()[0]}, rocksdict, pid {os.getpid()}")
+    print(f"{'operation':12s} {'warm ops/s':>12s} {'raw ops/s':>12s} {'lmdb ops/s':>12s} "
+          f"{'warm/raw':>9s} {'target':>7s} {'lmdb/raw':>9s}")
+    ok = True
+    for name, w, r, lm in run_all(args.keys, args.versions, args.repeat):
+        ratio = w / r
+        target = TARGETS[name]
+        ok &= ratio >= target
+        print(f"{name:12s} {w:12,.0f} {r:12,.0f} {lm:12,.0f} {ratio:9.2f} {target:7.2f} {lm / r:9.2f}"
+              + ("" if ratio >= target else "  (below target)"))
+    return 0 if ok else 1
+
+
+# --- pytest-benchmark mode --------------------------------------------------------------------
+
+try:
+    import pytest
+except ImportError:  # pragma: no cover - script mode works without pytest
+    pytest = None  # type: ignore[assignment]
+
+if pytest is not None:
+
+    @pytest.fixture(scope="module")
+    def engines() -> Iterator[Engines]:
+        root = Path(tempfile.mkdtemp(prefix="tierdb-bench-warm-", dir="/tmp"))
+        e = Engines(root, Workload.make(5000, 3, nsample=2000))
+        try:
+            yield e
+        finally:
+            e.close()
+            shutil.rmtree(root, ignore_errors=True)
+
+    OPS: dict[str, Callable[[Engines], Callable[[], int]]] = {
+        "warm-writes": warm_writes, "raw-writes": raw_writes, "lmdb-writes": lmdb_writes,
+        "warm-get-latest": lambda e: warm_get(e, None), "raw-get": raw_get,
+        "lmdb-get-latest": lambda e: lmdb_get(e, None),
+        "warm-get-old": lambda e: warm_get(e, 1), "lmdb-get-old": lambda e: lmdb_get(e, 1),
+        "warm-scan": warm_scan, "raw-scan": raw_scan, "lmdb-scan": lmdb_scan,
+    }
+
+    @pytest.mark.parametrize("op", list(OPS))
+    def test_bench(benchmark: Any, engines: Engines, op: str) -> None:
+        fn = OPS[op](engines)
+        n = benchmark(fn)
+        assert n > 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
