@@ -32,17 +32,17 @@ from .keys import entry_key, partition_filter_prefix, partition_prefix, split_en
 from .protocols import StoreLike
 
 __all__ = [
-    "AppendLogMode",
     "AppendCursor",
-    "LoadEntriesOpts",
     "AppendLoadResult",
+    "AppendLogMode",
     "AppendLogStorage",
+    "LoadEntriesOpts",
     "append_log_storage",
     "check_append_sinks",
 ]
 
 
-class AppendLogMode(str, enum.Enum):
+class AppendLogMode(enum.StrEnum):
     """How a flush treats the partition's existing entries."""
 
     APPEND = "append"

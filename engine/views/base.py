@@ -26,7 +26,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any, ClassVar
 
-from ..errors import EngineError, FutureVersionError, HistoryUnavailable, TransactionClosed
+from ..errors import (
+    EngineError,
+    FutureVersionError,
+    HistoryUnavailable,
+    TransactionClosed,
+)
 from ..types import EntryKind, check_version
 from .codec import JSON_CODEC, Codec
 from .errors import BackendError, BackendNoListSupport, StorageError

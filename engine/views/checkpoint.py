@@ -32,7 +32,12 @@ from typing import Any
 from ..types import EntryKind
 from .base import ViewBase, flush_together
 from .codec import Codec
-from .diff import SNAPSHOT_VERSION, decompose_diff_to_frames, diff_snapshots, replay_on_snapshot
+from .diff import (
+    SNAPSHOT_VERSION,
+    decompose_diff_to_frames,
+    diff_snapshots,
+    replay_on_snapshot,
+)
 from .errors import CodecError
 from .graph import Graph, json_equal
 from .kv import KvStorage, kv_storage
@@ -41,12 +46,12 @@ from .snapshot import SnapshotStorage, snapshot_storage
 from .wal import graph_wal_prefix, parse_frame_seq, wal_frame_key
 
 __all__ = [
+    "DEFAULT_COMPACT_EVERY",
     "SNAPSHOT_VERSION",
     "GraphCheckpointRecord",
     "StorageHandle",
     "attach_snapshot_storage",
     "graph_storage",
-    "DEFAULT_COMPACT_EVERY",
 ]
 
 DEFAULT_COMPACT_EVERY = 10

@@ -18,7 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -31,7 +31,7 @@ from .keys import encode_view_key, keyspace_prefix
 from .restore import RestoreOptions, restore_snapshot
 from .wal import WALFrame, graph_wal_prefix, parse_frame_seq
 
-__all__ = ["add_graph_commands", "run_graph_command", "graph_log", "graph_show", "main"]
+__all__ = ["add_graph_commands", "graph_log", "graph_show", "main", "run_graph_command"]
 
 _MARKER = "TIERDB"  # engine.store.MARKER_NAME; kept here so opening never creates a store
 
@@ -79,6 +79,7 @@ def add_graph_commands(subparsers: Any) -> argparse.ArgumentParser:
     show.add_argument("--version", type=_version, default=None, help="store version (default latest)")
     show.add_argument("--meta", action="store_true", help="wrap the snapshot with restore details")
     show.set_defaults(func=run_graph_command)
+    assert isinstance(graph, argparse.ArgumentParser)
     return graph
 
 
@@ -93,7 +94,7 @@ def _open(path: str) -> Any:
 def _iso(ts: float | None) -> str:
     if ts is None:
         return "-"
-    return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat(timespec="milliseconds")
+    return datetime.fromtimestamp(ts, tz=UTC).isoformat(timespec="milliseconds")
 
 
 def graph_log(store: Any, name: str, *, table: EntryKind = EntryKind.MULTI,

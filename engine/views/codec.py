@@ -20,7 +20,7 @@ from typing import Any, Final, Protocol, runtime_checkable
 
 from .errors import CodecError
 
-__all__ = ["Codec", "JsonCodec", "BytesCodec", "canonical_json", "canonical_json_bytes", "JSON_CODEC"]
+__all__ = ["JSON_CODEC", "BytesCodec", "Codec", "JsonCodec", "canonical_json", "canonical_json_bytes"]
 
 _FLOAT_MIN_NORMAL: Final = sys.float_info.min
 

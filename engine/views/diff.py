@@ -27,10 +27,10 @@ from .wal import BaseChange, WALFrame, stamp_frame
 
 __all__ = [
     "SNAPSHOT_VERSION",
-    "ValueChange",
     "GraphSnapshotDiff",
-    "diff_snapshots",
+    "ValueChange",
     "decompose_diff_to_frames",
+    "diff_snapshots",
     "replay_on_snapshot",
 ]
 
@@ -132,7 +132,7 @@ def decompose_diff_to_frames(
         CodecError: a value is not canonical-JSON encodable.
     """
     items: list[tuple[str, str, str, dict[str, Any]]] = []
-    for name, slc in zip(diff.nodes_added, diff.nodes_added_slices):
+    for name, slc in zip(diff.nodes_added, diff.nodes_added_slices, strict=True):
         items.append(("spec", STRUCTURE_SPEC, name, {"kind": "graph.add", "nodeId": name, "slice": slc}))
     for name in diff.nodes_removed:
         items.append(("spec", STRUCTURE_SPEC, name, {"kind": "graph.remove", "nodeId": name}))

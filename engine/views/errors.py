@@ -16,24 +16,24 @@ from typing import ClassVar
 from ..errors import EngineError
 
 __all__ = [
-    "StorageError",
-    "BackendNoListSupport",
-    "CodecMismatch",
-    "CodecError",
+    "AttachStorageError",
     "BackendError",
-    "RestoreError",
-    "PhaseFailed",
-    "TornWriteMidStream",
+    "BackendNoListSupport",
     "BaselineMissing",
+    "CodecError",
+    "CodecMismatch",
     "FrameCodecMismatch",
-    "WalTierRequired",
     "FrameSeqGap",
     "GraphRestoreError",
     "NameMismatch",
+    "OverwriteSinkRejected",
+    "PhaseFailed",
+    "RestoreError",
+    "StorageError",
+    "TornWriteMidStream",
     "UnknownNode",
     "UnknownSubgraph",
-    "AttachStorageError",
-    "OverwriteSinkRejected",
+    "WalTierRequired",
 ]
 
 

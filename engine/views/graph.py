@@ -38,14 +38,14 @@ from typing import Any, Final
 from .errors import NameMismatch, UnknownNode, UnknownSubgraph
 
 __all__ = [
-    "SENTINEL",
-    "Sentinel",
-    "Message",
     "PATH_SEP",
-    "StateNode",
+    "SENTINEL",
     "Graph",
-    "json_equal",
+    "Message",
+    "Sentinel",
+    "StateNode",
     "copy_json",
+    "json_equal",
 ]
 
 PATH_SEP: Final = "::"
@@ -111,7 +111,7 @@ def json_equal(a: Any, b: Any) -> bool:
         return (
             isinstance(b, (list, tuple))
             and len(a) == len(b)
-            and all(json_equal(x, y) for x, y in zip(a, b))
+            and all(json_equal(x, y) for x, y in zip(a, b, strict=True))
         )
     if isinstance(b, (dict, list, tuple)):
         return False

@@ -25,17 +25,17 @@ from __future__ import annotations
 from typing import Final
 
 __all__ = [
-    "TERMINATOR",
     "SEQ_DIGITS",
-    "escape",
-    "unescape",
-    "keyspace_prefix",
-    "encode_view_key",
+    "TERMINATOR",
     "decode_view_key",
-    "partition_prefix",
-    "partition_filter_prefix",
+    "encode_view_key",
     "entry_key",
+    "escape",
+    "keyspace_prefix",
+    "partition_filter_prefix",
+    "partition_prefix",
     "split_entry_key",
+    "unescape",
 ]
 
 TERMINATOR: Final = b"\x00\x00"

@@ -19,12 +19,12 @@ if TYPE_CHECKING:
     from .append_log import AppendLoadResult, AppendLogMode, LoadEntriesOpts
 
 __all__ = [
-    "TransactionLike",
-    "StoreLike",
-    "BaseStorageTier",
-    "SnapshotStorageTier",
     "AppendLogStorageTier",
+    "BaseStorageTier",
     "KvStorageTier",
+    "SnapshotStorageTier",
+    "StoreLike",
+    "TransactionLike",
 ]
 
 

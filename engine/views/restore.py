@@ -30,24 +30,36 @@ from typing import Any
 from ..errors import FutureVersionError, HistoryUnavailable
 from ..types import check_version
 from .checkpoint import GraphCheckpointRecord
-from .errors import BaselineMissing, CodecError, FrameSeqGap, PhaseFailed, TornWriteMidStream
+from .errors import (
+    BaselineMissing,
+    CodecError,
+    FrameSeqGap,
+    PhaseFailed,
+    TornWriteMidStream,
+)
 from .graph import PATH_SEP, SENTINEL
-from .wal import REPLAY_ORDER, WALFrame, graph_wal_prefix, parse_frame_seq, verify_wal_frame_checksum
+from .wal import (
+    REPLAY_ORDER,
+    WALFrame,
+    graph_wal_prefix,
+    parse_frame_seq,
+    verify_wal_frame_checksum,
+)
 
 __all__ = [
-    "TornWritePolicy",
-    "RestoreOptions",
     "PhaseStat",
+    "RestoreOptions",
     "RestoreResult",
-    "restore_snapshot",
+    "TornWritePolicy",
     "apply_wal_frame",
+    "restore_snapshot",
 ]
 
 REASON_CHECKSUM = "checksum-mismatch"
 REASON_DECODE = "decode-failed"
 
 
-class TornWritePolicy(str, enum.Enum):
+class TornWritePolicy(enum.StrEnum):
     """What to do with a frame that fails verification."""
 
     SKIP = "skip"

@@ -24,20 +24,20 @@ from .codec import canonical_json_bytes
 from .errors import CodecError
 
 __all__ = [
-    "WalTag",
-    "Lifecycle",
-    "BaseChange",
-    "WALFrame",
-    "WAL_KEY_SEGMENT",
-    "WAL_FRAME_SEQ_PAD",
-    "REPLAY_ORDER",
     "MAX_FRAME_SEQ",
-    "wal_frame_key",
+    "REPLAY_ORDER",
+    "WAL_FRAME_SEQ_PAD",
+    "WAL_KEY_SEGMENT",
+    "BaseChange",
+    "Lifecycle",
+    "WALFrame",
+    "WalTag",
     "graph_wal_prefix",
     "parse_frame_seq",
-    "wal_frame_checksum",
-    "verify_wal_frame_checksum",
     "stamp_frame",
+    "verify_wal_frame_checksum",
+    "wal_frame_checksum",
+    "wal_frame_key",
 ]
 
 WAL_KEY_SEGMENT: Final = "wal"
@@ -46,13 +46,13 @@ MAX_FRAME_SEQ: Final = (1 << 64) - 1
 assert len(str(MAX_FRAME_SEQ)) == WAL_FRAME_SEQ_PAD
 
 
-class WalTag(str, enum.Enum):
+class WalTag(enum.StrEnum):
     """The frame tag. It has one value, ``"c"`` (a change); decoding rejects others."""
 
     C = "c"
 
 
-class Lifecycle(str, enum.Enum):
+class Lifecycle(enum.StrEnum):
     """Replay scope of a frame; frames replay in :data:`REPLAY_ORDER`."""
 
     SPEC = "spec"

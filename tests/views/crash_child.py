@@ -9,7 +9,12 @@ from __future__ import annotations
 import sys
 
 import engine
-from engine.views import append_log_storage, flush_together, kv_storage, snapshot_storage
+from engine.views import (
+    append_log_storage,
+    flush_together,
+    kv_storage,
+    snapshot_storage,
+)
 
 
 def main() -> None:

@@ -21,7 +21,7 @@ from engine.views import (
 from .conftest import FaultyStore
 
 
-def entries(log, **kw) -> list:  # noqa: ANN001
+def entries(log, **kw) -> list:
     version = kw.pop("version", None)
     return log.load_entries(LoadEntriesOpts(**kw), version=version).entries
 

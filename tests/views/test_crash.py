@@ -88,7 +88,7 @@ def test_sigkill_during_flush_together(layout: str, tmp_path: Path) -> None:
     path = tmp_path / "db"
     rng = random.Random(layout)
     done = 0
-    for attempt in range(3):
+    for _attempt in range(3):
         last = run_and_kill(path, layout, kill_after=rng.randint(3, 40))
         store = engine.open(path, layout=layout)
         try:

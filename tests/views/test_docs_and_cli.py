@@ -12,7 +12,12 @@ import pytest
 
 import engine
 from engine.views import Graph, attach_snapshot_storage, graph_storage
-from engine.views.cli import add_graph_commands, graph_log, graph_show, run_graph_command
+from engine.views.cli import (
+    add_graph_commands,
+    graph_log,
+    graph_show,
+    run_graph_command,
+)
 
 from .conftest import DURABLE_LAYOUTS
 
@@ -20,7 +25,7 @@ DOC = Path(__file__).resolve().parents[2] / "docs" / "VIEWS.md"
 
 
 def python_blocks() -> list[str]:
-    return re.findall(r"```python\n(.*?)```", DOC.read_text(), flags=re.S)
+    return re.findall(r"```python\n(.*?)```", DOC.read_text(), flags=re.DOTALL)
 
 
 @pytest.mark.parametrize("index", range(2))

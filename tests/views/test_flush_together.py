@@ -7,12 +7,19 @@ from pathlib import Path
 import pytest
 
 import engine
-from engine.views import BackendError, LoadEntriesOpts, append_log_storage, flush_together, kv_storage, snapshot_storage
+from engine.views import (
+    BackendError,
+    LoadEntriesOpts,
+    append_log_storage,
+    flush_together,
+    kv_storage,
+    snapshot_storage,
+)
 
 from .conftest import FaultyStore
 
 
-def _tiers(store):  # noqa: ANN001, ANN202
+def _tiers(store):
     snap = snapshot_storage(store, "snap", debounce_ms=100)
     kv = kv_storage(store, "kv", debounce_ms=100)
     log = append_log_storage(store, "log", debounce_ms=100)

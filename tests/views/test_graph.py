@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from engine.views import SENTINEL, Graph, Message, NameMismatch, UnknownNode, UnknownSubgraph
+from engine.views import (
+    SENTINEL,
+    Graph,
+    Message,
+    NameMismatch,
+    UnknownNode,
+    UnknownSubgraph,
+)
 
 
 def recorder(g: Graph) -> list[tuple[str, int]]:
@@ -76,22 +83,20 @@ def test_failed_batch_rolls_back() -> None:
     g = Graph("g")
     g.state("a", 0)
     seen = recorder(g)
-    with pytest.raises(RuntimeError):
-        with g.batch():
-            g.set("a", 1)
-            g.state("n", 5)
-            g.mount("c", Graph("c"))
-            raise RuntimeError("boom")
+    with pytest.raises(RuntimeError), g.batch():
+        g.set("a", 1)
+        g.state("n", 5)
+        g.mount("c", Graph("c"))
+        raise RuntimeError("boom")
     assert g.values() == {"a": 0}
     assert g.subgraphs == {} and "n" not in g
     assert all(tier < 3 for _, tier in seen)  # no held message delivered
     # inner failure inside an outer batch only undoes the inner part
     with g.batch():
         g.set("a", 1)
-        with pytest.raises(KeyError):
-            with g.batch():
-                g.set("a", 2)
-                raise KeyError("x")
+        with pytest.raises(KeyError), g.batch():
+            g.set("a", 2)
+            raise KeyError("x")
     assert g.get("a") == 1
 
 

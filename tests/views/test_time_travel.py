@@ -16,7 +16,14 @@ from typing import Any
 import pytest
 
 import engine
-from engine.views import SENTINEL, Graph, RestoreOptions, attach_snapshot_storage, graph_storage, restore_snapshot
+from engine.views import (
+    SENTINEL,
+    Graph,
+    RestoreOptions,
+    attach_snapshot_storage,
+    graph_storage,
+    restore_snapshot,
+)
 
 from .conftest import LAYOUT_PARAMS, open_store
 
