@@ -122,6 +122,45 @@ def decode_batches(payload: bytes) -> tuple[int, float, dict[EntryKind, list[tup
     return version, ts, out
 
 
+def _zero_tail(data: bytes, pos: int) -> bool:
+    """True if everything from ``pos`` on is zero bytes (space allocated but never written)."""
+    return not data[pos:].strip(b"\0")
+
+
+def _whole_record_follows(data: bytes, pos: int) -> bool:
+    """Is the record at ``pos`` whole, despite a length field that runs past the end?
+
+    A torn write leaves a strict prefix of one record, so the payload's own structure
+    (table and row headers) cannot complete inside the file. If it does complete, and either
+    matches the stored checksum or is followed by an intact record, the length field was
+    damaged: that is corruption, not a torn tail. O(bytes after ``pos``).
+    """
+    n = len(data)
+    start = pos + REC_HEADER.size
+    if start > n or _zero_tail(data, pos):
+        return False
+    try:
+        ntables = REC_FIXED.unpack_from(data, start)[2]
+        q = start + REC_FIXED.size
+        for _ in range(ntables):
+            nrows = TABLE_HEADER.unpack_from(data, q)[2]
+            q += TABLE_HEADER.size
+            for _ in range(nrows):
+                klen, vlen = ROW_HEADER.unpack_from(data, q)
+                q += ROW_HEADER.size + klen + max(vlen, 0)
+                if q > n:
+                    return False
+    except struct.error:
+        return False
+    if zlib.crc32(data[start:q]) == REC_HEADER.unpack_from(data, pos)[1]:
+        return True
+    if q + REC_HEADER.size > n:
+        return False
+    length, crc = REC_HEADER.unpack_from(data, q)
+    end = q + REC_HEADER.size + length
+    return length >= REC_FIXED.size and end <= n and zlib.crc32(data[q + REC_HEADER.size:end]) == crc
+
+
 @dataclass(slots=True)
 class LogRecord:
     version: int
@@ -215,13 +254,16 @@ class CommitLog:
             length, crc = REC_HEADER.unpack_from(data, pos)
             end = pos + REC_HEADER.size + length
             if end > n:
-                if last_file:
+                if last_file and not _whole_record_follows(data, pos):
                     self._truncate_torn(p, pos, n - pos, report)
                     return
-                raise CorruptionError("commit log record extends past end of file", path=p, offset=pos)
+                raise CorruptionError(
+                    "commit log record length field is damaged (it runs past the end of the file "
+                    "but a whole record is there); restore from a backup or truncate the log at "
+                    "this offset by hand", path=p, offset=pos)
             payload = data[pos + REC_HEADER.size:end]
             if zlib.crc32(payload) != crc:
-                if last_file and end == n:
+                if last_file and (end == n or _zero_tail(data, pos)):
                     self._truncate_torn(p, pos, n - pos, report)
                     return
                 raise CorruptionError(
@@ -231,6 +273,9 @@ class CommitLog:
             try:
                 version, ts, batches = decode_batches(payload)
             except (ValueError, struct.error) as exc:
+                if last_file and _zero_tail(data, pos):  # zero-filled space a crash left behind
+                    self._truncate_torn(p, pos, n - pos, report)
+                    return
                 raise CorruptionError(f"malformed commit log record ({exc})", path=p, offset=pos) from None
             report.records += 1
             report.max_version = max(report.max_version, version)
@@ -256,15 +301,23 @@ class CommitLog:
         hdr = LOG_MAGIC + struct.pack("<I", LOG_FORMAT_VERSION)
         hdr += struct.pack("<I", zlib.crc32(hdr))
         fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        size = -1
         try:
             size = os.fstat(fd).st_size
             if size == 0:
-                os.write(fd, hdr)
+                view = memoryview(hdr)
+                while view:
+                    view = view[os.write(fd, view):]
                 os.fsync(fd)
                 _fsync_dir(self.dir)
                 size = len(hdr)
         except OSError:
             os.close(fd)
+            if size == 0:  # we created it: a half-written header must not stay behind
+                try:
+                    p.unlink()
+                except OSError:
+                    pass
             raise
         self._fd, self._file, self._file_size, self._disk_size = fd, p, size, size
         with self._files_lock:
@@ -291,7 +344,11 @@ class CommitLog:
             if self.durability == "none":
                 self._buffer += rec
                 if len(self._buffer) >= _NONE_BUFFER:
-                    self._drain_buffer()
+                    try:
+                        self._drain_buffer()
+                    except OSError:
+                        del self._buffer[-len(rec):]  # this commit fails; earlier ones stay queued
+                        raise
             else:
                 self._write_disk(rec)
         except OSError as exc:
@@ -319,9 +376,10 @@ class CommitLog:
 
     def _drain_buffer(self) -> None:
         if self._buffer:
-            data = bytes(self._buffer)
+            # Clear only after the write: a failed write is rolled back, and the records of
+            # earlier (acknowledged) commits must not be dropped with it.
+            self._write_disk(bytes(self._buffer))
             self._buffer.clear()
-            self._write_disk(data)
 
     def _rotate(self, first_version: int) -> None:
         if self._fd is not None:
@@ -346,7 +404,12 @@ class CommitLog:
             try:
                 os.fdatasync(fd)
             except OSError as exc:
-                raise StorageIOError(f"commit log fsync failed ({exc.strerror or exc})") from exc
+                # After a failed fsync the kernel may have dropped the dirty pages, and a later
+                # fsync can succeed without writing them: refuse every further commit.
+                self._broken = f"fsync failed ({exc.strerror or exc})"
+                raise StorageIOError(
+                    f"commit log fsync failed ({exc.strerror or exc}): the commit is applied but "
+                    "may not be durable; the store refuses further commits, reopen it") from exc
             if target > self._synced:
                 self._synced = target
 

@@ -262,7 +262,9 @@ class Transaction:
 
         Raises:
             ConflictError / TransactionTooOld: a concurrent commit invalidated this one.
-            StorageIOError: the commit could not be made durable; it is not applied.
+            StorageIOError: the commit-log write failed; the commit is not applied. (When only
+                the fsync of a ``"sync"`` commit fails, the commit is applied but may not be
+                durable, and the store refuses further commits until reopened.)
         """
         self._check_open()
         try:
