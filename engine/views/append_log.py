@@ -27,7 +27,7 @@ from typing import Any
 from ..types import EntryKind
 from .base import Ops, ViewBase, prefix_end
 from .codec import Codec
-from .errors import OverwriteSinkRejected
+from .errors import OverwriteSinkRejected, StorageError
 from .keys import entry_key, partition_filter_prefix, partition_prefix, split_entry_key
 from .protocols import StoreLike
 
@@ -273,6 +273,33 @@ class AppendLogStorage(ViewBase):
 
     def _clear_locked(self) -> None:
         self._pending = {}
+
+    def _check_buffer_locked(self) -> None:
+        for part, items in self._pending.items():
+            assert isinstance(part, str) and items, f"append-log bucket {part!r} is empty or misnamed"
+            assert all(isinstance(d, bytes) for d in items), f"append-log bucket {part!r} holds unencoded data"
+
+    def _check_scan(self, items: Iterator[tuple[bytes, bytes]]) -> int:
+        """Every key is an entry key; each partition's seqs run 0, 1, 2, ... in key order."""
+        n = 0
+        current: str | None = None
+        expected = 0
+        for physical, value in items:
+            try:
+                part, seq = split_entry_key(self._prefix, physical)
+            except (ValueError, UnicodeDecodeError) as exc:
+                raise self._damaged(physical, exc) from exc
+            if part != current:
+                current, expected = part, 0
+            if seq != expected:
+                raise self._damaged(physical, f"partition {part!r} expected seq {expected}, found {seq}")
+            expected += 1
+            try:
+                self._codec.decode(value)
+            except StorageError as exc:
+                raise self._damaged(physical, exc) from exc
+            n += 1
+        return n
 
     def _pending_size_locked(self) -> int:
         return sum(len(items) for items in self._pending.values())

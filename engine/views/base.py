@@ -27,6 +27,7 @@ from contextlib import contextmanager
 from typing import Any, ClassVar
 
 from ..errors import (
+    CorruptionError,
     EngineError,
     FutureVersionError,
     HistoryUnavailable,
@@ -363,6 +364,52 @@ class ViewBase:
         if not data:
             return None
         return self._codec.decode(data)
+
+    # ------------------------------------------------------------------ invariants
+
+    def check(self, *, version: int | None = None) -> dict[str, int]:
+        """Verify the buffer and the stored keyspace at ``version``; return counts.
+
+        Checks that the write counter and epoch are sane, that every buffered value is
+        encoded bytes, and that every stored key and value of the keyspace decodes
+        (append logs also check that each partition's seqs run 0, 1, 2, ...).
+
+        Complexity: O(keys in the keyspace).
+
+        Raises:
+            CorruptionError: stored data breaks the layout; names the key.
+            AssertionError: an in-memory invariant is broken (a bug).
+        """
+        with self._lock:
+            assert self._count >= 0 and self._epoch >= 0, "negative write counter or epoch"
+            pending = self._pending_size_locked()
+            self._check_buffer_locked()
+        at, explicit = self._resolve_version(version)
+        keys = self._check_scan(self._scan(self._prefix, at, explicit=explicit))
+        return {"keys": keys, "pending": pending, "writes": self._count, "version": at}
+
+    def _check_buffer_locked(self) -> None:
+        """Subclass hook: assert the buffer holds encoded bytes."""
+
+    def _check_stored(self, physical: bytes, value: bytes) -> None:
+        """Subclass hook: verify one stored key/value (default: key is UTF-8, value decodes)."""
+        try:
+            decode_view_key(self._prefix, physical)
+            if value:
+                self._codec.decode(value)
+        except (UnicodeDecodeError, StorageError) as exc:
+            raise self._damaged(physical, exc) from exc
+
+    def _check_scan(self, items: Iterator[tuple[bytes, bytes]]) -> int:
+        """Verify every stored ``(key, value)`` of the keyspace; return how many."""
+        n = 0
+        for physical, value in items:
+            self._check_stored(physical, value)
+            n += 1
+        return n
+
+    def _damaged(self, physical: bytes, why: object) -> CorruptionError:
+        return CorruptionError(f"{self.kind} tier {self._name!r}: stored key {physical!r} is damaged: {why}")
 
     def __repr__(self) -> str:
         return (

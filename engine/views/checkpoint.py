@@ -195,6 +195,29 @@ class StorageHandle:
         """The WAL seq of the first pair (the high-water mark of its frames)."""
         return self._pairs[0].seq if self._pairs else 0
 
+    def pin_name(self, version: int) -> str:
+        """The pin name ``pin_checkpoints=True`` uses for ``version``."""
+        return f"graph:{self._graph.name}@{version}"
+
+    def unpin_checkpoints(self, before: int | None = None) -> int:
+        """Release this graph's checkpoint pins below ``before`` (all when ``None``).
+
+        Returns:
+            How many pins were released, in every store of every pair.
+        """
+        prefix = f"graph:{self._graph.name}@"
+        released = 0
+        seen: list[Any] = []
+        for st in self._pairs:
+            store = getattr(st.snapshot_tier, "store", None)
+            if store is None or any(s is store for s in seen):
+                continue
+            seen.append(store)
+            for name, version in store.pins().items():
+                if name.startswith(prefix) and (before is None or version < before):
+                    released += bool(store.unpin(name))
+        return released
+
     def dispose(self) -> None:
         """Stop writing (a flag; the observer stays subscribed until :meth:`detach`)."""
         self._disposed = True
@@ -336,7 +359,7 @@ class StorageHandle:
                     versions.append(version)
                     self._stats.commits.append(version)
                     if self._pin:
-                        group[0].store.pin(version, f"graph:{self._graph.name}@{version}")
+                        group[0].store.pin(version, self.pin_name(version))
             except Exception as exc:  # reported below; the data stays buffered for a retry
                 if first_error is None:
                     first_error = exc

@@ -161,6 +161,10 @@ class KvStorage(ViewBase):
     def _clear_locked(self) -> None:
         self._pending = {}
 
+    def _check_buffer_locked(self) -> None:
+        for key, data in self._pending.items():
+            assert isinstance(key, str) and isinstance(data, bytes), f"kv buffer holds unencoded {key!r}"
+
     def _pending_size_locked(self) -> int:
         return len(self._pending)
 

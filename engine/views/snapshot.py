@@ -119,6 +119,11 @@ class SnapshotStorage(ViewBase):
     def _clear_locked(self) -> None:
         self._pending = None
 
+    def _check_buffer_locked(self) -> None:
+        if self._pending is not None:
+            key, data = self._pending
+            assert isinstance(key, str) and isinstance(data, bytes), "snapshot slot holds unencoded data"
+
     def _pending_size_locked(self) -> int:
         return 0 if self._pending is None else 1
 

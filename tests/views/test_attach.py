@@ -268,3 +268,16 @@ def test_separate_wal_keyspace(store: engine.Store) -> None:
     r = graph(x=0)
     restore_snapshot(r, snap, wal)
     assert r.get("x") is SENTINEL
+
+
+def test_unpin_checkpoints(store: engine.Store) -> None:
+    snap, wal = graph_storage(store, "g")
+    g = graph(x=0)
+    h = attach_snapshot_storage(g, [(snap, wal)], pin_checkpoints=True)
+    for i in range(1, 5):
+        g.set("x", i)
+    store.pin(1, "mine")
+    assert h.unpin_checkpoints(before=3) == 2
+    assert sorted(store.pins().values()) == [1, 3, 4]
+    assert h.unpin_checkpoints() == 2
+    assert store.pins() == {"mine": 1}
