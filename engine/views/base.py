@@ -323,10 +323,11 @@ class ViewBase:
             raise BackendNoListSupport(self._name)
         with translate_errors(f"{self.kind} tier {self._name!r}: listing", explicit_version=explicit):
             try:
-                it = rng(self._table, version=version, prefix=prefix, reverse=reverse)
+                yield from rng(self._table, version=version, prefix=prefix, reverse=reverse)
+            except BackendNoListSupport:
+                raise
             except NotImplementedError:
                 raise BackendNoListSupport(self._name) from None
-            yield from it
 
     def list_by_prefix_bytes(
         self, prefix: str, *, version: int | None = None

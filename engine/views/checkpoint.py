@@ -282,12 +282,17 @@ class StorageHandle:
             return
         self._stats.waves += 1
         fired = self._write_wave(emissions)
-        # A write-through tier still holding data (a failed earlier commit) retries now,
-        # in the same commit as this wave.
         for st in self._pairs:
-            for tier in (st.snapshot_tier, st.wal_tier):
-                if isinstance(tier, ViewBase) and tier.write_through and tier.has_pending:
-                    if not any(t is tier for t in fired):
+            pair = [t for t in (st.snapshot_tier, st.wal_tier) if isinstance(t, ViewBase)]
+            # A pair commits as a unit: when one of its tiers fires, the other's buffered
+            # data (a pending baseline or frames) lands in the same version, so a version
+            # never holds frames whose baseline is still buffered. A write-through tier
+            # still holding data (a failed earlier commit) retries now as well.
+            if any(any(f is t for f in fired) for t in pair) or any(
+                t.write_through and t.has_pending for t in pair
+            ):
+                for tier in pair:
+                    if tier.has_pending and not any(f is tier for f in fired):
                         fired.append(tier)
         if fired:
             self._commit(fired, raise_first=False)

@@ -281,3 +281,36 @@ def test_unpin_checkpoints(store: engine.Store) -> None:
     assert sorted(store.pins().values()) == [1, 3, 4]
     assert h.unpin_checkpoints() == 2
     assert store.pins() == {"mine": 1}
+
+
+def test_pair_commits_as_a_unit(store: engine.Store) -> None:
+    # The WAL tier's own cadence fires; the pending baseline must land in the same version.
+    snap = snapshot_storage(store, "g", debounce_ms=1000, compact_every=100)
+    wal = kv_storage(store, "g", debounce_ms=1000, compact_every=2)
+    g = graph(x=0)
+    attach_snapshot_storage(g, [(snap, wal)])
+    g.set("x", 1)  # baseline (buffered)
+    g.set("x", 2)  # frame 1 (buffered; WAL count 1)
+    assert store.version == 0
+    g.set("x", 3)  # frame 2: WAL count crosses 2 -> the pair commits together
+    assert store.version == 1
+    assert snap.load()["seq"] == 0 and frames_of(wal) == [1, 2]
+    r = graph(x=0)
+    restore_snapshot(r, snap, wal)
+    assert r.get("x") == 3
+
+
+def test_listing_refused_during_iteration(store: engine.Store) -> None:
+    class Refusing(FaultyStore):
+        def range(self, *args: Any, **kwargs: Any) -> Any:
+            def gen() -> Any:
+                yield from ()
+                raise NotImplementedError("no listing")
+
+            return gen()
+
+    kv = kv_storage(Refusing(store), "kv")
+    it = kv.list_by_prefix_bytes("")
+    with pytest.raises(engine.views.BackendNoListSupport):
+        next(it)
+    assert list(it) == []
