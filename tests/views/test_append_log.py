@@ -16,6 +16,7 @@ from engine.views import (
     OverwriteSinkRejected,
     append_log_storage,
     check_append_sinks,
+    kv_storage,
 )
 
 from .conftest import FaultyStore
@@ -315,3 +316,27 @@ def test_overwrite_sink_rejected(store: engine.Store) -> None:
     with pytest.raises(OverwriteSinkRejected) as info:
         check_append_sinks([ok, bad])
     assert info.value.sink_index == 1
+
+
+def test_check_detects_damage(store: engine.Store) -> None:
+    log = append_log_storage(store, "log")
+    log.append_entries([1, 2, 3])
+    assert log.check() == {"keys": 3, "pending": 0, "writes": 3, "version": store.version}
+    from engine.views.keys import entry_key, keyspace_prefix
+
+    with store.begin() as tx:  # a hole in the seqs
+        tx.remove(engine.EntryKind.MULTI, entry_key(keyspace_prefix("log"), "log", 1))
+    with pytest.raises(engine.CorruptionError, match="expected seq 1"):
+        log.check()
+    assert log.check(version=1)["keys"] == 3  # the past is intact
+    kv_storage(store, "bad", keyspace="log").save("stray", 1)  # not an entry key
+    with pytest.raises(engine.CorruptionError):
+        append_log_storage(store, "log").check()
+
+
+def test_check_kv_undecodable(store: engine.Store) -> None:
+    from engine.views import BytesCodec
+
+    kv_storage(store, "kv", codec=BytesCodec()).save("k", b"\xff not json")
+    with pytest.raises(engine.CorruptionError, match="'kv'"):
+        kv_storage(store, "kv").check()
