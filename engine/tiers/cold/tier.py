@@ -692,7 +692,6 @@ class ColdTier:
                     result["drop_files_after"] = len(self._live().drop_files)
                 return result
             inputs = old_first[run[0]:run[1]]
-            includes_oldest = run[0] == 0
             snap = st.drops.copy()
             out_no = self._alloc_file_no()
             out_seq = inputs[-1].seq
@@ -722,10 +721,14 @@ class ColdTier:
                 if out_seg is not None:
                     remaining.append(out_seg)
                 remaining.sort(key=lambda s: -s.seq)
-                lo_seq = inputs[0].seq
-                older = [s.seq for s in remaining if s.seq < lo_seq]
-                min_older = min(older) if older else None
-                carry, applied = self._carry_over(st2.drops, snap, includes_oldest, min_older)
+                min_other: dict[EntryKind, int] = {}
+                for s in remaining:
+                    if s is out_seg:
+                        continue
+                    for t in s.tables:
+                        if s.seq < min_other.get(t, s.seq + 1):
+                            min_other[t] = s.seq
+                carry, applied = self._carry_over(st2.drops, snap, min_other)
                 old_drop_files = list(st2.drop_files)
                 floor = max(old_drop_files) if old_drop_files else self._manifest.drop_floor
                 new_files: list[int] = []
@@ -761,30 +764,30 @@ class ColdTier:
         return result
 
     @staticmethod
-    def _carry_over(current: DropIndex, snap: DropIndex, includes_oldest: bool,
-                    min_older: int | None) -> tuple[DropIndex, int]:
+    def _carry_over(current: DropIndex, snap: DropIndex,
+                    min_other: dict[EntryKind, int]) -> tuple[DropIndex, int]:
         """Records still needed after a merge, and how many were retired.
 
-        A record seen by the merge (unchanged since the snapshot) is retired when no
-        remaining segment older than the merged run has ``seq <= upto_seq``; records added
-        during the merge are always kept.
+        ``min_other[t]`` is the smallest seq of a remaining segment (other than the merge
+        output) that holds table ``t``; the merged run need not be the newest or the oldest
+        segments, so segments on both sides count. A record the merge applied (unchanged
+        since the snapshot) is retired when no such segment has ``seq <= upto_seq``; records
+        added during the merge are always kept (they may apply to the output).
         """
-        def retired(upto: int) -> bool:
-            return includes_oldest or min_older is None or min_older > upto
-
         out = DropIndex()
         applied = 0
         for t, up in current.cleared.items():
-            if snap.cleared.get(t) == up and retired(up):
+            if snap.cleared.get(t) == up and min_other.get(t, up + 1) > up:
                 applied += 1
             else:
                 out.cleared[t] = up
         for t, tk in current.keys.items():
             stk = snap.keys.get(t, {})
+            floor = min_other.get(t)
             for k, dv in list(tk.items()):
                 sdv = stk.get(k, {})
                 for v, up in list(dv.items()):
-                    if sdv.get(v) == up and retired(up):
+                    if sdv.get(v) == up and (floor is None or floor > up):
                         applied += 1
                         continue
                     out.keys.setdefault(t, {}).setdefault(k, {})[v] = up
