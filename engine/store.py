@@ -346,11 +346,9 @@ class Store:
         if type(key) is not bytes:
             key = as_bytes(key)
         if version is None:
-            v = self._version
             if self._single:
-                return self._get_first(table, key, v)
-            e = self._router.lookup(table, key, v)
-            return None if e is None else e.value
+                return self._get_first(table, key, self._version)
+            return self._router.get(table, key, self._version)
         # An explicit version is held as a read point while it is validated and read, so a
         # concurrent GC pass cannot remove what this read needs.
         token = self._readpoints.acquire(check_version(version))

@@ -43,6 +43,7 @@ __all__ = ["Mover", "check_band_order"]
 log = logging.getLogger("tierdb.movement")
 
 FLUSHED_META = b"store.flushed"
+COLD_SKIP_META = b"store.cold_skip_from"   # u64; 0 = never skip cold (an "age" demotion ran)
 U64 = struct.Struct(">Q")
 DEMOTE_CHUNK_ENTRIES = 200_000
 
@@ -66,6 +67,13 @@ class Mover:
         self.cold: Any = tiers.get("cold")
         self._version = current_version
         self._truncate_log = truncate_log
+        # None: no demotion yet; 0: never skip cold; C > 0: reads at >= C may skip cold.
+        self._cold_skip: int | None = None
+        if self.warm is not None and self.cold is not None:
+            raw = self.warm.get_meta(COLD_SKIP_META)
+            if raw is not None:
+                self._cold_skip = U64.unpack(raw)[0]
+                router.cold_skip_from = self._cold_skip or None
         self._move_lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -138,10 +146,27 @@ class Mover:
             if chunk_n:
                 moved += self._demote_chunk(chunk)
                 progress(moved, None)
+            self._note_cold_skip(c if policy == "history" else 0)
             self.counters["demotions"] += 1
             self.counters["demoted_versions"] += moved
             self.counters["demoted_cutoff"] = max(self.counters["demoted_cutoff"], c)
             return {"moved_versions": moved, "cutoff": c, "policy": policy}
+
+    def _note_cold_skip(self, cutoff: int) -> None:
+        """Record how far reads may skip cold (0: never again), durably in warm's metadata.
+
+        After a "history" demotion at C, every key cold holds keeps in warm its newest
+        version <= C, so reads at versions >= C are answered without cold. An "age" demotion
+        moves whole keys and switches the shortcut off for good.
+        """
+        state = self._cold_skip
+        if state == 0:
+            return
+        new = 0 if cutoff == 0 else max(state or 0, cutoff)
+        if new != state:
+            self.warm.write_entries({}, sync=True, meta={COLD_SKIP_META: U64.pack(new)})
+            self._cold_skip = new
+            self.router.cold_skip_from = new or None
 
     def _demote_chunk(self, chunk: dict[EntryKind, list[RawEntry]]) -> int:
         self.cold.write_entries(chunk)

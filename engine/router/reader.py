@@ -121,23 +121,19 @@ class MergedScan:
         self._reverse = reverse
 
     def __iter__(self) -> Iterator[RawEntry]:
-        streams = self._streams
-        if len(streams) == 1:
-            s = streams[0]
-            while s.head() is not None:
-                buf = s.buf
-                while buf:
-                    yield buf.popleft()
-            return
+        streams = [s for s in self._streams if s.head() is not None]
         reverse = self._reverse
-        while True:
+        while len(streams) > 1:
             heads: list[tuple[RawEntry, _Stream]] = []
+            live: list[_Stream] = []
             for s in streams:
                 h = s.head()
                 if h is not None:
                     heads.append((h, s))
-            if not heads:
-                return
+                    live.append(s)
+            streams = live
+            if len(heads) < 2:
+                break
             if reverse:
                 key = max(h.key for h, _ in heads)
             else:
@@ -150,6 +146,12 @@ class MergedScan:
                         best = h
             assert best is not None
             yield best
+        # One stream left (or none): no merging needed, hand its pages straight through.
+        for s in streams:
+            while s.head() is not None:
+                buf = s.buf
+                while buf:
+                    yield buf.popleft()
 
 
 class Router:
@@ -160,22 +162,50 @@ class Router:
             raise ValueError("a router needs at least one tier")
         self.tiers: list[TierStorage] = list(tiers)
         self.epochs = ScanEpochs()
-        self.reads_served = [0] * len(self.tiers)
+        # Reads at versions >= this never need the last (cold) tier: every key cold holds
+        # also has, in the tiers above, a version <= any such read version. Maintained by
+        # "history" demotion; None when unknown (e.g. after an "age" demotion).
+        self.cold_skip_from: int | None = None
+        self._upper = self.tiers[:-1]
+        # Point-read chains: (lookup of every tier but the last, get of the last tier).
+        self._chain_all = ([t.lookup for t in self.tiers[:-1]], self.tiers[-1].get)
+        self._chain_upper = ([t.lookup for t in self._upper[:-1]], self._upper[-1].get) if self._upper else None
+
+    def tiers_for(self, version: int) -> list[TierStorage]:
+        """The tiers a read at ``version`` must consult, hot first."""
+        skip = self.cold_skip_from
+        if skip is not None and version >= skip and len(self.tiers) > 1 and self.tiers[-1].name == "cold":
+            return self._upper
+        return self.tiers
 
     def lookup(self, table: EntryKind, key: bytes, version: int) -> RawEntry | None:
         """The newest version <= ``version`` from the first tier that has one."""
-        for tier in self.tiers:
+        for tier in self.tiers_for(version):
             e = tier.lookup(table, key, version)
             if e is not None:
                 return e
         return None
+
+    def get(self, table: EntryKind, key: bytes, version: int) -> bytes | None:
+        """The value at ``version`` through the cascade (the last tier answers with ``get``)."""
+        skip = self.cold_skip_from
+        if skip is not None and version >= skip and self._chain_upper is not None \
+                and self.tiers[-1].name == "cold":
+            lookups, last_get = self._chain_upper
+        else:
+            lookups, last_get = self._chain_all
+        for lookup in lookups:
+            e = lookup(table, key, version)
+            if e is not None:
+                return e.value
+        return last_get(table, key, version)
 
     def scan(self, table: EntryKind, start: Bound, end: Bound, version: int, reverse: bool,
              chunk: int) -> Iterator[RawEntry]:
         """Merged scan across tiers, registered with the scan epochs while it runs."""
         epoch = self.epochs.enter()
         try:
-            yield from MergedScan(self.tiers, table, start, end, version, reverse, chunk)
+            yield from MergedScan(self.tiers_for(version), table, start, end, version, reverse, chunk)
         finally:
             self.epochs.exit(epoch)
 

@@ -187,3 +187,33 @@ def test_snapshot_readers_stable_during_background_movement(tmp_path, layout, op
         s.flush(); s.demote()
         verify(s, model, rng, samples=10)
         s.check()
+
+
+@pytest.mark.parametrize("layout", ["hot+warm+cold", "warm+cold"])
+def test_latest_reads_skip_cold_after_history_demotion(tmp_path, layout, open_store, monkeypatch):
+    with open_store(tmp_path, layout) as s:
+        for i in range(6):
+            with s.begin() as tx:
+                tx.set(T, b"k", b"%d" % i)
+                tx.set(T, b"j%d" % i, b"x")
+        s.flush()
+        s.demote(policy="history")
+        cold = s._tiers[-1]
+        calls = []
+        for name in ("lookup", "get", "range_next", "range_rev_next"):
+            orig = getattr(cold, name)
+            monkeypatch.setattr(cold, name, lambda *a, _o=orig, _n=name, **k: (calls.append(_n), _o(*a, **k))[1])
+        cutoff = s.version
+        assert s.get(T, b"k") == b"5"
+        assert len(list(s.range(T))) == 7
+        assert calls == []  # the archive of the past is not consulted for current reads
+        assert s.get(T, b"k", version=2) == b"1"
+        assert calls  # but old reads do reach it
+    with open_store(tmp_path, layout) as s:  # the shortcut survives a reopen...
+        assert s._router.cold_skip_from == cutoff
+        s.demote(policy="age")
+        assert s._router.cold_skip_from is None  # ...and an age demotion turns it off for good
+        assert s.get(T, b"k") == b"5"
+    with open_store(tmp_path, layout) as s:
+        assert s._router.cold_skip_from is None
+        assert s.get(T, b"j0") == b"x"
