@@ -118,6 +118,7 @@ class Store:
         self._lock_fd: int | None = None
         self._commit_lock = threading.Lock()
         self._readpoints = ReadPoints()
+        self._active_txns = ReadPoints()  # read versions of open transactions (conflict window)
         self._log: CommitLog | None = None
         self.path: Path | None = None if path is None else Path(path)
         self.recovery: dict[str, Any] = {}
@@ -473,8 +474,14 @@ class Store:
             raise ValueError(f"isolation must be one of {', '.join(ISOLATION_LEVELS)}, got {isolation!r}")
         if durability is not None and durability not in DURABILITY_MODES:
             raise ValueError(f"durability must be one of {', '.join(DURABILITY_MODES)}, got {durability!r}")
+        # Register in the conflict window *before* choosing the read version: a commit that
+        # evicts window records between the two steps then cannot evict one this
+        # transaction needs (Oracle.register keeps records above the oldest registration).
+        active = self._active_txns.acquire(self._version)
         v = self._version
-        return Transaction(self, v, isolation, durability, self._readpoints.acquire(v))
+        tx = Transaction(self, v, isolation, durability, self._readpoints.acquire(v))
+        tx._active = active
+        return tx
 
     def _commit(self, tx: Transaction) -> int:
         writes = tx._writes
@@ -514,7 +521,9 @@ class Store:
             else:
                 self._first.set(version, batches)
             oracle.allocate()
-            oracle.register(version, frozenset(writes))
+            self._active_txns.release(tx._active)
+            tx._active = 0
+            oracle.register(version, frozenset(writes), self._active_txns.oldest())
             self._time.record(version, ts)
             self._version = version
         if durability == "sync" and self._log is not None:

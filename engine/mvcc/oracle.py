@@ -122,8 +122,26 @@ class Oracle:
         self._next = v + 1
         return v
 
-    def register(self, version: int, writes: frozenset[TableKey]) -> None:
-        """Record a committed write set and evict old records beyond the window."""
+    def register(self, version: int, writes: frozenset[TableKey],
+                 oldest_active: int | None = None) -> None:
+        """Record a committed write set and evict records no open transaction can need.
+
+        ``oldest_active`` is the lowest read version among the *other* open transactions
+        (None: there are none). A record at version r is needed only by transactions reading
+        below r; a transaction that has not registered yet reads at >= ``version - 1``. So
+        records <= min(oldest_active, version - 1) go at once, which bounds the window by
+        concurrency rather than by history; the ``window_commits``/``window_keys`` caps
+        still apply to long-running transactions (which then get TransactionTooOld).
+        """
+        horizon = version - 1 if oldest_active is None else min(oldest_active, version - 1)
+        last = self._last_write
+        records = self._records
+        while records and records[0][0] <= horizon:
+            old_version, old_keys = records.popleft()
+            self._held_keys -= len(old_keys)
+            for tk in old_keys:
+                if last.get(tk) == old_version:
+                    del last[tk]
         if writes:
             self._records.append((version, writes))
             last = self._last_write
@@ -132,6 +150,8 @@ class Oracle:
             self._held_keys += len(writes)
         while self._records and (len(self._records) > self._window_commits
                                  or self._held_keys > self._window_keys):
+            # Capacity eviction: an open transaction may still need this record, so it
+            # raises the floor below which transactions are too old to check.
             old_version, old_keys = self._records.popleft()
             self._held_keys -= len(old_keys)
             for tk in old_keys:

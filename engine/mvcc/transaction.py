@@ -92,7 +92,8 @@ class Transaction:
     """
 
     __slots__ = ("_store", "read_version", "isolation", "durability", "_writes", "_sorted",
-                 "_reads", "_ranges", "_read_all", "_state", "_version", "_token", "_bytes", "_drops")
+                 "_reads", "_ranges", "_read_all", "_state", "_version", "_token", "_bytes", "_drops",
+                 "_active")
 
     def __init__(self, store: Store, read_version: int, isolation: str, durability: str | None,
                  token: int) -> None:
@@ -110,6 +111,7 @@ class Transaction:
         self._token = token
         self._bytes = 0
         self._drops: list[tuple[EntryKind, bytes, int | None, int | None, bool]] = []
+        self._active = 0
 
     # -- state -------------------------------------------------------------------------
 
@@ -288,6 +290,9 @@ class Transaction:
         if self._token:
             self._store._readpoints.release(self._token)
             self._token = 0
+        if self._active:
+            self._store._active_txns.release(self._active)
+            self._active = 0
 
     def __enter__(self) -> Transaction:
         return self
