@@ -1,4 +1,8 @@
-"""Beyond/slipstream-style KV abstraction: local (tierdb store) and NATS JetStream backends."""
+"""Beyond/slipstream-style KV abstraction: local (tierdb store) and NATS JetStream backends.
+
+See docs/KV.md. ``NatsConnection`` imports nats-py lazily (on connect), so this package
+imports without it.
+"""
 
 from .errors import (
     AlreadyExists as AlreadyExists,
@@ -16,7 +20,28 @@ from .errors import (
     Timeout as Timeout,
     WatchError as WatchError,
 )
+from .api import (
+    Connection as Connection,
+    KvPurge as KvPurge,
+    KvReader as KvReader,
+    KvStore as KvStore,
+    KvTtl as KvTtl,
+    KvWatch as KvWatch,
+    KvWatcher as KvWatcher,
+    KvWriter as KvWriter,
+)
+from .apply import BatchConfig as BatchConfig
+from .apply import ExportRequest as ExportRequest
+from .apply import watch_applied as watch_applied
+from .artifact import export_fold as export_fold
+from .artifact import import_artifact as import_artifact
+from .fold import SnapshotStore as SnapshotStore
+from .fold import StoreFold as StoreFold
+from .lease import ExportLease as ExportLease
+from .lease import LeaseValue as LeaseValue
 from .local import LocalConnection as LocalConnection
+from .nats import NatsConnection as NatsConnection
+from .nats import NatsConnectionConfig as NatsConnectionConfig
 from .types import (
     Capabilities as Capabilities,
     Delete as Delete,
@@ -36,6 +61,9 @@ __all__ = [
     "AlreadyExists", "ArtifactInvalid", "ConnectionFailed", "CursorExpired",
     "DeserializationError", "KeyNotFound", "KvError", "NotConnected", "OperationFailed",
     "RevisionMismatch", "SerializationError", "SupersededByNewer", "Timeout", "WatchError",
-    "LocalConnection", "Capabilities", "Delete", "DiscardPolicy", "KvEntry", "KvUpdate", "Purge",
+    "Connection", "KvPurge", "KvReader", "KvStore", "KvTtl", "KvWatch", "KvWatcher", "KvWriter",
+    "BatchConfig", "ExportRequest", "watch_applied", "export_fold", "import_artifact",
+    "SnapshotStore", "StoreFold", "ExportLease", "LeaseValue", "NatsConnection",
+    "NatsConnectionConfig", "LocalConnection", "Capabilities", "Delete", "DiscardPolicy", "KvEntry", "KvUpdate", "Purge",
     "Put", "StorageType", "StoreConfig", "VersionToken", "WatchCursor", "WatchScope",
 ]
