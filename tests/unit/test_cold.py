@@ -68,12 +68,14 @@ def compare(tier, model: Model, rng: random.Random, universe: list[bytes], table
             for batch in (1, 3, 1000):
                 assert scan(tier, table, version=read, batch=batch) == want
                 assert scan(tier, table, version=read, batch=batch, reverse=True) == want[::-1]
+            assert [e for ch in tier.scan_columns(table, read, chunk_rows=4) for e in ch.entries()] == want
             for _ in range(3):
                 a, b = sorted(rng.sample(universe, 2))
                 start = Bound(a, rng.random() < 0.5)
                 end = Bound(b, rng.random() < 0.5)
                 w2 = model_visible(model, table, read, start, end)
                 assert scan(tier, table, start, end, read, batch=2) == w2
+                assert [e for ch in tier.scan_columns(table, read, start, end) for e in ch.entries()] == w2
                 assert scan(tier, table, start, end, read, batch=2, reverse=True) == w2[::-1]
             for k in universe:
                 chain = model.get((table, k), {})

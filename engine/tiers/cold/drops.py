@@ -71,15 +71,25 @@ class DropIndex:
         self.cleared: dict[EntryKind, int] = {}
         self.count = 0
 
+    def table(self, table: EntryKind) -> dict[bytes, dict[int, int]]:
+        """The (possibly empty) per-key records of ``table``, created on first use so that
+        readers can hold a reference that later drops fill in (writer lock held)."""
+        tk = self.keys.get(table)
+        if tk is None:
+            tk = self.keys[table] = {}
+        return tk
+
+    def nonempty(self) -> dict[EntryKind, dict[bytes, dict[int, int]]]:
+        """``keys`` without the empty per-table dicts (for comparisons)."""
+        return {t: tk for t, tk in self.keys.items() if tk}
+
     def add_group(self, g: DropGroup) -> None:
         """Apply one record group (writer lock held)."""
         if g.items is None:
             if g.upto_seq > self.cleared.get(g.table, -1):
                 self.cleared[g.table] = g.upto_seq
             return
-        tk = self.keys.get(g.table)
-        if tk is None:
-            tk = self.keys[g.table] = {}
+        tk = self.table(g.table)
         upto = g.upto_seq
         for key, version in g.items:
             dv = tk.get(key)
@@ -109,6 +119,8 @@ class DropIndex:
         for t in sorted(self.cleared):
             yield DropGroup(t, self.cleared[t], None)
         for t in sorted(self.keys):
+            if not self.keys[t]:
+                continue
             by_upto: dict[int, list[tuple[bytes, int]]] = {}
             for k, dv in self.keys[t].items():
                 for v, u in dv.items():

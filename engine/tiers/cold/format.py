@@ -60,6 +60,8 @@ __all__ = [
     "encode_block",
     "DecodedBlock",
     "decode_block",
+    "BlockColumns",
+    "decode_columns",
 ]
 
 FORMAT_VERSION: Final = 1
@@ -236,7 +238,7 @@ class DecodedBlock:
         voff: ``array('Q')`` of nentries + 1 value offsets into ``raw``.
         tomb: ``bytes`` with one 0/1 byte per entry, or None when the block has no tombstone.
         raw: the decompressed bytes (value bytes are sliced from it on demand).
-        koff: ``numpy.uint64`` offsets of the nkeys + 1 key boundaries in ``raw``.
+        koff: ``numpy.int64`` offsets of the nkeys + 1 key boundaries in ``raw``.
         vmin, vmax: smallest and largest version in the block.
         single: True when every key has exactly one version here.
         nbytes: approximate resident size, charged to the block cache.
@@ -269,6 +271,15 @@ class DecodedBlock:
     def __len__(self) -> int:
         return len(self.versions)
 
+    def values(self, idx: list[int]) -> list[bytes | None]:
+        """The values of entries ``idx`` (None for tombstones). O(total value bytes)."""
+        raw = self.raw
+        voff = self.voff
+        tomb = self.tomb
+        if tomb is None:
+            return [raw[voff[i]:voff[i + 1]] for i in idx]
+        return [None if tomb[i] else raw[voff[i]:voff[i + 1]] for i in idx]
+
     def value(self, i: int) -> bytes | None:
         """The value of entry ``i`` (None for a tombstone). O(len(value))."""
         tomb = self.tomb
@@ -278,28 +289,66 @@ class DecodedBlock:
         return self.raw[voff[i]:voff[i + 1]]
 
 
-def _column(raw: bytes, off: int, count: int, width: int, base: int,
-            what: str, path: object, block_offset: int) -> tuple[np.ndarray, int]:
+class BlockColumns:
+    """A decompressed block decoded into numpy columns only (no per-entry Python objects).
+
+    ``kstart`` (nkeys + 1, int64) run starts; ``koff`` (nkeys + 1, int64) key boundaries in
+    ``raw``; ``ver`` (uint64) versions; ``voff`` (nentries + 1, int64) value boundaries in
+    ``raw``; ``tomb`` (bool) or None when the block holds no tombstone; ``kid`` (int64, built
+    on first use) the key index of every entry. Used by columnar scans and as the first half
+    of :func:`decode_block`.
+    """
+
+    __slots__ = ("nk", "n", "kstart", "_kid", "koff", "ver", "voff", "tomb", "raw")
+
+    def __init__(self, nk: int, n: int, kstart: np.ndarray, koff: np.ndarray,
+                 ver: np.ndarray, voff: np.ndarray, tomb: np.ndarray | None, raw: bytes) -> None:
+        self.nk = nk
+        self.n = n
+        self.kstart = kstart
+        self._kid: np.ndarray | None = None
+        self.koff = koff
+        self.ver = ver
+        self.voff = voff
+        self.tomb = tomb
+        self.raw = raw
+
+    @property
+    def kid(self) -> np.ndarray:
+        kid = self._kid
+        if kid is None:
+            nk = self.nk
+            ar = np.arange(nk, dtype=np.int64)
+            kid = self._kid = ar if nk == self.n else np.repeat(ar, np.diff(self.kstart))
+        return kid
+
+
+def _offsets(raw: bytes, off: int, count: int, width: int, base: int, start: int,
+             what: str, path: object, block_offset: int) -> tuple[np.ndarray, int]:
+    """Boundaries (count + 1, int64) ``start, start + l0, ...`` of a length column."""
     if width == 0:
-        return np.full(count, base, dtype=np.uint64), off
+        return np.arange(start, start + (count + 1) * base, base, dtype=np.int64) if base else \
+            np.full(count + 1, start, dtype=np.int64), off
     dt = _WIDTH_DTYPES.get(width)
-    if dt is None:
-        raise CorruptionError(f"cold block: bad {what} column width {width}",
-                              path=path, offset=block_offset)
     end = off + count * width
-    if end > len(raw):
-        raise CorruptionError(f"cold block: {what} column runs past the block end",
+    if dt is None or end > len(raw):
+        raise CorruptionError(f"cold block: bad {what} column (width {width})",
                               path=path, offset=block_offset)
-    col = np.frombuffer(raw, dtype=dt, count=count, offset=off).astype(np.uint64)
+    lens = np.frombuffer(raw, dtype=dt, count=count, offset=off)
     if base:
-        col += np.uint64(base)
-    return col, end
+        lens = np.add(lens, base, dtype=np.int64)
+    out = np.empty(count + 1, dtype=np.int64)
+    out[0] = start
+    np.cumsum(lens, out=out[1:])
+    if start:
+        out[1:] += start
+    return out, end
 
 
-def decode_block(raw: bytes, path: object, block_offset: int) -> DecodedBlock:
-    """Decode a decompressed block, validating its structure.
+def decode_columns(raw: bytes, path: object, block_offset: int) -> BlockColumns:
+    """Decode a decompressed block into numpy columns, validating its structure.
 
-    Complexity O(entries) (numpy for the columns, one Python ``bytes`` per distinct key).
+    Complexity O(entries), about a dozen numpy calls per block.
 
     Raises:
         CorruptionError: the layout is inconsistent (lengths, counts, widths). Payload
@@ -310,57 +359,66 @@ def decode_block(raw: bytes, path: object, block_offset: int) -> DecodedBlock:
         raise CorruptionError("cold block shorter than its header", path=path, offset=block_offset)
     (nk, n, ver_base, run_base, klen_base, vlen_base,
      run_w, klen_w, ver_w, vlen_w, flags) = RAW_BLOCK_HEADER.unpack_from(raw, 0)
-    if not (0 < nk <= n < _MAX_ENTRIES) or flags & ~FLAG_TOMBSTONES:
+    # Runs are frame-of-reference coded, so every run >= run_base >= 1 keeps kstart strictly
+    # increasing without checking the array.
+    if not (0 < nk <= n < _MAX_ENTRIES) or flags & ~FLAG_TOMBSTONES or run_base < 1:
         raise CorruptionError(f"cold block header invalid (nkeys={nk}, nentries={n}, flags={flags})",
                               path=path, offset=block_offset)
-    off = hs
-    runs, off = _column(raw, off, nk, run_w, run_base, "run", path, block_offset)
-    klens, off = _column(raw, off, nk, klen_w, klen_base, "key length", path, block_offset)
-    ver, off = _column(raw, off, n, ver_w, ver_base, "version", path, block_offset)
-    vlens, off = _column(raw, off, n, vlen_w, vlen_base, "value length", path, block_offset)
-    tomb: bytes | None = None
+    kstart, off = _offsets(raw, hs, nk, run_w, run_base, 0, "run", path, block_offset)
+    klen_off = off
+    off += nk * klen_w
+    if ver_w == 0:
+        ver = np.full(n, ver_base, dtype=np.uint64)
+    else:
+        dt = _WIDTH_DTYPES.get(ver_w)
+        if dt is None or off + n * ver_w > len(raw):
+            raise CorruptionError(f"cold block: bad version column (width {ver_w})",
+                                  path=path, offset=block_offset)
+        ver = np.add(np.frombuffer(raw, dtype=dt, count=n, offset=off), np.uint64(ver_base),
+                     dtype=np.uint64)
+        off += n * ver_w
+    vlen_off = off
+    off += n * vlen_w
+    tomb: np.ndarray | None = None
     if flags & FLAG_TOMBSTONES:
         tb = (n + 7) >> 3
         if off + tb > len(raw):
             raise CorruptionError("cold block: tombstone bitmap runs past the block end",
                                   path=path, offset=block_offset)
-        tarr = np.unpackbits(np.frombuffer(raw, dtype=np.uint8, count=tb, offset=off),
-                             count=n, bitorder="little")
-        if (vlens[tarr.astype(bool)] != 0).any():
-            raise CorruptionError("cold block: a tombstone has value bytes",
-                                  path=path, offset=block_offset)
-        tomb = tarr.tobytes()
+        tomb = np.unpackbits(np.frombuffer(raw, dtype=np.uint8, count=tb, offset=off),
+                             count=n, bitorder="little").view(bool)
         off += tb
-    if int(runs.sum()) != n or (runs == 0).any():
-        raise CorruptionError("cold block: key runs do not add up to the entry count",
-                              path=path, offset=block_offset)
-    kend = off + int(klens.sum())
-    koff = np.empty(nk + 1, dtype=np.uint64)
-    koff[0] = off
-    np.cumsum(klens, out=koff[1:])
-    koff[1:] += np.uint64(off)
-    voffs = np.empty(n + 1, dtype=np.uint64)
-    voffs[0] = kend
-    np.cumsum(vlens, out=voffs[1:])
-    voffs[1:] += np.uint64(kend)
-    if int(voffs[-1]) != len(raw):
+    koff, _ = _offsets(raw, klen_off, nk, klen_w, klen_base, off, "key length", path, block_offset)
+    kend = int(koff[nk])
+    voff, _ = _offsets(raw, vlen_off, n, vlen_w, vlen_base, kend, "value length", path, block_offset)
+    if int(kstart[nk]) != n or int(voff[n]) != len(raw):
         raise CorruptionError(
-            f"cold block: columns describe {int(voffs[-1])} bytes, block has {len(raw)}",
-            path=path, offset=block_offset)
-    kl = koff.tolist()
-    keys = [raw[kl[i]:kl[i + 1]] for i in range(nk)]
-    kstart = np.empty(nk + 1, dtype=np.uint64)
-    kstart[0] = 0
-    np.cumsum(runs, out=kstart[1:])
-    kid = np.repeat(np.arange(nk, dtype=np.int64), runs.astype(np.int64))
+            f"cold block: columns describe {int(voff[n])} bytes and {int(kstart[nk])} entries, "
+            f"block has {len(raw)} bytes and {n} entries", path=path, offset=block_offset)
+    if tomb is not None and bool((voff[1:][tomb] != voff[:-1][tomb]).any()):
+        raise CorruptionError("cold block: a tombstone has value bytes", path=path, offset=block_offset)
+    return BlockColumns(nk, n, kstart, koff, ver, voff, tomb, raw)
+
+
+def decode_block(raw: bytes, path: object, block_offset: int) -> DecodedBlock:
+    """Decode a decompressed block for point reads and row scans (see :class:`DecodedBlock`).
+
+    Complexity O(entries): :func:`decode_columns` plus one Python ``bytes`` per distinct key.
+
+    Raises:
+        CorruptionError: as :func:`decode_columns`.
+    """
+    c = decode_columns(raw, path, block_offset)
+    kl = c.koff.tolist()
+    keys = [raw[kl[i]:kl[i + 1]] for i in range(c.nk)]
     return DecodedBlock(
         keys=keys,
-        kstart=array("Q", kstart.tobytes()),
-        versions=array("Q", ver.tobytes()),
-        ver=ver,
-        kid=kid,
-        voff=array("Q", voffs.tobytes()),
-        tomb=tomb,
+        kstart=array("Q", c.kstart.astype(np.uint64).tobytes()),
+        versions=array("Q", c.ver.tobytes()),
+        ver=c.ver,
+        kid=c.kid,
+        voff=array("Q", c.voff.astype(np.uint64).tobytes()),
+        tomb=c.tomb.astype(np.uint8).tobytes() if c.tomb is not None else None,
         raw=raw,
-        koff=koff,
+        koff=c.koff,
     )

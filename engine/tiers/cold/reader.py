@@ -55,10 +55,13 @@ from .format import (
 )
 from .writer import BLOCK_CONTINUES, ENTRY_OVERHEAD, table_seed
 
-__all__ = ["Segment", "TableRange", "Candidate"]
+__all__ = ["Segment", "TableRange", "Candidate", "BlockRows"]
 
 Candidate = tuple[bytes, int, DecodedBlock, int]
 """(key, version, block, entry index): a visible version found in one segment."""
+
+BlockRows = tuple[list[bytes], list[int], DecodedBlock, list[int]]
+"""(keys, versions, block, entry indexes): visible versions found in one block, in order."""
 
 _BIG = sys.byteorder == "big"
 _EMPTY: tuple[list[int], list[int]] = ([], [])
@@ -523,13 +526,17 @@ class Segment:
             be = bisect_left(self.first_keys, hi, tr.b0, tr.b1) - 1
         return bs, be
 
-    def visible(self, tr: TableRange, lo: bytes | None, lo_inc: bool, hi: bytes | None,
-                hi_inc: bool, version: int, tdrops: dict[bytes, dict[int, int]] | None,
-                reverse: bool) -> Iterator[Candidate]:
+    def visible_blocks(self, tr: TableRange, lo: bytes | None, lo_inc: bool, hi: bytes | None,
+                       hi_inc: bool, version: int, tdrops: dict[bytes, dict[int, int]] | None,
+                       reverse: bool) -> Iterator[BlockRows]:
         """For each key in the bounds (ascending, or descending if ``reverse``), its newest
-        non-dropped version <= ``version`` in this segment; keys without one are skipped.
+        non-dropped version <= ``version`` in this segment, one block at a time.
 
-        Lazy: blocks are read as the caller advances. O(blocks touched * block size).
+        Yields ``(keys, versions, block, indexes)``: aligned lists in output order; values
+        stay in the block until the caller slices the ones it keeps. Keys without a visible
+        version are skipped; a key whose versions span blocks is answered once, from the
+        earliest block holding a visible version. Lazy: blocks are read as the caller
+        advances. O(entries of the blocks touched), vectorized per block.
         """
         if lo is not None and hi is not None and (lo > hi or (lo == hi and not (lo_inc and hi_inc))):
             return
@@ -554,15 +561,23 @@ class Segment:
                 kidx, eidx = _block_cands(blk, j_lo, j_hi, version, tdrops, seq)
                 if not kidx:
                     continue
+                if type(kidx) is range:
+                    ks = keys[kidx.start:kidx.stop]
+                else:
+                    ks = [keys[j] for j in kidx]
                 vs = blk.versions
-                it = zip(kidx, eidx)
-                if kidx[0] == 0 and flags[b] & BLOCK_CONTINUES and keys[0] == last:
-                    next(it)  # the run continued from the previous block, already answered
-                for j, i in it:
-                    yield keys[j], vs[i], blk, i
+                if type(eidx) is range:
+                    vl = vs[eidx.start:eidx.stop].tolist()
+                else:
+                    vl = [vs[i] for i in eidx]
+                el = list(eidx)
+                if kidx[0] == 0 and flags[b] & BLOCK_CONTINUES and ks[0] == last:
+                    del ks[0], vl[0], el[0]  # the run continued from the previous block: answered
                 last = keys[kidx[-1]]
+                if ks:
+                    yield ks, vl, blk, el
             return
-        pending: Candidate | None = None
+        pending: tuple[bytes, int, DecodedBlock, int] | None = None
         for b in range(be, bs - 1, -1):
             blk = self.block(b)
             keys = blk.keys
@@ -581,6 +596,10 @@ class Segment:
                 kl, el = [], []
             cont = bool(flags[b] & BLOCK_CONTINUES)
             vs = blk.versions
+            out_k: list[bytes] = []
+            out_v: list[int] = []
+            out_b: list[DecodedBlock] = []
+            out_i: list[int] = []
             if pending is not None:
                 if keys[-1] == pending[0]:
                     # This block holds newer versions of the pending key.
@@ -590,17 +609,36 @@ class Segment:
                         pending = (keys[nk - 1], vs[i], blk, i)
                     if nk == 1 and cont:
                         continue  # the run started further back: those blocks hold newer versions
-                yield pending
+                out_k.append(pending[0])
+                out_v.append(pending[1])
+                out_b.append(pending[2])
+                out_i.append(pending[3])
                 pending = None
-            for pos in range(len(kl) - 1, -1, -1):
-                j = kl[pos]
-                i = el[pos]
-                if j == 0 and cont:
-                    pending = (keys[0], vs[i], blk, i)
-                else:
-                    yield keys[j], vs[i], blk, i
+            if kl and kl[0] == 0 and cont:
+                i = el.pop(0)
+                kl.pop(0)
+                pending = (keys[0], vs[i], blk, i)
+            kl.reverse()
+            el.reverse()
+            out_k.extend([keys[j] for j in kl])
+            out_v.extend([vs[i] for i in el])
+            if out_b:
+                # The carried entry lives in another block: hand it over on its own.
+                yield out_k[:1], out_v[:1], out_b[0], out_i
+                out_k = out_k[1:]
+                out_v = out_v[1:]
+            if out_k:
+                yield out_k, out_v, blk, el
         if pending is not None:
-            yield pending
+            yield [pending[0]], [pending[1]], pending[2], [pending[3]]
+
+    def visible(self, tr: TableRange, lo: bytes | None, lo_inc: bool, hi: bytes | None,
+                hi_inc: bool, version: int, tdrops: dict[bytes, dict[int, int]] | None,
+                reverse: bool) -> Iterator[Candidate]:
+        """:meth:`visible_blocks` flattened to one ``(key, version, block, index)`` per key."""
+        for ks, vl, blk, el in self.visible_blocks(tr, lo, lo_inc, hi, hi_inc, version, tdrops, reverse):
+            for k, v, i in zip(ks, vl, el):
+                yield k, v, blk, i
 
     def entries(self, tr: TableRange, start: bytes | None,
                 tdrops: dict[bytes, dict[int, int]] | None) -> Iterator[tuple[bytes, int, bytes | None]]:
