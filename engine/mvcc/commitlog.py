@@ -17,8 +17,10 @@ never applied. A bad record with data after it raises :class:`CorruptionError` n
 file and offset.
 
 Notes: thread safety
-    :meth:`append` must be called under the store's commit lock. :meth:`sync_to` may be
-    called by many threads at once (that is the group commit). :meth:`truncate_through` may
+    :meth:`append` must be called under the store's commit lock; it also takes the log's
+    write lock, which :meth:`flush` (called outside the commit lock) shares, so a drain never
+    races an append. :meth:`sync_to` may be called by many threads at once (that is the group
+    commit); rotation takes the sync lock so no fsync runs on a file being closed. :meth:`truncate_through` may
     run concurrently with appends.
 """
 
@@ -204,6 +206,7 @@ class CommitLog:
         self._synced = 0
         self._buffer = bytearray()
         self._sync_lock = threading.Lock()
+        self._write_lock = threading.Lock()  # appends, drains and rotation of the active file
         self._files_lock = threading.Lock()
         self._closed = False
         self._broken: str | None = None
@@ -338,23 +341,24 @@ class CommitLog:
         if len(payload) >= MAX_RECORD:
             raise ValueError("commit too large for one log record (2 GiB); split it")
         rec = REC_HEADER.pack(len(payload), zlib.crc32(payload)) + payload
-        try:
-            if self._fd is None or self._file_size >= ROTATE_BYTES:
-                self._rotate(version)
-            if self.durability == "none":
-                self._buffer += rec
-                if len(self._buffer) >= _NONE_BUFFER:
-                    try:
-                        self._drain_buffer()
-                    except OSError:
-                        del self._buffer[-len(rec):]  # this commit fails; earlier ones stay queued
-                        raise
-            else:
-                self._write_disk(rec)
-        except OSError as exc:
-            raise StorageIOError(f"commit log write failed ({exc.strerror or exc}); the commit was not applied") from exc
-        self._file_size += len(rec)
-        self._written += len(rec)
+        with self._write_lock:
+            try:
+                if self._fd is None or self._file_size >= ROTATE_BYTES:
+                    self._rotate(version)
+                if self.durability == "none":
+                    self._buffer += rec
+                    if len(self._buffer) >= _NONE_BUFFER:
+                        try:
+                            self._drain_buffer()
+                        except OSError:
+                            del self._buffer[-len(rec):]  # this commit fails; earlier ones stay queued
+                            raise
+                else:
+                    self._write_disk(rec)
+            except OSError as exc:
+                raise StorageIOError(f"commit log write failed ({exc.strerror or exc}); the commit was not applied") from exc
+            self._file_size += len(rec)
+            self._written += len(rec)
         return self._written
 
     def _write_disk(self, data: bytes | bytearray) -> None:
@@ -384,16 +388,23 @@ class CommitLog:
     def _rotate(self, first_version: int) -> None:
         if self._fd is not None:
             self._drain_buffer()
-            os.fsync(self._fd)
-            os.close(self._fd)
-            self._fd = None
-            self._synced = self._written
+            with self._sync_lock:  # no group-commit fsync may run on the fd being closed
+                os.fsync(self._fd)
+                os.close(self._fd)
+                self._fd = None
+                self._synced = self._written
         self._open_file(first_version)
 
     def sync_to(self, offset: int) -> None:
         """Make every byte up to logical ``offset`` durable (group commit)."""
         if self._synced >= offset:
             return
+        if self._buffer:  # a "sync" commit on a "none" log: its record may still be buffered
+            with self._write_lock:
+                try:
+                    self._drain_buffer()
+                except OSError as exc:
+                    raise StorageIOError(f"commit log write failed ({exc.strerror or exc})") from exc
         with self._sync_lock:
             if self._synced >= offset:
                 return
@@ -417,7 +428,8 @@ class CommitLog:
         """Write buffered records (``"none"`` mode) and optionally fsync."""
         if self._closed or self._fd is None:
             return
-        self._drain_buffer()
+        with self._write_lock:  # flush runs outside the store's commit lock
+            self._drain_buffer()
         if sync:
             self.sync_to(self._written)
 
@@ -454,12 +466,13 @@ class CommitLog:
 
     def rotate_if_covered(self, version: int, next_version: int) -> bool:
         """Rotate the active file when every record in it is <= ``version`` (commit lock held)."""
-        if self._fd is None or self._file_size <= LOG_HEADER.size + 0:
+        with self._write_lock:
+            if self._fd is None or self._file_size <= LOG_HEADER.size + 0:
+                return False
+            if next_version - 1 <= version:
+                self._rotate(next_version)
+                return True
             return False
-        if next_version - 1 <= version:
-            self._rotate(next_version)
-            return True
-        return False
 
     def size_bytes(self) -> int:
         with self._files_lock:
@@ -475,14 +488,15 @@ class CommitLog:
     def close(self) -> None:
         if self._closed:
             return
-        try:
-            if self._fd is not None:
-                self._drain_buffer()
-                os.fsync(self._fd)  # a clean close persists every mode, "none" included
-                os.close(self._fd)
-        finally:
-            self._fd = None
-            self._closed = True
+        with self._write_lock, self._sync_lock:
+            try:
+                if self._fd is not None:
+                    self._drain_buffer()
+                    os.fsync(self._fd)  # a clean close persists every mode, "none" included
+                    os.close(self._fd)
+            finally:
+                self._fd = None
+                self._closed = True
 
 
 def now() -> float:

@@ -8,12 +8,14 @@ commit's timestamp, so samples lost in a crash are rebuilt during recovery).
 Notes: thread safety
     :meth:`record` is called under the store's commit lock; lookups may run concurrently
     (arrays only grow at the end, and readers bound their search by a length read first).
+    The file buffer has its own lock, since :meth:`flush` runs outside the commit lock.
 """
 
 from __future__ import annotations
 
 import os
 import struct
+import threading
 import zlib
 from array import array
 from bisect import bisect_left, bisect_right
@@ -37,6 +39,7 @@ class TimeIndex:
         self._path = path
         self._pending = bytearray()
         self._dirty = False  # the newest sample changed since it was last queued for the file
+        self._io_lock = threading.Lock()
         self._fh = None
         if path is not None:
             if path.exists():
@@ -87,16 +90,21 @@ class TimeIndex:
 
     def record(self, version: int, ts: float) -> None:
         """Note that ``version`` committed at ``ts``. O(1) amortised."""
-        n = len(self._versions)
-        dirty = self._dirty
-        if self._add(version, ts) and self._fh is not None:
-            if n and dirty:  # the bucket just closed: persist its final version
-                body = struct.pack("<Qd", self._versions[n - 1], self._times[n - 1])
-                self._pending += body + struct.pack("<I", zlib.crc32(body))
-            if len(self._pending) >= _FLUSH_EVERY * TIME_RECORD.size:
-                self.flush()
+        with self._io_lock:  # store.flush() may flush from another thread
+            n = len(self._versions)
+            dirty = self._dirty
+            if self._add(version, ts) and self._fh is not None:
+                if n and dirty:  # the bucket just closed: persist its final version
+                    body = struct.pack("<Qd", self._versions[n - 1], self._times[n - 1])
+                    self._pending += body + struct.pack("<I", zlib.crc32(body))
+                if len(self._pending) >= _FLUSH_EVERY * TIME_RECORD.size:
+                    self._flush()
 
     def flush(self) -> None:
+        with self._io_lock:
+            self._flush()
+
+    def _flush(self) -> None:
         if self._fh is not None and self._dirty and self._versions:
             self._write_last()
         if self._fh is not None and self._pending:
@@ -127,8 +135,12 @@ class TimeIndex:
         return (self._versions[0], self._times[0]) if self._versions else None
 
     def close(self) -> None:
+        with self._io_lock:
+            self._close()
+
+    def _close(self) -> None:
         if self._fh is not None:
-            self.flush()
+            self._flush()
             os.fsync(self._fh.fileno())
             self._fh.close()
             self._fh = None

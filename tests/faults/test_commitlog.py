@@ -436,3 +436,21 @@ def test_failed_fsync_in_sync_mode_refuses_further_commits(tmp_path):
         assert s.get(T, b"last", version=v) == b"%d" % v
     assert s.get(T, b"unsure") == (b"1" if s.version == 3 else None)
     s.close()
+
+
+def test_sync_commit_on_a_none_store_reaches_the_file(tmp_path):
+    """begin(durability="sync") must write and fsync its record even when the store buffers."""
+    path = tmp_path / "db"
+    s = engine.open(path, layout="memory", durability="none")
+    commit_n(s, 3)  # buffered in memory
+    assert records(log_files(path)[0]) == []
+    with s.begin(durability="sync") as tx:
+        tx.set(T, b"important", b"1")
+    assert len(records(log_files(path)[0])) == 4  # everything up to and including it
+    # a copy of the directory taken now (as a crash would leave it) has the commit
+    snap = clone(path, tmp_path / "copy")
+    (snap / "LOCK").unlink()
+    s.close()
+    c = engine.open(snap)
+    assert c.version == 4 and c.get(T, b"important") == b"1"
+    c.close()

@@ -557,3 +557,43 @@ def test_time_index_keeps_the_end_of_a_burst_across_reopen(tmp_path):
     ti = TimeIndex(tmp_path / "TIME")
     assert ti.version_at(base + 10) == 8
     ti.close()
+
+
+@pytest.mark.parametrize("durability", ["none", "normal", "sync"])
+def test_flush_concurrent_with_commits_loses_nothing(tmp_path, durability):
+    """store.flush() runs outside the commit lock; it must not race the commit log or time index."""
+    path = tmp_path / "db"
+    s = engine.open(path, layout="memory", durability=durability)
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def flusher():
+        try:
+            while not stop.is_set():
+                s.flush()
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    import sys
+
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-5)
+    th = threading.Thread(target=flusher)
+    th.start()
+    try:
+        n = 300 if durability == "sync" else 3000
+        for i in range(n):
+            put(s, (b"k%05d" % i, b"x" * (i % 50)))
+    finally:
+        stop.set()
+        th.join()
+        sys.setswitchinterval(old)
+    assert errors == []
+    s.close()
+    s = engine.open(path)
+    try:
+        assert s.version == n
+        assert [k for k, _ in s.range(T)] == [b"k%05d" % i for i in range(n)]
+        assert s.version_at(time.time() + 1) == n
+    finally:
+        s.close()
