@@ -82,8 +82,8 @@ def json_value(rng: random.Random, i: int) -> bytes:
         "score": round(rng.random() * 1000, 2),
         "city": rng.choice(_CITIES),
         "tags": rng.sample(_WORDS, 2),
-        "updated": "2024-%02d-%02dT%02d:%02d:%02dZ" % (rng.randrange(1, 13), rng.randrange(1, 29),
-                                                       rng.randrange(24), rng.randrange(60), rng.randrange(60)),
+        "updated": f"2024-{rng.randrange(1, 13):02d}-{rng.randrange(1, 29):02d}T{rng.randrange(24):02d}:"
+                   f"{rng.randrange(60):02d}:{rng.randrange(60):02d}Z",
     }, separators=(",", ":")).encode()
 
 
@@ -239,8 +239,8 @@ def bloom_fp(n: int = 100_000) -> list[dict]:
 def compaction(root: Path, entries: list[RawEntry], batches: int, repeat: int) -> list[dict]:
     size = len(entries) // batches
     out = []
-    for name, opts in (("size-tiered (trigger 8)", dict(compact_trigger=8)),
-                       ("merge-all after each ingest", dict(compact_trigger=None))):
+    for name, opts in (("size-tiered (trigger 8)", {"compact_trigger": 8}),
+                       ("merge-all after each ingest", {"compact_trigger": None})):
         p = root / f"compact-{len(out)}"
         t0 = time.perf_counter()
         with ColdTier(p, **opts) as t:

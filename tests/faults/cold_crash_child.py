@@ -18,7 +18,7 @@ from engine.types import EntryKind, RawEntry
 T = EntryKind.MULTI
 S1 = EntryKind.source(1)
 KEYS = [b"k%03d" % i for i in range(40)]
-OPTIONS = dict(block_size=1024, compact_trigger=4, dictionary=True)
+OPTIONS = {"block_size": 1024, "compact_trigger": 4, "dictionary": True}
 
 Model = dict[tuple[EntryKind, bytes], dict[int, "bytes | None"]]
 

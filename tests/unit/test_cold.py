@@ -94,9 +94,9 @@ def compare(tier, model: Model, rng: random.Random, universe: list[bytes], table
 
 def run_model(seed: int, path: Path, steps: int = 60) -> None:
     rng = random.Random(seed)
-    opts = dict(block_size=256, compact_trigger=rng.choice([None, 3, 5]),
-                dictionary=rng.random() < 0.3, cache_bytes=rng.choice([0, 4096, 1 << 20]),
-                bloom_bits_per_key=rng.choice([0, 4, 10]))
+    opts = {"block_size": 256, "compact_trigger": rng.choice([None, 3, 5]),
+                "dictionary": rng.random() < 0.3, "cache_bytes": rng.choice([0, 4096, 1 << 20]),
+                "bloom_bits_per_key": rng.choice([0, 4, 10])}
     tier = ColdTier(path, **opts)
     tables = [T, S1]
     universe = sorted({bytes(rng.randrange(3) for _ in range(rng.randrange(5))) for _ in range(25)})
@@ -274,7 +274,7 @@ def test_compaction_applies_drops_and_keeps_answers(tmp_path):
         t.check()
         names = sorted(os.listdir(p))
         assert [n for n in names if n.endswith(".seg")] == [f"{t._state.segments[0].file_no:012d}.seg"]
-        assert not [n for n in names if n.endswith(".drop") or n.endswith(".tmp")]
+        assert not [n for n in names if n.endswith((".drop", ".tmp"))]
     with ColdTier(p) as t:
         assert _answers(t, keys, [0, 3, 5, 8, 100]) == before
 
@@ -329,7 +329,7 @@ def test_clear_then_write_again(tmp_path):
 
 
 def test_plan_is_size_tiered_over_contiguous_runs():
-    kw = dict(min_merge=4, max_merge=32, size_ratio=1.0, max_segments=8)
+    kw = {"min_merge": 4, "max_merge": 32, "size_ratio": 1.0, "max_segments": 8}
     assert plan([100, 1, 1, 1, 1], **kw) == (1, 5)
     assert plan([100, 10, 1, 1, 1], **kw) is None
     assert plan([100, 4, 1, 1, 1, 1], **kw) == (1, 6)
@@ -378,7 +378,7 @@ def test_readers_during_compaction_see_consistent_answers(tmp_path):
                     assert t.get(T, keys[i], v - 1) is None
                     page = t.range_next(T, RangeCursor(), Bound.included(keys[i]), U, 100, 5)
                     assert page.entries[0].key == keys[i]
-            except BaseException as exc:  # surfaced by the main thread below
+            except BaseException as exc:  # noqa: BLE001 - handed to the main thread, re-raised there
                 errors.append(exc)
 
         threads = [threading.Thread(target=reader, args=(s,)) for s in range(3)]
@@ -459,8 +459,8 @@ def test_no_fd_leak_across_compaction_and_close(tmp_path):
 def test_options_are_validated():
     with pytest.raises(TypeError):
         ColdTier("/nonexistent/never", block_sise=4096)
-    for bad in (dict(block_size=10), dict(zstd_level=99), dict(bloom_bits_per_key=-1),
-                dict(cache_bytes=-5), dict(compact_trigger=1), dict(compact_min_merge=1)):
+    for bad in ({"block_size": 10}, {"zstd_level": 99}, {"bloom_bits_per_key": -1},
+                {"cache_bytes": -5}, {"compact_trigger": 1}, {"compact_min_merge": 1}):
         with pytest.raises(ValueError):
             ColdTier("/nonexistent/never", **bad)
 

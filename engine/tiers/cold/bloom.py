@@ -55,7 +55,7 @@ class BloomFilter:
     10 bits per key.
     """
 
-    __slots__ = ("bits", "m", "k")
+    __slots__ = ("bits", "k", "m")
 
     def __init__(self, bits: bytes, m: int, k: int) -> None:
         if m <= 0 or k <= 0 or len(bits) != (m + 7) // 8:
@@ -68,7 +68,7 @@ class BloomFilter:
     def build(cls, hashes: np.ndarray, bits_per_key: float) -> BloomFilter:
         """A filter holding every hash in ``hashes`` (from :func:`hash_many`)."""
         n = max(1, len(hashes))
-        m = max(64, int(math.ceil(n * bits_per_key)))
+        m = max(64, math.ceil(n * bits_per_key))
         k = optimal_k(bits_per_key)
         h = hashes.astype(np.uint64)
         h1 = h >> np.uint64(32)

@@ -34,7 +34,7 @@ from ...types import EntryKind
 from .drops import DropIndex
 from .reader import Segment
 
-__all__ = ["plan", "merge_table"]
+__all__ = ["carry_over", "merge_table", "plan"]
 
 
 def plan(sizes: Sequence[int], *, min_merge: int, max_merge: int, size_ratio: float,
@@ -105,3 +105,34 @@ def merge_table(segments: Sequence[Segment], table: EntryKind, drops: DropIndex,
         last_k = k
         last_nv = nv
         yield k, -nv, val, -ns
+
+
+def carry_over(current: DropIndex, snap: DropIndex,
+                min_other: dict[EntryKind, int]) -> tuple[DropIndex, int]:
+    """Records still needed after a merge, and how many were retired.
+
+    ``min_other[t]`` is the smallest seq of a remaining segment (other than the merge
+    output) that holds table ``t``; the merged run need not be the newest or the oldest
+    segments, so segments on both sides count. A record the merge applied (unchanged
+    since the snapshot) is retired when no such segment has ``seq <= upto_seq``; records
+    added during the merge are always kept (they may apply to the output).
+    """
+    out = DropIndex()
+    applied = 0
+    for t, up in current.cleared.items():
+        if snap.cleared.get(t) == up and min_other.get(t, up + 1) > up:
+            applied += 1
+        else:
+            out.cleared[t] = up
+    for t, tk in current.keys.items():
+        stk = snap.keys.get(t, {})
+        floor = min_other.get(t)
+        for k, dv in list(tk.items()):
+            sdv = stk.get(k, {})
+            for v, up in list(dv.items()):
+                if sdv.get(v) == up and (floor is None or floor > up):
+                    applied += 1
+                    continue
+                out.keys.setdefault(t, {}).setdefault(k, {})[v] = up
+                out.count += 1
+    return out, applied

@@ -43,7 +43,7 @@ from .format import (
     table_from_code,
 )
 
-__all__ = ["DropGroup", "DropIndex", "encode_drops", "decode_drops"]
+__all__ = ["DropGroup", "DropIndex", "decode_drops", "encode_drops"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +64,7 @@ class DropIndex:
     Complexity: ``add``/``is_dropped`` O(1); memory O(records).
     """
 
-    __slots__ = ("keys", "cleared", "count")
+    __slots__ = ("cleared", "count", "keys")
 
     def __init__(self) -> None:
         self.keys: dict[EntryKind, dict[bytes, dict[int, int]]] = {}

@@ -29,39 +29,39 @@ from typing import Final
 
 import numpy as np
 
-from ...errors import CorruptionError, FormatError
+from ...errors import CorruptionError
 from ...types import EntryKind
 
 __all__ = [
-    "FORMAT_VERSION",
-    "SEGMENT_MAGIC",
-    "FOOTER_MAGIC",
-    "MANIFEST_MAGIC",
-    "DROPS_MAGIC",
-    "SEGMENT_HEADER",
     "BLOCK_HEADER",
-    "RAW_BLOCK_HEADER",
-    "META_HEADER",
-    "TABLE_ENTRY",
-    "FOOTER",
-    "MANIFEST_HEADER",
-    "MANIFEST_SEGMENT",
-    "MANIFEST_TABLE",
     "CRC",
     "DROPS_HEADER",
+    "DROPS_MAGIC",
     "DROP_GROUP",
     "DROP_ITEM",
     "FLAG_DICTIONARY",
     "FLAG_TOMBSTONES",
+    "FOOTER",
+    "FOOTER_MAGIC",
+    "FORMAT_VERSION",
+    "MANIFEST_HEADER",
+    "MANIFEST_MAGIC",
+    "MANIFEST_SEGMENT",
+    "MANIFEST_TABLE",
+    "META_HEADER",
+    "RAW_BLOCK_HEADER",
+    "SEGMENT_HEADER",
+    "SEGMENT_MAGIC",
+    "TABLE_ENTRY",
+    "BlockColumns",
+    "DecodedBlock",
     "crc32",
+    "decode_block",
+    "decode_columns",
+    "encode_block",
     "segment_header",
     "table_code",
     "table_from_code",
-    "encode_block",
-    "DecodedBlock",
-    "decode_block",
-    "BlockColumns",
-    "decode_columns",
 ]
 
 FORMAT_VERSION: Final = 1
@@ -246,8 +246,21 @@ class DecodedBlock:
     Thread safety: immutable once built; share freely.
     """
 
-    __slots__ = ("keys", "kstart", "versions", "ver", "kid", "voff", "tomb", "raw", "nbytes",
-                 "koff", "vmin", "vmax", "single")
+    __slots__ = (
+        "keys",
+        "kid",
+        "koff",
+        "kstart",
+        "nbytes",
+        "raw",
+        "single",
+        "tomb",
+        "ver",
+        "versions",
+        "vmax",
+        "vmin",
+        "voff",
+    )
 
     def __init__(self, keys: list[bytes], kstart: array, versions: array, ver: np.ndarray,
                  kid: np.ndarray, voff: array, tomb: bytes | None, raw: bytes,
@@ -299,7 +312,7 @@ class BlockColumns:
     of :func:`decode_block`.
     """
 
-    __slots__ = ("nk", "n", "kstart", "_kid", "koff", "ver", "voff", "tomb", "raw")
+    __slots__ = ("_kid", "koff", "kstart", "n", "nk", "raw", "tomb", "ver", "voff")
 
     def __init__(self, nk: int, n: int, kstart: np.ndarray, koff: np.ndarray,
                  ver: np.ndarray, voff: np.ndarray, tomb: np.ndarray | None, raw: bytes) -> None:

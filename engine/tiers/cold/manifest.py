@@ -33,8 +33,15 @@ from .format import (
     table_from_code,
 )
 
-__all__ = ["SegmentRef", "Manifest", "encode_manifest", "decode_manifest", "write_atomic",
-           "fsync_dir", "MANIFEST_NAME"]
+__all__ = [
+    "MANIFEST_NAME",
+    "Manifest",
+    "SegmentRef",
+    "decode_manifest",
+    "encode_manifest",
+    "fsync_dir",
+    "write_atomic",
+]
 
 MANIFEST_NAME = "MANIFEST"
 

@@ -55,7 +55,7 @@ from .format import (
 )
 from .writer import BLOCK_CONTINUES, ENTRY_OVERHEAD, table_seed
 
-__all__ = ["Segment", "TableRange", "Candidate", "BlockRows"]
+__all__ = ["BlockRows", "Candidate", "Segment", "TableRange"]
 
 Candidate = tuple[bytes, int, DecodedBlock, int]
 """(key, version, block, entry index): a visible version found in one segment."""
@@ -70,7 +70,7 @@ _EMPTY: tuple[list[int], list[int]] = ([], [])
 class TableRange:
     """Where one table lives inside a segment: blocks ``b0:b1``, key range, counts, bloom seed."""
 
-    __slots__ = ("table", "b0", "b1", "min_key", "max_key", "nentries", "nkeys", "seed")
+    __slots__ = ("b0", "b1", "max_key", "min_key", "nentries", "nkeys", "seed", "table")
 
     def __init__(self, table: EntryKind, b0: int, b1: int, min_key: bytes, max_key: bytes,
                  nentries: int, nkeys: int) -> None:
@@ -145,6 +145,25 @@ class Segment:
     Raises (constructor): CorruptionError (names the file and the offset of the bad
     record), FormatError (unknown format version), StorageIOError (cannot open/read).
     """
+
+    # Set by _open/_parse_meta (which can also fill a scratch object for check()).
+    file_size: int
+    footer_crc: int
+    seq: int
+    nentries: int
+    nkeys: int
+    raw_bytes: int
+    min_version: int
+    max_version: int
+    meta_offset: int
+    offsets: array
+    block_entries: array
+    block_flags: bytes
+    first_keys: list[bytes]
+    bloom: BloomFilter | None
+    has_dict: bool
+    _dict: zstd.ZstdCompressionDict | None
+    tables: dict[EntryKind, TableRange]
 
     def __init__(self, path: Path, file_no: int, cache: BlockCache, *,
                  expect_size: int | None = None, expect_footer_crc: int | None = None,

@@ -28,7 +28,7 @@ from .format import BlockColumns, decode_columns
 from .reader import Segment, TableRange
 from .writer import BLOCK_CONTINUES
 
-__all__ = ["ColumnChunk", "segment_columns", "chunks_from_rows"]
+__all__ = ["ColumnChunk", "chunks_from_rows", "segment_columns"]
 
 _FALSE = np.zeros(1 << 16, dtype=bool)
 _FALSE.flags.writeable = False  # shared, read-only "no tombstone" mask (sliced per chunk)

@@ -34,15 +34,13 @@ from __future__ import annotations
 
 import fcntl
 import os
-import re
 import threading
-from zlib import crc32 as _crc32
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass
 from heapq import merge as heap_merge
 from operator import itemgetter
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
+from zlib import crc32 as _crc32
 
 from ...errors import ClosedError, CorruptionError, LockedError, StorageIOError
 from ...types import (
@@ -55,9 +53,10 @@ from ...types import (
     check_version,
 )
 from ..base import DropBatches, SetBatches
-from .bloom import _GOLDEN, _M64, _MUL1 as _MUL
+from .bloom import _GOLDEN, _M64
+from .bloom import _MUL1 as _MUL
 from .cache import BlockCache
-from .compaction import merge_table, plan
+from .compaction import carry_over, merge_table, plan
 from .drops import DropGroup, DropIndex, decode_drops, encode_drops
 from .manifest import (
     MANIFEST_NAME,
@@ -68,120 +67,16 @@ from .manifest import (
     fsync_dir,
     write_atomic,
 )
+from .options import ColdOptions
 from .reader import Candidate, Segment
 from .scan import ColumnChunk, chunks_from_rows, segment_columns
-from .writer import ENTRY_OVERHEAD, SegmentWriter, segment_name, table_seed
+from .state import State, drop_name, recover
+from .writer import ENTRY_OVERHEAD, SegmentWriter
 
-__all__ = ["ColdTier", "ColdOptions"]
+__all__ = ["ColdOptions", "ColdTier"]
 
-_SEG_RE = re.compile(r"^(\d{12})\.seg$")
-_DROP_RE = re.compile(r"^(\d{12})\.drop$")
-_NUM_RE = re.compile(r"^(\d{12})\.")
 _MAX_DROP_FILES = 32
 _first = itemgetter(0)
-
-
-def _drop_name(file_no: int) -> str:
-    return f"{file_no:012d}.drop"
-
-
-@dataclass(frozen=True, slots=True)
-class ColdOptions:
-    """Cold tier knobs; every one has a laptop-friendly default.
-
-    Attributes:
-        block_size: target decompressed bytes per block (64 KiB). Smaller: faster point
-            reads, worse compression; larger: the reverse.
-        zstd_level: zstd level for blocks (3; zstd's own default).
-        bloom_bits_per_key: bloom filter bits per distinct key (10: ~0.8 % false positives;
-            0 disables the filter).
-        cache_bytes: byte budget of the decoded-block LRU cache (64 MiB; 0 disables it).
-        dictionary: train a zstd dictionary per segment and keep it when it pays (True).
-        compact_trigger: run compaction inline after a write once this many segments are
-            live (8); None = only on demand (``compact()``). The merge runs without blocking
-            readers or other writers; see the module notes.
-        compact_min_merge: fewest segments a size-tiered merge takes (4).
-        compact_max_merge: most segments one merge takes (32).
-        compact_size_ratio: an older segment joins a run when it is at most this many times
-            the run's total size (1.0).
-    """
-
-    block_size: int = 64 * 1024
-    zstd_level: int = 3
-    bloom_bits_per_key: float = 10.0
-    cache_bytes: int = 64 * 1024 * 1024
-    dictionary: bool = True
-    compact_trigger: int | None = 8
-    compact_min_merge: int = 4
-    compact_max_merge: int = 32
-    compact_size_ratio: float = 1.0
-
-    def __post_init__(self) -> None:
-        def bad(what: str) -> ValueError:
-            return ValueError(f"ColdTier option {what}")
-
-        if isinstance(self.block_size, bool) or not isinstance(self.block_size, int) or not (
-                256 <= self.block_size <= 64 << 20):
-            raise bad(f"block_size must be an int in [256, 64 MiB], got {self.block_size!r}")
-        if isinstance(self.zstd_level, bool) or not isinstance(self.zstd_level, int) or not (
-                -7 <= self.zstd_level <= 22):
-            raise bad(f"zstd_level must be an int in [-7, 22], got {self.zstd_level!r}")
-        if not isinstance(self.bloom_bits_per_key, (int, float)) or not (
-                0 <= self.bloom_bits_per_key <= 64):
-            raise bad(f"bloom_bits_per_key must be in [0, 64], got {self.bloom_bits_per_key!r}")
-        if isinstance(self.cache_bytes, bool) or not isinstance(self.cache_bytes, int) or self.cache_bytes < 0:
-            raise bad(f"cache_bytes must be an int >= 0, got {self.cache_bytes!r}")
-        if self.compact_trigger is not None and (
-                not isinstance(self.compact_trigger, int) or self.compact_trigger < 2):
-            raise bad(f"compact_trigger must be None or an int >= 2, got {self.compact_trigger!r}")
-        if not isinstance(self.compact_min_merge, int) or self.compact_min_merge < 2:
-            raise bad(f"compact_min_merge must be an int >= 2, got {self.compact_min_merge!r}")
-        if not isinstance(self.compact_max_merge, int) or self.compact_max_merge < self.compact_min_merge:
-            raise bad("compact_max_merge must be an int >= compact_min_merge")
-        if not isinstance(self.compact_size_ratio, (int, float)) or self.compact_size_ratio <= 0:
-            raise bad(f"compact_size_ratio must be > 0, got {self.compact_size_ratio!r}")
-
-
-class _TableView:
-    """One table's slice of a state: its segments (newest first, cleared ones left out) as
-    flat tuples for the point-read loop, and the table's live drop records."""
-
-    __slots__ = ("segs", "tdrops", "seed")
-
-    def __init__(self, table: EntryKind, segments: tuple[Segment, ...], drops: DropIndex) -> None:
-        cleared = drops.cleared.get(table, -1)
-        rows = []
-        for seg in segments:
-            tr = seg.tables.get(table)
-            if tr is None or seg.seq <= cleared:
-                continue
-            bloom = seg.bloom
-            rows.append((tr.min_key, tr.max_key, seg.min_version, seg.max_version,
-                         bloom.bits if bloom is not None else None,
-                         bloom.m if bloom is not None else 0,
-                         bloom.k if bloom is not None else 0, seg, tr))
-        self.segs = tuple(rows)
-        self.tdrops = drops.table(table)
-        self.seed = table_seed(table)
-
-
-class _State:
-    """What readers see: the live segments (newest first), known tables, drop records.
-
-    ``segments``, ``tables`` and ``by_table`` never change after construction (a new state
-    replaces the old, also after a clear). ``drops`` and ``drop_files`` grow in place under
-    the writer lock (see drops.py); ``by_table`` shares the per-table drop dicts.
-    """
-
-    __slots__ = ("segments", "tables", "drops", "drop_files", "by_table")
-
-    def __init__(self, segments: tuple[Segment, ...], tables: frozenset[EntryKind],
-                 drops: DropIndex, drop_files: list[int]) -> None:
-        self.segments = segments
-        self.tables = tables
-        self.drops = drops
-        self.drop_files = drop_files
-        self.by_table = {t: _TableView(t, segments, drops) for t in tables}
 
 
 class ColdTier:
@@ -211,7 +106,6 @@ class ColdTier:
         self._stats_cache: tuple[int, dict[str, int]] | None = None
         self._counters = {"compactions": 0, "compaction_bytes_in": 0, "compaction_bytes_out": 0,
                           "segments_written": 0, "bytes_written": 0, "recovered_temp_files": 0}
-        self._state: _State | None = None
         try:
             self.path.mkdir(parents=True, exist_ok=True)
             self._lock_fd = os.open(self.path / "LOCK", os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
@@ -224,87 +118,21 @@ class ColdTier:
             raise LockedError(f"cold tier {self.path} is open elsewhere (LOCK is held); close "
                               "the other user first") from None
         try:
-            self._state = self._recover()
+            rec = recover(self.path, self._cache)
         except BaseException:  # release the lock, then re-raise whatever it was
             os.close(self._lock_fd)
             raise
+        self._manifest = rec.manifest
+        self._next_file_no = rec.next_file_no
+        self._next_seq = rec.next_seq
+        self._counters["recovered_temp_files"] = rec.removed_temp_files
+        self._state: State | None = rec.state
 
     # -- recovery ------------------------------------------------------------------------
 
-    def _recover(self) -> _State:
-        names = os.listdir(self.path)
-        for name in names:
-            if name.endswith(".tmp"):
-                try:
-                    os.unlink(self.path / name)
-                    self._counters["recovered_temp_files"] += 1
-                except OSError as exc:
-                    raise StorageIOError(f"cannot remove stray temp file {name}: {exc}") from exc
-        names = [n for n in names if not n.endswith(".tmp")]
-        mpath = self.path / MANIFEST_NAME
-        if not mpath.exists():
-            if any(_SEG_RE.match(n) or _DROP_RE.match(n) for n in names):
-                raise CorruptionError("cold tier has segment or drop files but no MANIFEST; "
-                                      "restore the MANIFEST from a backup", path=mpath, offset=None)
-            m = Manifest(generation=1)
-            write_atomic(mpath, encode_manifest(m))
-        else:
-            try:
-                data = mpath.read_bytes()
-            except OSError as exc:
-                raise StorageIOError(f"cannot read {mpath}: {exc}") from exc
-            m = decode_manifest(data, mpath)
-        self._manifest = m
-        max_no = max((int(x.group(1)) for x in map(_NUM_RE.match, names) if x), default=0)
-        self._next_file_no = max(m.next_file_no, max_no + 1)
-        self._next_seq = m.next_seq
-        segments: list[Segment] = []
-        try:
-            for ref in m.segments:
-                segments.append(Segment(self.path / segment_name(ref.file_no), ref.file_no, self._cache,
-                                        expect_size=ref.file_size, expect_footer_crc=ref.footer_crc,
-                                        expect_seq=ref.seq))
-            drops = DropIndex()
-            live_drops: list[int] = []
-            for name in sorted(names):
-                dm = _DROP_RE.match(name)
-                if not dm:
-                    continue
-                no = int(dm.group(1))
-                if no <= m.drop_floor:
-                    self._unlink(self.path / name)
-                    continue
-                p = self.path / name
-                try:
-                    data = p.read_bytes()
-                except OSError as exc:
-                    raise StorageIOError(f"cannot read {p}: {exc}") from exc
-                for g in decode_drops(data, p, no):
-                    drops.add_group(g)
-                live_drops.append(no)
-        except BaseException:  # close what was opened, then re-raise
-            for seg in segments:
-                seg.close()
-            raise
-        live = {ref.file_no for ref in m.segments}
-        for name in names:
-            sm = _SEG_RE.match(name)
-            if sm and int(sm.group(1)) not in live:
-                self._unlink(self.path / name)  # written but never named: an interrupted write
-        return _State(tuple(segments), frozenset(m.tables), drops, live_drops)
-
-    @staticmethod
-    def _unlink(p: Path) -> None:
-        try:
-            os.unlink(p)
-        except FileNotFoundError:
-            pass
-        except OSError as exc:
-            raise StorageIOError(f"cannot remove {p}: {exc}") from exc
-
     # -- helpers -------------------------------------------------------------------------
 
-    def _live(self) -> _State:
+    def _live(self) -> State:
         st = self._state
         if st is None:
             raise ClosedError(f"cold tier {self.path} is closed; open it again")
@@ -335,7 +163,7 @@ class ColdTier:
 
     # -- point reads ---------------------------------------------------------------------
 
-    def _find(self, st: _State, table: EntryKind, key: bytes,
+    def _find(self, st: State, table: EntryKind, key: bytes,
               version: int) -> tuple[int, Any, int] | None:
         """(version, block, index) of the newest live version <= ``version``, or None.
 
@@ -427,7 +255,7 @@ class ColdTier:
 
     # -- ranges --------------------------------------------------------------------------
 
-    def _sources(self, st: _State, table: EntryKind, lo: bytes | None, hi: bytes | None,
+    def _sources(self, st: State, table: EntryKind, lo: bytes | None, hi: bytes | None,
                  version: int) -> list[tuple[Segment, Any]]:
         """Segments (newest first) that may hold visible keys of ``table`` in [lo, hi]."""
         tv = st.by_table.get(table)
@@ -440,7 +268,7 @@ class ColdTier:
             out.append((seg, tr))
         return out
 
-    def _visible(self, st: _State, table: EntryKind, lo: bytes | None, lo_inc: bool,
+    def _visible(self, st: State, table: EntryKind, lo: bytes | None, lo_inc: bool,
                  hi: bytes | None, hi_inc: bool, version: int, reverse: bool) -> Iterator[Candidate]:
         tdrops = st.drops.keys.get(table)
         its = [seg.visible(tr, lo, lo_inc, hi, hi_inc, version, tdrops, reverse)
@@ -521,20 +349,22 @@ class ColdTier:
         """As :meth:`range_next`, descending."""
         return self._page(table, cursor, start, end, version, batch_size, True)
 
-    def scan_columns(self, table: EntryKind, version: int, start: Bound = Bound.UNBOUNDED,
-                     end: Bound = Bound.UNBOUNDED, *, chunk_rows: int = 4096) -> Iterator[ColumnChunk]:
+    def scan_columns(self, table: EntryKind, version: int, start: Bound | None = None,
+                     end: Bound | None = None, *, chunk_rows: int = 4096) -> Iterator[ColumnChunk]:
         """Columnar forward scan: the same rows as ``range_next`` (ascending keys, newest
         version <= ``version``, tombstones flagged), as :class:`ColumnChunk` s of numpy
         columns over the decompressed bytes, with no per-row Python object on the fast path
         (one segment holds the table in range and no drop is pending for it; the block cache
         is bypassed). Otherwise rows come from the merge, packed ``chunk_rows`` at a time.
+        ``start``/``end`` default to unbounded.
 
         Reads the segment set current at the call. O(entries scanned), vectorized per block.
         """
         st = self._live()
         if chunk_rows < 1:
             raise ValueError(f"chunk_rows must be >= 1, got {chunk_rows}")
-        lo, lo_inc, hi, hi_inc = start.key, start.inclusive, end.key, end.inclusive
+        lo, lo_inc = (start.key, start.inclusive) if start is not None else (None, False)
+        hi, hi_inc = (end.key, end.inclusive) if end is not None else (None, False)
         srcs = self._sources(st, table, lo, hi, version)
         if len(srcs) == 1 and not st.drops.keys.get(table):
             seg, tr = srcs[0]
@@ -559,7 +389,7 @@ class ColdTier:
         return self._iter_versions(st, table, start)
 
     @staticmethod
-    def _iter_versions(st: _State, table: EntryKind, start: bytes | None) -> Iterator[RawEntry]:
+    def _iter_versions(st: State, table: EntryKind, start: bytes | None) -> Iterator[RawEntry]:
         for k, v, val, _seq in merge_table(st.segments, table, st.drops, start):
             yield RawEntry(k, v, val)
 
@@ -621,7 +451,7 @@ class ColdTier:
             if not any(tables.values()):
                 if new_tables != st.tables:
                     self._write_manifest(st.segments, new_tables)
-                    self._state = _State(st.segments, new_tables, st.drops, st.drop_files)
+                    self._state = State(st.segments, new_tables, st.drops, st.drop_files)
                 return
             file_no = self._alloc_file_no()
             seq = self._next_seq
@@ -649,7 +479,7 @@ class ColdTier:
                 self._next_seq = seq
                 self._unlink_quiet(ws.path)
                 raise
-            self._state = _State(segments, new_tables, st.drops, st.drop_files)
+            self._state = State(segments, new_tables, st.drops, st.drop_files)
             self._counters["segments_written"] += 1
             self._counters["bytes_written"] += ws.file_size
             self._changed()
@@ -672,17 +502,17 @@ class ColdTier:
             if table not in st.tables:
                 tables = st.tables | {table}
                 self._write_manifest(st.segments, tables)
-                self._state = _State(st.segments, tables, st.drops, st.drop_files)
+                self._state = State(st.segments, tables, st.drops, st.drop_files)
 
-    def _write_drop_file(self, st: _State, groups: list[DropGroup]) -> None:
+    def _write_drop_file(self, st: State, groups: list[DropGroup]) -> None:
         """Persist ``groups`` as one drop file and apply them (writer lock held)."""
         no = self._alloc_file_no()
-        write_atomic(self.path / _drop_name(no), encode_drops(no, groups))
+        write_atomic(self.path / drop_name(no), encode_drops(no, groups))
         for g in groups:
             st.drops.add_group(g)
         st.drop_files.append(no)
         if any(g.items is None for g in groups):  # a clear changes which segments count
-            self._state = _State(st.segments, st.tables, st.drops, st.drop_files)
+            self._state = State(st.segments, st.tables, st.drops, st.drop_files)
         self._changed()
 
     def drop(self, batches: DropBatches) -> None:
@@ -713,7 +543,7 @@ class ColdTier:
             st = self._live()
             if table not in st.tables:
                 self._write_manifest(st.segments, st.tables | {table})
-                st = self._state = _State(st.segments, st.tables | {table}, st.drops, st.drop_files)
+                st = self._state = State(st.segments, st.tables | {table}, st.drops, st.drop_files)
             if any(table in s.tables and s.seq > st.drops.cleared.get(table, -1) for s in st.segments):
                 self._write_drop_file(st, [DropGroup(table, self._next_seq - 1, None)])
         self._maybe_compact()
@@ -811,16 +641,16 @@ class ColdTier:
                     for t in s.tables:
                         if s.seq < min_other.get(t, s.seq + 1):
                             min_other[t] = s.seq
-                carry, applied = self._carry_over(st2.drops, snap, min_other)
+                carry, applied = carry_over(st2.drops, snap, min_other)
                 old_drop_files = list(st2.drop_files)
                 floor = max(old_drop_files) if old_drop_files else self._manifest.drop_floor
                 new_files: list[int] = []
                 if not carry.is_empty():
                     cno = self._alloc_file_no()
-                    write_atomic(self.path / _drop_name(cno), encode_drops(cno, list(carry.groups())))
+                    write_atomic(self.path / drop_name(cno), encode_drops(cno, list(carry.groups())))
                     new_files.append(cno)
                 self._write_manifest(remaining, st2.tables, drop_floor=floor)
-                self._state = _State(tuple(remaining), st2.tables, carry, new_files)
+                self._state = State(tuple(remaining), st2.tables, carry, new_files)
                 self._changed()
         except BaseException:  # the output is not live: remove it, then re-raise
             if ws is not None and (self._state is None or out_seg is None
@@ -831,7 +661,7 @@ class ColdTier:
         for s in inputs:
             self._unlink_quiet(s.path)
         for no in old_drop_files:
-            self._unlink_quiet(self.path / _drop_name(no))
+            self._unlink_quiet(self.path / drop_name(no))
         self._cache.discard_files(gone)
         bytes_in = sum(s.file_size for s in inputs)
         bytes_out = ws.file_size if ws is not None else 0
@@ -846,46 +676,15 @@ class ColdTier:
                       segments_after=len(remaining))
         return result
 
-    @staticmethod
-    def _carry_over(current: DropIndex, snap: DropIndex,
-                    min_other: dict[EntryKind, int]) -> tuple[DropIndex, int]:
-        """Records still needed after a merge, and how many were retired.
-
-        ``min_other[t]`` is the smallest seq of a remaining segment (other than the merge
-        output) that holds table ``t``; the merged run need not be the newest or the oldest
-        segments, so segments on both sides count. A record the merge applied (unchanged
-        since the snapshot) is retired when no such segment has ``seq <= upto_seq``; records
-        added during the merge are always kept (they may apply to the output).
-        """
-        out = DropIndex()
-        applied = 0
-        for t, up in current.cleared.items():
-            if snap.cleared.get(t) == up and min_other.get(t, up + 1) > up:
-                applied += 1
-            else:
-                out.cleared[t] = up
-        for t, tk in current.keys.items():
-            stk = snap.keys.get(t, {})
-            floor = min_other.get(t)
-            for k, dv in list(tk.items()):
-                sdv = stk.get(k, {})
-                for v, up in list(dv.items()):
-                    if sdv.get(v) == up and (floor is None or floor > up):
-                        applied += 1
-                        continue
-                    out.keys.setdefault(t, {}).setdefault(k, {})[v] = up
-                    out.count += 1
-        return out, applied
-
-    def _consolidate_drops(self, st: _State) -> None:
+    def _consolidate_drops(self, st: State) -> None:
         """Fold every live drop file into one (writer lock held)."""
         old = list(st.drop_files)
         no = self._alloc_file_no()
-        write_atomic(self.path / _drop_name(no), encode_drops(no, list(st.drops.groups())))
+        write_atomic(self.path / drop_name(no), encode_drops(no, list(st.drops.groups())))
         self._write_manifest(st.segments, st.tables, drop_floor=max(old))
-        self._state = _State(st.segments, st.tables, st.drops, [no])
+        self._state = State(st.segments, st.tables, st.drops, [no])
         for n in old:
-            self._unlink_quiet(self.path / _drop_name(n))
+            self._unlink_quiet(self.path / drop_name(n))
 
     # -- maintenance ---------------------------------------------------------------------
 
@@ -910,7 +709,7 @@ class ColdTier:
                                       path=mpath, offset=0)
             rebuilt = DropIndex()
             for no in st.drop_files:
-                p = self.path / _drop_name(no)
+                p = self.path / drop_name(no)
                 try:
                     ddata = p.read_bytes()
                 except OSError as exc:
@@ -932,7 +731,7 @@ class ColdTier:
         except ValueError as exc:
             raise CorruptionError(f"cold block cache: {exc}") from None
 
-    def _exact_counts(self, st: _State) -> dict[str, int]:
+    def _exact_counts(self, st: State) -> dict[str, int]:
         segs = st.segments
         if len(segs) == 1 and st.drops.is_empty():
             s = segs[0]
@@ -1007,7 +806,7 @@ class ColdTier:
             except OSError:
                 pass  # already closed: nothing left to release
 
-    def __enter__(self) -> ColdTier:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

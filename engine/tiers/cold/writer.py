@@ -49,8 +49,17 @@ from .format import (
     table_code,
 )
 
-__all__ = ["SegmentWriter", "WrittenSegment", "segment_name", "table_seed", "BLOCK_CONTINUES",
-           "DICT_SIZE", "DICT_MIN_BLOCKS", "DICT_SAMPLE_BYTES", "ENTRY_OVERHEAD"]
+__all__ = [
+    "BLOCK_CONTINUES",
+    "DICT_MIN_BLOCKS",
+    "DICT_SAMPLE_BYTES",
+    "DICT_SIZE",
+    "ENTRY_OVERHEAD",
+    "SegmentWriter",
+    "WrittenSegment",
+    "segment_name",
+    "table_seed",
+]
 
 BLOCK_CONTINUES: Final = 1
 """Block-index flag: the block's first key continues the previous block's last key run."""
@@ -92,7 +101,7 @@ class WrittenSegment:
 
 
 class _TableDir:
-    __slots__ = ("table", "first_block", "nblocks", "max_key", "nentries", "nkeys")
+    __slots__ = ("first_block", "max_key", "nblocks", "nentries", "nkeys", "table")
 
     def __init__(self, table: EntryKind, first_block: int) -> None:
         self.table = table
@@ -213,8 +222,7 @@ class SegmentWriter:
         lo, hi = min(versions), max(versions)
         if self._min_version is None or lo < self._min_version:
             self._min_version = lo
-        if hi > self._max_version:
-            self._max_version = hi
+        self._max_version = max(self._max_version, hi)
         self._first_keys.append(keys[0])
         self._block_entries.append(n)
         self._block_flags.append(BLOCK_CONTINUES if cont else 0)
@@ -237,8 +245,8 @@ class SegmentWriter:
         self._pending = []
         expected = max(len(blocks), self._size_hint // max(1, self.block_size))
         if len(blocks) >= 2 and expected >= DICT_MIN_BLOCKS:
-            samples = [b[i:i + _DICT_SAMPLE_PIECE] for b in blocks
-                       for i in range(0, len(b), _DICT_SAMPLE_PIECE)]
+            samples: list[bytes | bytearray | memoryview] = [
+                b[i:i + _DICT_SAMPLE_PIECE] for b in blocks for i in range(0, len(b), _DICT_SAMPLE_PIECE)]
             try:
                 d = zstd.train_dictionary(DICT_SIZE, samples, level=self.level)
             except zstd.ZstdError:

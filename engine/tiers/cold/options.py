@@ -1,0 +1,64 @@
+"""Options of the cold tier (``ColdTier(path, **options)``), validated at construction."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["ColdOptions"]
+
+
+@dataclass(frozen=True, slots=True)
+class ColdOptions:
+    """Cold tier knobs; every one has a laptop-friendly default.
+
+    Attributes:
+        block_size: target decompressed bytes per block (64 KiB). Smaller: faster point
+            reads, worse compression; larger: the reverse.
+        zstd_level: zstd level for blocks (3; zstd's own default).
+        bloom_bits_per_key: bloom filter bits per distinct key (10: ~0.8 % false positives;
+            0 disables the filter).
+        cache_bytes: byte budget of the decoded-block LRU cache (64 MiB; 0 disables it).
+        dictionary: train a zstd dictionary per segment and keep it when it pays (True).
+        compact_trigger: run compaction inline after a write once this many segments are
+            live (8); None = only on demand (``compact()``). The merge runs without blocking
+            readers or other writers; see the module notes.
+        compact_min_merge: fewest segments a size-tiered merge takes (4).
+        compact_max_merge: most segments one merge takes (32).
+        compact_size_ratio: an older segment joins a run when it is at most this many times
+            the run's total size (1.0).
+    """
+
+    block_size: int = 64 * 1024
+    zstd_level: int = 3
+    bloom_bits_per_key: float = 10.0
+    cache_bytes: int = 64 * 1024 * 1024
+    dictionary: bool = True
+    compact_trigger: int | None = 8
+    compact_min_merge: int = 4
+    compact_max_merge: int = 32
+    compact_size_ratio: float = 1.0
+
+    def __post_init__(self) -> None:
+        def bad(what: str) -> ValueError:
+            return ValueError(f"ColdTier option {what}")
+
+        if isinstance(self.block_size, bool) or not isinstance(self.block_size, int) or not (
+                256 <= self.block_size <= 64 << 20):
+            raise bad(f"block_size must be an int in [256, 64 MiB], got {self.block_size!r}")
+        if isinstance(self.zstd_level, bool) or not isinstance(self.zstd_level, int) or not (
+                -7 <= self.zstd_level <= 22):
+            raise bad(f"zstd_level must be an int in [-7, 22], got {self.zstd_level!r}")
+        if not isinstance(self.bloom_bits_per_key, (int, float)) or not (
+                0 <= self.bloom_bits_per_key <= 64):
+            raise bad(f"bloom_bits_per_key must be in [0, 64], got {self.bloom_bits_per_key!r}")
+        if isinstance(self.cache_bytes, bool) or not isinstance(self.cache_bytes, int) or self.cache_bytes < 0:
+            raise bad(f"cache_bytes must be an int >= 0, got {self.cache_bytes!r}")
+        if self.compact_trigger is not None and (
+                not isinstance(self.compact_trigger, int) or self.compact_trigger < 2):
+            raise bad(f"compact_trigger must be None or an int >= 2, got {self.compact_trigger!r}")
+        if not isinstance(self.compact_min_merge, int) or self.compact_min_merge < 2:
+            raise bad(f"compact_min_merge must be an int >= 2, got {self.compact_min_merge!r}")
+        if not isinstance(self.compact_max_merge, int) or self.compact_max_merge < self.compact_min_merge:
+            raise bad("compact_max_merge must be an int >= compact_min_merge")
+        if not isinstance(self.compact_size_ratio, (int, float)) or self.compact_size_ratio <= 0:
+            raise bad(f"compact_size_ratio must be > 0, got {self.compact_size_ratio!r}")
