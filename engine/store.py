@@ -253,7 +253,6 @@ class Store:
         self._lookup_first = first.lookup
         self._get_first = first.get
         self._warm_first = first.name == "warm"
-        self._hot_budget_check = 0
         log_ = self._log
         self._mover = Mover(self._router, self.layout, lambda: self._version,
                             None if log_ is None else (lambda w: log_.truncate_through(w, self._version)))
@@ -541,11 +540,14 @@ class Store:
                 points = ReadPointSet.of(version, self._pins.versions() | set(self._readpoints.versions()))
                 self._gc.drop_explicit(eager, points)
         if self._mover.can_flush:
-            self._hot_budget_check += 1
-            if self._hot_budget_check >= 64:
-                self._hot_budget_check = 0
-                if self._first.bytes > self.layout.hot_bytes:  # type: ignore[attr-defined]
-                    self._mover.kick()
+            # The mover flushes from half the hot budget; at the full budget committers
+            # wait for it (back-pressure), so a fast loader cannot outrun the flush.
+            hot_bytes = self._first.bytes  # type: ignore[attr-defined]
+            budget = self.layout.hot_bytes
+            if hot_bytes > budget // 2:
+                self._mover.kick()
+                if hot_bytes > budget:
+                    self._mover.wait_for_flush(timeout=10.0)
         return version
 
     # -- pins --------------------------------------------------------------------------

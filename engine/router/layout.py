@@ -43,7 +43,8 @@ class Layout:
 
     Attributes:
         tiers: ordered hot -> cold; one of :data:`LAYOUT_PRESETS`' values.
-        hot_bytes: hot-tier byte budget; the mover flushes when hot grows beyond it.
+        hot_bytes: hot-tier byte budget: the mover flushes from half of it, and committers
+            wait for the flush when hot reaches it.
         flush_interval: seconds between background flushes (0 disables the timer trigger).
         flush_lag_versions: a timer flush leaves the newest this-many versions in hot.
         demotion_policy: ``"history"`` (move superseded versions) or ``"age"`` (move every
@@ -67,7 +68,7 @@ class Layout:
     cold_cache_bytes: int = 64 << 20
     bloom_bits_per_key: int = 10
     warm_cache_bytes: int = 64 << 20
-    warm_write_buffer_bytes: int = 64 << 20
+    warm_write_buffer_bytes: int = 16 << 20
     background: bool = True
 
     def __post_init__(self) -> None:

@@ -46,6 +46,7 @@ FLUSHED_META = b"store.flushed"
 COLD_SKIP_META = b"store.cold_skip_from"   # u64; 0 = never skip cold (an "age" demotion ran)
 U64 = struct.Struct(">Q")
 DEMOTE_CHUNK_ENTRIES = 200_000
+FLUSH_CHUNK_ENTRIES = 20_000
 
 Progress = Callable[[int, "int | None"], None]
 
@@ -76,6 +77,7 @@ class Mover:
                 router.cold_skip_from = self._cold_skip or None
         self._move_lock = threading.Lock()
         self._wake = threading.Event()
+        self._flushed = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.counters: dict[str, Any] = {
@@ -91,27 +93,43 @@ class Mover:
         return self.hot is not None and self.warm is not None
 
     def flush(self, watermark: int | None = None, progress: Progress = _noop) -> dict[str, Any]:
-        """Move every hot version <= ``watermark`` (default: all committed) to warm."""
+        """Move every hot version <= ``watermark`` (default: all committed) to warm.
+
+        Works in chunks (bounded memory): each chunk is written to warm, then removed from
+        hot once no older scan runs. The last write is synced and carries the watermark, so
+        the commit log can forget versions <= ``watermark`` only once they are all durable.
+        A crash part-way leaves some versions in warm *and* in the log; recovery replays
+        them into hot, reads are unaffected (identical copies), and the next flush settles
+        them.
+        """
         if not self.can_flush:
             return {"moved_versions": 0, "watermark": None}
         with self._move_lock:
             w = self._version() if watermark is None else min(watermark, self._version())
-            rows = self.hot.versions_up_to(w)
-            total = sum(len(r) for r in rows.values())
-            progress(0, total)
-            if total or w > self.counters["flushed_watermark"]:
-                # One atomic, synced write: the data and the watermark that says it is there.
-                self.warm.write_entries(rows, sync=True, meta={FLUSHED_META: U64.pack(w)})
-            progress(total, total)
-            if total:
-                drops = {t: [(e.key, e.version) for e in es] for t, es in rows.items()}
-                self.router.epochs.defer(lambda: self.hot.drop(drops))
+            total = 0
+            for table, rows in self.hot.iter_versions_up_to(w, FLUSH_CHUNK_ENTRIES):
+                self.warm.write_entries({table: rows}, sync=False)
+                drops = {table: [(e.key, e.version) for e in rows]}
+                self.router.epochs.defer(lambda d=drops: self.hot.drop(d))  # type: ignore[misc]
+                total += len(rows)
+                progress(total, None)
+            # The data and the watermark that says it is there, made durable together.
+            self.warm.write_entries({}, sync=True, meta={FLUSHED_META: U64.pack(w)})
             if self._truncate_log is not None:
                 self._truncate_log(w)
             self.counters["flushes"] += 1
             self.counters["flushed_versions"] += total
             self.counters["flushed_watermark"] = max(self.counters["flushed_watermark"], w)
+            self._flushed.set()
             return {"moved_versions": total, "watermark": w}
+
+    def wait_for_flush(self, timeout: float) -> None:
+        """Block until the next flush finishes (commit back-pressure), at most ``timeout``."""
+        if self._thread is None:
+            return
+        self._flushed.clear()
+        self.kick()
+        self._flushed.wait(timeout)
 
     # -- demotion ----------------------------------------------------------------------
 
@@ -200,7 +218,7 @@ class Mover:
             now = time.monotonic()
             try:
                 if self.can_flush:
-                    over = self.hot.bytes > lay.hot_bytes
+                    over = self.hot.bytes > lay.hot_bytes // 2
                     due = lay.flush_interval > 0 and now - last_flush >= lay.flush_interval
                     if over or due:
                         lag = 0 if over else lay.flush_lag_versions

@@ -211,25 +211,39 @@ class HotTier:
             yield from rows
             last = ks[-1]
 
-    def versions_up_to(self, watermark: int) -> dict[EntryKind, list[RawEntry]]:
-        """Every stored version <= ``watermark``, per table, in (key asc, version desc) order.
+    def iter_versions_up_to(self, watermark: int, chunk_entries: int = 50_000
+                            ) -> Iterator[tuple[EntryKind, list[RawEntry]]]:
+        """Every stored version <= ``watermark`` as ``(table, rows)`` chunks.
 
-        Used by flush. O(keys + versions).
+        Rows are in (key asc, version desc) order; a key's versions never straddle two
+        chunks. The lock is held per chunk, not for the whole walk. O(keys + versions).
         """
-        out: dict[EntryKind, list[RawEntry]] = {}
-        with self._lock:
-            for table, t in self._tables.items():
+        for table in list(self._tables):
+            t = self._tables.get(table)
+            if t is None:
+                continue
+            last: bytes | None = None
+            while True:
                 rows: list[RawEntry] = []
-                for k in t.keys:
-                    c = t.chains[k]
-                    vs = c.versions
-                    if vs and vs[0] <= watermark:
-                        i = bisect_right(vs, watermark)
-                        for j in range(i - 1, -1, -1):
-                            rows.append(RawEntry(k, vs[j], c.values[j]))
+                with self._lock:
+                    keys = t.keys.irange(last, None, (False, True)) if last is not None else iter(t.keys)
+                    done = True
+                    for k in keys:
+                        last = k
+                        c = t.chains[k]
+                        vs = c.versions
+                        if vs and vs[0] <= watermark:
+                            i = bisect_right(vs, watermark)
+                            vals = c.values
+                            for j in range(i - 1, -1, -1):
+                                rows.append(RawEntry(k, vs[j], vals[j]))
+                            if len(rows) >= chunk_entries:
+                                done = False
+                                break
                 if rows:
-                    out[table] = rows
-        return out
+                    yield table, rows
+                if done:
+                    break
 
     # -- writes ------------------------------------------------------------------------
 

@@ -145,8 +145,9 @@ def test_rows_moving_during_a_merged_scan_are_not_lost():
     it = r.scan(T, U, U, 1, False, 4)
     seen = [next(it).key for _ in range(10)]
     # move everything hot -> warm the way the mover does it
-    rows = hot.versions_up_to(1)
-    for table, entries in rows.items():
+    rows: dict = {}
+    for table, entries in hot.iter_versions_up_to(1, chunk_entries=7):
+        rows.setdefault(table, []).extend(entries)
         for e in entries:
             warm.set(e.version, {table: [(e.key, e.value)]})
     drops = {t: [(e.key, e.version) for e in es] for t, es in rows.items()}
