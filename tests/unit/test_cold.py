@@ -396,6 +396,88 @@ def test_readers_during_compaction_see_consistent_answers(tmp_path):
         t.check()
 
 
+def test_writes_and_drops_during_compaction_merge(tmp_path):
+    """Segments, drops and clears that land while a compaction merges must survive the swap."""
+    from engine.tiers.cold import compaction as comp_mod
+
+    p = tmp_path / "c"
+    t = ColdTier(p, compact_trigger=None, block_size=512)
+    model: Model = {}
+    for v in range(1, 9):
+        rows = [(b"k%02d" % ((v * 3 + j) % 20), b"v%d" % v) for j in range(6)]
+        t.set(v, {T: rows, S1: rows[:2]})
+        for k, val in rows:
+            model.setdefault((T, k), {})[v] = val
+        for k, val in rows[:2]:
+            model.setdefault((S1, k), {})[v] = val
+    t.drop({T: [(b"k03", 1)]})
+    model[(T, b"k03")].pop(1, None)
+    if not model[(T, b"k03")]:
+        del model[(T, b"k03")]
+    started = threading.Event()
+    release = threading.Event()
+    orig = comp_mod.merge_table
+
+    def slow_merge(*a, **kw):  # park the merge so writers can act mid-compaction
+        started.set()
+        release.wait(10)
+        yield from orig(*a, **kw)
+
+    errors: list[BaseException] = []
+
+    def compactor() -> None:
+        try:
+            t.compact(full=True)
+        except BaseException as exc:  # noqa: BLE001 - handed to the main thread, re-raised there
+            errors.append(exc)
+
+    import engine.tiers.cold.tier as tier_mod
+    tier_mod.merge_table = slow_merge  # type: ignore[assignment]
+    try:
+        th = threading.Thread(target=compactor)
+        th.start()
+        assert started.wait(10)
+        # Meanwhile: a new segment, drops of versions the merge is rewriting, and a clear.
+        t.set(50, {T: [(b"k05", b"fifty")]})
+        model.setdefault((T, b"k05"), {})[50] = b"fifty"
+        victims = [(k, v) for (tb, k), chain in model.items() if tb == T for v in chain][:5]
+        t.drop({T: victims})
+        for k, v in victims:
+            del model[(T, k)][v]
+            if not model[(T, k)]:
+                del model[(T, k)]
+        t.clear_table(S1)
+        for key in [key for key in model if key[0] == S1]:
+            del model[key]
+        for k, v in victims:  # drops take effect at once, even mid-compaction
+            assert v not in dict(t.get_all_versions(T, k))
+        release.set()
+        th.join(10)
+    finally:
+        tier_mod.merge_table = orig  # type: ignore[assignment]
+        release.set()
+    assert not errors, errors[0]
+    t.check()
+
+    def state(t: ColdTier) -> Model:
+        out: Model = {}
+        for table in (T, S1):
+            for k in [b"k%02d" % i for i in range(20)]:
+                vs = t.get_all_versions(table, k)
+                if vs:
+                    out[(table, k)] = dict(vs)
+        return out
+
+    assert state(t) == model
+    assert t.stats()["drop_records"] > 0  # the records made mid-merge were carried over
+    t.close()
+    with ColdTier(p) as t2:
+        assert state(t2) == model
+        t2.compact(full=True)
+        assert state(t2) == model and t2.stats()["drop_records"] == 0
+        t2.check()
+
+
 # --- durability, reopen, recovery ---------------------------------------------------------
 
 
