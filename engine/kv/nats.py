@@ -200,7 +200,9 @@ class NatsConnection:
             async def go() -> Any:
                 return await nats.connect(
                     servers=list(cfg.servers), connect_timeout=cfg.connect_timeout,
-                    allow_reconnect=True, max_reconnect_attempts=-1,
+                    # finite for the initial connect (nats-py would retry it forever with
+                    # -1); raised to "forever" below once connected
+                    allow_reconnect=True, max_reconnect_attempts=1,
                     reconnect_time_wait=cfg.reconnect_wait, name=cfg.name,
                     disconnected_cb=on_disconnect, reconnected_cb=on_reconnect,
                     closed_cb=on_closed, error_cb=on_error)
@@ -215,6 +217,7 @@ class NatsConnection:
             except Exception as exc:  # noqa: BLE001 - every connect failure is ConnectionFailed
                 self._stop_loop()
                 raise ConnectionFailed(f"could not connect to NATS at {cfg.servers}: {exc!r}") from exc
+            nc.options["max_reconnect_attempts"] = -1   # keep reconnecting to any server
             self._nc = nc
             self._js = nc.jetstream(timeout=cfg.timeout)
             self._connected = True
