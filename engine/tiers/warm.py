@@ -38,7 +38,7 @@ import zlib
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Final, NoReturn
+from typing import Any, Final, NoReturn, Self
 
 import rocksdict
 
@@ -50,17 +50,26 @@ from ..errors import (
     LockedError,
     StorageIOError,
 )
-from ..types import MAX_VERSION, Bound, EntryKind, RangeBatch, RangeCursor, RawEntry, as_bytes, check_version
+from ..types import (
+    MAX_VERSION,
+    Bound,
+    EntryKind,
+    RangeBatch,
+    RangeCursor,
+    RawEntry,
+    as_bytes,
+    check_version,
+)
 from .base import DropBatches, SetBatches
 
 __all__ = [
-    "WarmTier",
-    "WarmOptions",
     "FORMAT_VERSION",
-    "META_CF",
     "MARKER_NAME",
-    "encode_key",
+    "META_CF",
+    "WarmOptions",
+    "WarmTier",
     "decode_key",
+    "encode_key",
     "key_prefix",
 ]
 
@@ -198,19 +207,21 @@ class WarmOptions:
     sync_writes: bool = False
 
     def __post_init__(self) -> None:
-        for name in ("block_cache_bytes", "write_buffer_size"):
+        for name in ("block_cache_bytes", "write_buffer_size", "bloom_bits_per_key"):
             v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, int) or v <= 0:
-                raise ValueError(f"WarmOptions.{name} must be a positive int, got {v!r}")
-        b = self.bloom_bits_per_key
-        if isinstance(b, bool) or not isinstance(b, int) or not 0 <= b <= 64:
-            raise ValueError(f"WarmOptions.bloom_bits_per_key must be an int in [0, 64], got {b!r}")
+            if isinstance(v, bool) or not isinstance(v, int):
+                raise TypeError(f"WarmOptions.{name} must be an int, got {v!r}")
+        for name in ("block_cache_bytes", "write_buffer_size"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"WarmOptions.{name} must be positive, got {getattr(self, name)!r}")
+        if not 0 <= self.bloom_bits_per_key <= 64:
+            raise ValueError(f"WarmOptions.bloom_bits_per_key must be in [0, 64], got {self.bloom_bits_per_key!r}")
         if self.compression not in _COMPRESSION:
             raise ValueError(
                 f"WarmOptions.compression must be one of {sorted(_COMPRESSION)}, got {self.compression!r}"
             )
         if not isinstance(self.sync_writes, bool):
-            raise ValueError(f"WarmOptions.sync_writes must be a bool, got {self.sync_writes!r}")
+            raise TypeError(f"WarmOptions.sync_writes must be a bool, got {self.sync_writes!r}")
 
 
 # --- marker file ------------------------------------------------------------------------------
@@ -277,7 +288,7 @@ class _Iters:
     used, compared by identity (``EntryKind.__hash__``/``__eq__`` are Python calls, ~8% of a
     get; bench: get latest)."""
 
-    __slots__ = ("gen", "table", "it", "by_table", "__weakref__")
+    __slots__ = ("__weakref__", "by_table", "gen", "it", "table")
 
     def __init__(self) -> None:
         self.gen = -1
@@ -331,8 +342,9 @@ class WarmTier:
         self.options = WarmOptions(**options)
         self.path = Path(path)
         self._lock = threading.Lock()
-        self._slots_lock = threading.Lock()
-        self._slots: weakref.WeakSet[_Iters] = weakref.WeakSet()
+        # Weak references to every thread's _Iters (a dead thread's entry removes itself).
+        # Plain set operations run in C under the GIL, so no lock is needed around them.
+        self._slots: set[weakref.ref[_Iters]] = set()
         self._local = threading.local()
         self._gen = 0
         self._cache = rocksdict.Cache(self.options.block_cache_bytes)
@@ -441,7 +453,7 @@ class WarmTier:
         raw = self._meta.get(META_FORMAT_KEY)
         if raw is None:
             if has_tables:
-                raise CorruptionError(f"warm store has tables but no format_version meta key", path=self.path)
+                raise CorruptionError("warm store has tables but no format_version meta key", path=self.path)
             wb = rocksdict.WriteBatch(raw_mode=True)
             wb.put(META_FORMAT_KEY, META_FORMAT.pack(FORMAT_VERSION), self._meta_handle)
             wo = rocksdict.WriteOptions()
@@ -460,8 +472,9 @@ class WarmTier:
 
     def _release(self) -> None:
         """Drop every handle and iterator so RocksDB really closes and frees its LOCK."""
-        with self._slots_lock:
-            for its in list(self._slots):
+        for ref in list(self._slots):
+            its = ref()
+            if its is not None:
                 its.release()
         closed = _ClosedMap(self.path)
         self._cfs = closed
@@ -486,7 +499,7 @@ class WarmTier:
             self._gen += 1
             self._release()
 
-    def __enter__(self) -> WarmTier:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -572,13 +585,12 @@ class WarmTier:
         self._gen += 1
         # Release idle threads' iterators now (they pin memtables and SST files); threads that
         # are mid-read keep their own reference until they finish.
-        with self._slots_lock:
-            # Iterate the weak references themselves: WeakSet.__iter__'s guard costs ~1 us
-            # per write (bench: writes); the lock keeps other threads from adding meanwhile.
-            for ref in list(self._slots.data):
-                its = ref()
-                if its is not None:
-                    its.release()
+        # A plain set of weak references, not a WeakSet: WeakSet's iteration guard cost ~1 us
+        # per write (bench: writes).
+        for ref in list(self._slots):
+            its = ref()
+            if its is not None:
+                its.release()
 
     # -- writes ------------------------------------------------------------------------------
 
@@ -771,8 +783,7 @@ class WarmTier:
             return self._local.its  # type: ignore[no-any-return]
         except AttributeError:
             its = self._local.its = _Iters()
-            with self._slots_lock:
-                self._slots.add(its)
+            self._slots.add(weakref.ref(its, self._slots.discard))
             return its
 
     def _point_iter(self, table: EntryKind) -> Any:
@@ -816,7 +827,7 @@ class WarmTier:
         try:
             it.status()
             return None  # end of table
-        except Exception:  # Incomplete (too many deleted entries); rocksdict raises bare Exception
+        except Exception:  # noqa: BLE001 - Incomplete (too many deleted entries); rocksdict raises bare Exception
             kv = self._seek_bounded(table, prefix, target)
         if kv is None or kv[0][:-8] != prefix:
             return None
@@ -1201,7 +1212,7 @@ class WarmTier:
             for name in props:
                 try:
                     props[name] += int(cf.property_int_value("rocksdb." + name.replace("_", "-")) or 0)
-                except Exception:  # an unsupported property must not fail stats(); bare Exception
+                except Exception:  # noqa: BLE001, S110 - an unsupported property must not fail stats()
                     pass
         out["rocksdb"] = props
         if not exact:

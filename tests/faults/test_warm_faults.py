@@ -145,7 +145,7 @@ def test_second_process_gets_locked_error(tmp_path):
                 print("opened")
         """)
         r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
-                           timeout=60)
+                           timeout=60, check=False)
         assert r.stdout.startswith("LockedError:"), r.stdout + r.stderr
         assert "already open" in r.stdout
         assert t.get(T, b"a", 1) == b"1"  # the holder is unaffected
@@ -158,9 +158,8 @@ def test_second_process_gets_locked_error(tmp_path):
 
 
 def test_second_opener_in_same_process_gets_locked_error(tmp_path):
-    with WarmTier(tmp_path / "w"):
-        with pytest.raises(LockedError):
-            WarmTier(tmp_path / "w")
+    with WarmTier(tmp_path / "w"), pytest.raises(LockedError):
+        WarmTier(tmp_path / "w")
 
 
 # --- injected write failures ------------------------------------------------------------------
@@ -178,7 +177,7 @@ class FailingWrites:
         self._message = message
 
     def write(self, *args: object, **kwargs: object) -> None:
-        raise Exception(self._message)  # rocksdict raises bare Exception for RocksDB errors
+        raise Exception(self._message)  # noqa: TRY002 - rocksdict raises bare Exception
 
     def __getattr__(self, name: str) -> object:
         return getattr(self._db, name)
@@ -224,8 +223,8 @@ def test_write_failure_is_storage_io_error_and_invisible(tmp_path, op):
 
 def test_open_failure_is_storage_io_error(tmp_path):
     d = tmp_path / "w"
-    with mock.patch("engine.tiers.warm.rocksdict.Rdict", side_effect=Exception("IO error: EIO")):
-        with pytest.raises(StorageIOError, match="EIO"):
-            WarmTier(d)
+    with mock.patch("engine.tiers.warm.rocksdict.Rdict", side_effect=Exception("IO error: EIO")), \
+            pytest.raises(StorageIOError, match="EIO"):
+        WarmTier(d)
     with WarmTier(d) as t:  # the stamped, half-created directory opens fine afterwards
         t.set(1, {T: [(b"a", b"1")]})

@@ -11,15 +11,20 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from engine.errors import ClosedError, CorruptionError, InvalidKeyError, InvalidVersionError
+from engine.errors import (
+    ClosedError,
+    CorruptionError,
+    InvalidKeyError,
+    InvalidVersionError,
+)
 from engine.tiers import WarmTier
 from engine.tiers.warm import (
+    _POINT_SKIP_LIMIT,
+    _SCAN_SKIP_LIMIT,
     META_CF,
     META_FORMAT_KEY,
     TAG_TOMBSTONE,
     TAG_VALUE,
-    _POINT_SKIP_LIMIT,
-    _SCAN_SKIP_LIMIT,
     decode_key,
     encode_key,
     key_prefix,
