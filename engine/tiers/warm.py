@@ -26,6 +26,11 @@ Notes: thread safety
     next write by more than the read in flight. RocksDB applies each ``WriteBatch`` atomically,
     so readers never see part of a ``set``. ``close`` while reads are in flight is the caller's
     race: those reads may finish on the old snapshot or raise :class:`ClosedError`.
+
+    RocksDB frees the directory's ``LOCK`` only when its last handle dies. ``close`` drops the
+    tier's own handles and every thread's cached iterators; a traceback kept from an exception
+    raised inside the tier references frames holding handles, so keep such exceptions only as
+    long as needed before reopening the same directory in this process.
 """
 
 from __future__ import annotations
