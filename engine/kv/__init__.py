@@ -4,30 +4,28 @@ See docs/KV.md. ``NatsConnection`` imports nats-py lazily (on connect), so this 
 imports without it.
 """
 
-from .errors import (
-    AlreadyExists as AlreadyExists,
-    ArtifactInvalid as ArtifactInvalid,
-    ConnectionFailed as ConnectionFailed,
-    CursorExpired as CursorExpired,
-    DeserializationError as DeserializationError,
-    KeyNotFound as KeyNotFound,
-    KvError as KvError,
-    NotConnected as NotConnected,
-    OperationFailed as OperationFailed,
-    RevisionMismatch as RevisionMismatch,
-    SerializationError as SerializationError,
-    SupersededByNewer as SupersededByNewer,
-    Timeout as Timeout,
-    WatchError as WatchError,
-)
 from .api import (
     Connection as Connection,
+)
+from .api import (
     KvPurge as KvPurge,
+)
+from .api import (
     KvReader as KvReader,
+)
+from .api import (
     KvStore as KvStore,
+)
+from .api import (
     KvTtl as KvTtl,
+)
+from .api import (
     KvWatch as KvWatch,
+)
+from .api import (
     KvWatcher as KvWatcher,
+)
+from .api import (
     KvWriter as KvWriter,
 )
 from .apply import BatchConfig as BatchConfig
@@ -35,6 +33,48 @@ from .apply import ExportRequest as ExportRequest
 from .apply import watch_applied as watch_applied
 from .artifact import export_fold as export_fold
 from .artifact import import_artifact as import_artifact
+from .errors import (
+    AlreadyExists as AlreadyExists,
+)
+from .errors import (
+    ArtifactInvalid as ArtifactInvalid,
+)
+from .errors import (
+    ConnectionFailed as ConnectionFailed,
+)
+from .errors import (
+    CursorExpired as CursorExpired,
+)
+from .errors import (
+    DeserializationError as DeserializationError,
+)
+from .errors import (
+    KeyNotFound as KeyNotFound,
+)
+from .errors import (
+    KvError as KvError,
+)
+from .errors import (
+    NotConnected as NotConnected,
+)
+from .errors import (
+    OperationFailed as OperationFailed,
+)
+from .errors import (
+    RevisionMismatch as RevisionMismatch,
+)
+from .errors import (
+    SerializationError as SerializationError,
+)
+from .errors import (
+    SupersededByNewer as SupersededByNewer,
+)
+from .errors import (
+    Timeout as Timeout,
+)
+from .errors import (
+    WatchError as WatchError,
+)
 from .fold import SnapshotStore as SnapshotStore
 from .fold import StoreFold as StoreFold
 from .lease import ExportLease as ExportLease
@@ -44,26 +84,86 @@ from .nats import NatsConnection as NatsConnection
 from .nats import NatsConnectionConfig as NatsConnectionConfig
 from .types import (
     Capabilities as Capabilities,
+)
+from .types import (
     Delete as Delete,
+)
+from .types import (
     DiscardPolicy as DiscardPolicy,
+)
+from .types import (
     KvEntry as KvEntry,
+)
+from .types import (
     KvUpdate as KvUpdate,
+)
+from .types import (
     Purge as Purge,
+)
+from .types import (
     Put as Put,
+)
+from .types import (
     StorageType as StorageType,
+)
+from .types import (
     StoreConfig as StoreConfig,
+)
+from .types import (
     VersionToken as VersionToken,
+)
+from .types import (
     WatchCursor as WatchCursor,
+)
+from .types import (
     WatchScope as WatchScope,
 )
 
 __all__ = [
-    "AlreadyExists", "ArtifactInvalid", "ConnectionFailed", "CursorExpired",
-    "DeserializationError", "KeyNotFound", "KvError", "NotConnected", "OperationFailed",
-    "RevisionMismatch", "SerializationError", "SupersededByNewer", "Timeout", "WatchError",
-    "Connection", "KvPurge", "KvReader", "KvStore", "KvTtl", "KvWatch", "KvWatcher", "KvWriter",
-    "BatchConfig", "ExportRequest", "watch_applied", "export_fold", "import_artifact",
-    "SnapshotStore", "StoreFold", "ExportLease", "LeaseValue", "NatsConnection",
-    "NatsConnectionConfig", "LocalConnection", "Capabilities", "Delete", "DiscardPolicy", "KvEntry", "KvUpdate", "Purge",
-    "Put", "StorageType", "StoreConfig", "VersionToken", "WatchCursor", "WatchScope",
+    "AlreadyExists",
+    "ArtifactInvalid",
+    "BatchConfig",
+    "Capabilities",
+    "Connection",
+    "ConnectionFailed",
+    "CursorExpired",
+    "Delete",
+    "DeserializationError",
+    "DiscardPolicy",
+    "ExportLease",
+    "ExportRequest",
+    "KeyNotFound",
+    "KvEntry",
+    "KvError",
+    "KvPurge",
+    "KvReader",
+    "KvStore",
+    "KvTtl",
+    "KvUpdate",
+    "KvWatch",
+    "KvWatcher",
+    "KvWriter",
+    "LeaseValue",
+    "LocalConnection",
+    "NatsConnection",
+    "NatsConnectionConfig",
+    "NotConnected",
+    "OperationFailed",
+    "Purge",
+    "Put",
+    "RevisionMismatch",
+    "SerializationError",
+    "SnapshotStore",
+    "StorageType",
+    "StoreConfig",
+    "StoreFold",
+    "SupersededByNewer",
+    "Timeout",
+    "VersionToken",
+    "WatchCursor",
+    "WatchError",
+    "WatchScope",
+    "export_fold",
+    "import_artifact",
+    "watch_applied",
 ]

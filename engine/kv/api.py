@@ -24,8 +24,16 @@ from .types import (
     WatchScope,
 )
 
-__all__ = ["KvWatch", "KvReader", "KvWriter", "KvWatcher", "KvPurge", "KvTtl", "KvStore",
-           "Connection"]
+__all__ = [
+    "Connection",
+    "KvPurge",
+    "KvReader",
+    "KvStore",
+    "KvTtl",
+    "KvWatch",
+    "KvWatcher",
+    "KvWriter",
+]
 
 
 @runtime_checkable

@@ -109,7 +109,7 @@ class _Folder(Generic[U]):
         if self.store is not None and (raw or new_cursor != self.applied or self.requeued_cursor):
             try:
                 self.store.apply(raw, new_cursor)
-            except Exception as exc:  # noqa: BLE001 - any store failure re-queues (7.5)
+            except Exception as exc:
                 self.failures += 1
                 self.requeued = raw
                 self.requeued_cursor = new_cursor

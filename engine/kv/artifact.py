@@ -38,8 +38,15 @@ from .errors import ArtifactInvalid, OperationFailed
 from .fold import FOLD_BACKEND, FOLD_BACKEND_VERSION, StoreFold
 from .types import MAX_TOKEN_BYTES, VersionToken, WatchCursor
 
-__all__ = ["export_fold", "import_artifact", "read_manifest", "read_payload", "MANIFEST_NAME",
-           "PAYLOAD_PATH", "SCHEMA_VERSION"]
+__all__ = [
+    "MANIFEST_NAME",
+    "PAYLOAD_PATH",
+    "SCHEMA_VERSION",
+    "export_fold",
+    "import_artifact",
+    "read_manifest",
+    "read_payload",
+]
 
 MANIFEST_NAME: Final = "MANIFEST.json"
 PAYLOAD_PATH: Final = "data/fold.tkv"

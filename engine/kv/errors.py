@@ -12,20 +12,20 @@ from __future__ import annotations
 from ..errors import CorruptionError, EngineError
 
 __all__ = [
+    "AlreadyExists",
+    "ArtifactInvalid",
+    "ConnectionFailed",
+    "CursorExpired",
+    "DeserializationError",
+    "KeyNotFound",
     "KvError",
     "NotConnected",
-    "ConnectionFailed",
-    "KeyNotFound",
-    "AlreadyExists",
+    "OperationFailed",
     "RevisionMismatch",
     "SerializationError",
-    "DeserializationError",
-    "WatchError",
-    "OperationFailed",
-    "Timeout",
-    "CursorExpired",
-    "ArtifactInvalid",
     "SupersededByNewer",
+    "Timeout",
+    "WatchError",
 ]
 
 

@@ -28,7 +28,7 @@ from .types import KvUpdate, Put, VersionToken, WatchCursor
 if TYPE_CHECKING:
     from ..store import Store
 
-__all__ = ["SnapshotStore", "StoreFold", "FOLD_BACKEND", "FOLD_BACKEND_VERSION", "DEFAULT_FOLD_TABLE"]
+__all__ = ["DEFAULT_FOLD_TABLE", "FOLD_BACKEND", "FOLD_BACKEND_VERSION", "SnapshotStore", "StoreFold"]
 
 FOLD_BACKEND: Final = "tierdb-fold"
 FOLD_BACKEND_VERSION: Final = "1"

@@ -66,7 +66,7 @@ from .types import (
 if TYPE_CHECKING:
     from ..store import Store
 
-__all__ = ["LocalConnection", "LocalBucket", "LocalWatch", "DEFAULT_TABLE_ID"]
+__all__ = ["DEFAULT_TABLE_ID", "LocalBucket", "LocalConnection", "LocalWatch"]
 
 DEFAULT_TABLE_ID: Final = 0x4B56_0000  # "KV"
 TAG_PUT: Final = 0
@@ -99,7 +99,7 @@ def _update_of(tag: int, key: str, payload: bytes, version: int) -> KvUpdate:
 class _Record:
     """A decoded D row at one version."""
 
-    __slots__ = ("tag", "seq", "payload", "version")
+    __slots__ = ("payload", "seq", "tag", "version")
 
     def __init__(self, raw: bytes, version: int) -> None:
         self.tag, self.seq = D_HEAD.unpack_from(raw, 0)
@@ -687,6 +687,6 @@ def _prefix_end(prefix: bytes) -> Bound:
     while p and p[-1] == 0xFF:
         p.pop()
     if not p:
-        return Bound.UNBOUNDED
+        return Bound(None, False)   # unbounded
     p[-1] += 1
     return Bound.excluded(bytes(p))

@@ -13,7 +13,7 @@ from typing import Final
 
 from .errors import OperationFailed
 
-__all__ = ["validate_key", "validate_prefix", "validate_bucket", "KEY_RULE", "BUCKET_RULE"]
+__all__ = ["BUCKET_RULE", "KEY_RULE", "validate_bucket", "validate_key", "validate_prefix"]
 
 _KEY_RE: Final = re.compile(r"[-/_=.a-zA-Z0-9]+")
 _BUCKET_RE: Final = re.compile(r"[a-zA-Z0-9_-]+")

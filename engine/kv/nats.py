@@ -62,8 +62,13 @@ from .types import (
     WatchScope,
 )
 
-__all__ = ["NatsConnectionConfig", "NatsConnection", "NatsBucket", "NatsWatch",
-           "NATS_CAPABILITIES"]
+__all__ = [
+    "NATS_CAPABILITIES",
+    "NatsBucket",
+    "NatsConnection",
+    "NatsConnectionConfig",
+    "NatsWatch",
+]
 
 log = logging.getLogger("tierdb.kv.nats")
 T = TypeVar("T")
@@ -171,7 +176,7 @@ class NatsConnection:
             raise NotConnected(f"{what}: the connection was shut down during the call") from None
         except KvError:
             raise
-        except Exception as exc:  # noqa: BLE001 - translated, never swallowed
+        except Exception as exc:
             raise _map_error(exc, what) from exc
 
     # -- Connection ------------------------------------------------------------------------
@@ -214,7 +219,7 @@ class NatsConnection:
                 fut.cancel()
                 self._stop_loop()
                 raise ConnectionFailed(f"could not connect to {cfg.servers} within {cfg.timeout:g} s") from None
-            except Exception as exc:  # noqa: BLE001 - every connect failure is ConnectionFailed
+            except Exception as exc:
                 self._stop_loop()
                 raise ConnectionFailed(f"could not connect to NATS at {cfg.servers}: {exc!r}") from exc
             nc.options["max_reconnect_attempts"] = -1   # keep reconnecting to any server
@@ -235,14 +240,14 @@ class NatsConnection:
                 async def close() -> None:
                     try:
                         await asyncio.wait_for(nc.drain(), timeout=min(5.0, self.config.timeout))
-                    except Exception:  # noqa: BLE001 - closing anyway below
+                    except Exception:
                         log.debug("nats drain failed during shutdown", exc_info=True)
                     if not nc.is_closed:
                         await nc.close()
                 fut = asyncio.run_coroutine_threadsafe(close(), self._loop)
                 try:
                     fut.result(timeout=self.config.timeout)
-                except (concurrent.futures.TimeoutError, Exception):  # noqa: BLE001
+                except (concurrent.futures.TimeoutError, Exception):
                     log.warning("NATS connection did not close cleanly", exc_info=True)
             self._connected = False
             self._healthy = False
@@ -263,7 +268,7 @@ class NatsConnection:
 
         try:
             asyncio.run_coroutine_threadsafe(cancel_rest(), loop).result(timeout=5)
-        except Exception:  # noqa: BLE001 - best effort before stopping the loop
+        except Exception:
             log.debug("cancelling NATS tasks failed", exc_info=True)
         loop.call_soon_threadsafe(loop.stop)
         t.join(timeout=10)
@@ -288,7 +293,7 @@ class NatsConnection:
         js = self._js
 
         async def go() -> Any:
-            nats, _, jerr = _kv_errors()
+            _, _, jerr = _kv_errors()
             from nats.js import api
             try:
                 return await js.key_value(config.name)
@@ -561,7 +566,7 @@ class NatsBucket:
                     msg = await js.get_msg(self._stream, seq=seq)
                     created = getattr(msg, "time", None)
                     age = 0.0 if created is None else \
-                        (datetime.datetime.now(datetime.timezone.utc) - created).total_seconds()
+                        (datetime.datetime.now(datetime.UTC) - created).total_seconds()
                     keep = 1 if age < older_than else 0
                 await js.purge_stream(self._stream, subject=f"{self._pre}{key}", keep=keep)
                 cleared += keep == 0
@@ -719,7 +724,7 @@ class NatsWatch:
                 continue
             try:
                 first = await self._first_seq()
-            except Exception:  # noqa: BLE001 - a failed check is retried next period
+            except Exception:
                 log.debug("periodic floor check failed", exc_info=True)
                 continue
             if not resume_window_ok(first, frontier):
@@ -770,7 +775,7 @@ class NatsWatch:
             if sub is not None:
                 try:
                     await sub.unsubscribe()
-                except Exception:  # noqa: BLE001 - the connection may already be gone
+                except Exception:
                     log.debug("unsubscribe failed while closing a watch", exc_info=True)
         if conn._loop is not None and conn._connected and (sub is not None or task is not None):
             try:

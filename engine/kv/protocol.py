@@ -13,24 +13,24 @@ from collections.abc import Iterable
 from typing import Final
 
 __all__ = [
-    "U64_MAX",
+    "CORRUPT",
     "MAX_STORE_FAILURES",
     "PRUNE_GRACE_TTLS",
-    "ResumeMode",
-    "resume_mode",
-    "resume_window_ok",
-    "floor_guard_due",
-    "advance_batch_high",
-    "flush_due",
-    "StoreFailureAction",
-    "store_failure_action",
-    "resync_deletions",
-    "pointer_publish_allowed",
-    "CORRUPT",
-    "prune_allowed",
+    "U64_MAX",
     "LeaseDecision",
+    "ResumeMode",
+    "StoreFailureAction",
+    "advance_batch_high",
+    "floor_guard_due",
+    "flush_due",
     "lease_after_create_failed",
     "lease_expired",
+    "pointer_publish_allowed",
+    "prune_allowed",
+    "resume_mode",
+    "resume_window_ok",
+    "resync_deletions",
+    "store_failure_action",
 ]
 
 U64_MAX: Final = (1 << 64) - 1

@@ -11,26 +11,26 @@ from __future__ import annotations
 import enum
 import struct
 from dataclasses import dataclass, field
-from typing import ClassVar, Final, Union
+from typing import ClassVar, Final
 
 from .names import validate_bucket, validate_prefix
 
 __all__ = [
     "MAX_TOKEN_BYTES",
     "U64_MAX",
-    "VersionToken",
-    "WatchCursor",
+    "Capabilities",
+    "Delete",
+    "DiscardPolicy",
     "KvEntry",
     "KvUpdate",
-    "Put",
-    "Delete",
     "Purge",
-    "WatchScope",
+    "Put",
     "ScopeKind",
     "StorageType",
-    "DiscardPolicy",
     "StoreConfig",
-    "Capabilities",
+    "VersionToken",
+    "WatchCursor",
+    "WatchScope",
 ]
 
 MAX_TOKEN_BYTES: Final = 10
@@ -183,7 +183,7 @@ KvUpdate.Put = Put
 KvUpdate.Delete = Delete
 KvUpdate.Purge = Purge
 
-AnyUpdate = Union[Put, Delete, Purge]
+AnyUpdate = Put | Delete | Purge
 
 
 class ScopeKind(enum.Enum):
@@ -206,15 +206,15 @@ class WatchScope:
     ALL: ClassVar[WatchScope]
 
     @classmethod
-    def All(cls) -> WatchScope:  # noqa: N802 - slipstream's variant name
+    def All(cls) -> WatchScope:
         return cls(ScopeKind.ALL, ())
 
     @classmethod
-    def Prefix(cls, prefix: str) -> WatchScope:  # noqa: N802
+    def Prefix(cls, prefix: str) -> WatchScope:
         return cls(ScopeKind.PREFIX, (validate_prefix(prefix),))
 
     @classmethod
-    def Prefixes(cls, prefixes: list[str] | tuple[str, ...]) -> WatchScope:  # noqa: N802
+    def Prefixes(cls, prefixes: list[str] | tuple[str, ...]) -> WatchScope:
         if isinstance(prefixes, str):
             raise TypeError("prefixes must be a list of str, not a single str")
         return cls(ScopeKind.PREFIXES, tuple(validate_prefix(p) for p in prefixes))

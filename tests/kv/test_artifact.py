@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import os
 import queue
 import threading
-import concurrent.futures
 from pathlib import Path
 
 import pytest
@@ -126,9 +126,8 @@ def test_d2_crash_before_rename_leaves_only_hidden_stage(tmp_path: Path,
         raise KeyboardInterrupt("simulated crash")
 
     monkeypatch.setattr(art, "_publish", crash)
-    with make_fold(tmp_path / "src") as f:
-        with pytest.raises(KeyboardInterrupt):
-            export_fold(f, tmp_path / "dest")
+    with make_fold(tmp_path / "src") as f, pytest.raises(KeyboardInterrupt):
+        export_fold(f, tmp_path / "dest")
     assert not (tmp_path / "dest").exists()
     stages = [p.name for p in tmp_path.iterdir() if p.name.startswith(".slipstream-artifact-")]
     assert len(stages) == 1

@@ -19,7 +19,13 @@ from pathlib import Path
 import pytest
 
 import engine
-from engine.kv import LocalConnection, NatsConnection, NatsConnectionConfig, StoreFold, WatchCursor
+from engine.kv import (
+    LocalConnection,
+    NatsConnection,
+    NatsConnectionConfig,
+    StoreFold,
+    WatchCursor,
+)
 
 from .conftest import NatsServer
 

@@ -159,7 +159,7 @@ def applied_actions(s: Applied, v: Variant) -> Iterator[tuple[str, Applied]]:
         log = s.log + ((rev, k, val),)
         yield "write", replace(s, script=rest, log=log, head=rev, first_seq=_first_seq(log, rev))
     if s.log and s.evictions > 0:
-        r0, k0, v0 = s.log[0]
+        _r0, k0, v0 = s.log[0]
         superseded = any(k == k0 for _r, k, _v in s.log[1:])
         if superseded or v0 == 0:            # retention never loses a live value
             log = s.log[1:]
