@@ -195,7 +195,6 @@ class Store:
             elif name == "warm":
                 from .tiers.warm import WarmTier
                 tiers.append(WarmTier(path / "warm", block_cache_bytes=layout.warm_cache_bytes,
-                                      bloom_bits_per_key=layout.bloom_bits_per_key,
                                       write_buffer_size=layout.warm_write_buffer_bytes,
                                       sync_writes=self.durability == "sync"))
             elif name == "cold":
@@ -349,6 +348,14 @@ class Store:
             if self._single:
                 return self._get_first(table, key, self._version)
             return self._router.get(table, key, self._version)
+        if not self._track_gc and type(version) is int and 0 <= version <= self._version \
+                and not self._policies:
+            # Fast path: all history is kept and no table policy trims it, so no GC can remove
+            # a version this read needs (only tombstones no read can tell from "absent"): the
+            # read needs no hold. bench_store "get old".
+            if self._single:
+                return self._get_first(table, key, version)
+            return self._router.get(table, key, version)
         # An explicit version is held as a read point while it is validated and read, so a
         # concurrent GC pass cannot remove what this read needs.
         token = self._readpoints.acquire(check_version(version))
@@ -500,10 +507,14 @@ class Store:
                     oracle.check(tx.read_version, (), tx._reads, tx._ranges, tx._read_all, True)
             return tx.read_version
         batches: dict[EntryKind, list[tuple[bytes, bytes | None]]] = {}
+        last_table: object = None
+        rows: list[tuple[bytes, bytes | None]] = []
         for (table, key), value in writes.items():
-            rows = batches.get(table)
-            if rows is None:
-                rows = batches[table] = []
+            if table is not last_table:  # skips a Python-level EntryKind hash per write
+                last_table = table
+                rows = batches.get(table)  # type: ignore[assignment]
+                if rows is None:
+                    rows = batches[table] = []
             rows.append((key, value))
         durability = tx.durability or self.durability
         end = 0

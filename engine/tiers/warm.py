@@ -117,25 +117,9 @@ _ITER_CHUNK: Final = 256
 
 _pack_inv = VERSION_SUFFIX.pack
 _from_bytes = int.from_bytes
-_new = object.__new__
+# RawEntry is a NamedTuple: constructing one is a single tuple allocation (engine/types.py).
+_raw_entry = RawEntry
 
-# RawEntry is a frozen, slotted dataclass: its generated __init__ costs ~3x a direct slot store,
-# which dominated scan time (bench: scan rows/s). Build entries through the slot descriptors,
-# and prove at import that the result equals the normal constructor's.
-_set_key = RawEntry.__dict__["key"].__set__
-_set_version = RawEntry.__dict__["version"].__set__
-_set_value = RawEntry.__dict__["value"].__set__
-
-
-def _raw_entry(key: bytes, version: int, value: bytes | None) -> RawEntry:
-    e = _new(RawEntry)
-    _set_key(e, key)
-    _set_version(e, version)
-    _set_value(e, value)
-    return e
-
-
-assert _raw_entry(b"k", 7, None) == RawEntry(b"k", 7, None)
 
 
 def key_prefix(key: bytes) -> bytes:
@@ -1007,7 +991,7 @@ class WarmTier:
         room = batch_size
         # Locals for the per-row loop (each global/attribute load is ~2% of a row).
         tv, tt, maxv, from_bytes = _TAG_VALUE_INT, _TAG_TOMBSTONE_INT, MAX_VERSION, _from_bytes
-        new, set_key, set_version, set_value = _new, _set_key, _set_version, _set_value
+        new_entry = RawEntry
         while True:
             reseek = None
             for k, v in cf.items(from_key=from_key, read_opt=ro):
@@ -1043,11 +1027,7 @@ class WarmTier:
                     val = None
                 else:
                     val = _decode_value(v, f"table {table} key {ek!r}")
-                e = new(RawEntry)
-                set_key(e, ek)
-                set_version(e, maxv - from_bytes(s, "big"))
-                set_value(e, val)
-                append(e)
+                append(new_entry(ek, maxv - from_bytes(s, "big"), val))
             if reseek is None:
                 return out, False
             from_key = reseek
@@ -1251,9 +1231,13 @@ class WarmTier:
         """Compact every column family fully (drops deleted data). O(data); blocks the caller."""
         cfs = list(dict(self._cfs.items()).values())
         meta = self._meta
+        # Force the bottommost level too: by default RocksDB skips rewriting it, which
+        # leaves dropped versions on disk (tests/gc/test_space.py).
+        opts = rocksdict.CompactOptions()
+        opts.set_bottommost_level_compaction(rocksdict.BottommostLevelCompaction.force())
         for cf in cfs + ([meta] if meta is not None else []):
             try:
-                cf.compact_range(None, None)
+                cf.compact_range(None, None, opts)
             except rocksdict.DbClosedError as e:
                 raise ClosedError(f"warm tier {self.path} is closed") from e
             except Exception as e:  # rocksdict raises bare Exception for every RocksDB status
