@@ -313,6 +313,19 @@ def test_drop_then_set_same_version_again(tmp_path):
         assert t.get_all_versions(T, b"k") == [(6, b"six"), (5, b"third")]
 
 
+def test_explicit_compact_applies_pending_drops(tmp_path):
+    with ColdTier(tmp_path / "c", compact_trigger=None) as t:
+        t.set(1, {T: [(b"k%d" % i, b"x" * 200) for i in range(500)]})
+        t.set(2, {T: [(b"k%d" % i, b"y" * 200) for i in range(500)]})
+        t.drop({T: [(b"k%d" % i, 1) for i in range(500)]})
+        before = t.stats()["bytes_on_disk"]
+        r = t.compact()  # the policy alone would not merge 2 < compact_min_merge segments
+        assert r["merged_segments"] == 2 and r["drop_records_applied"] == 500
+        st = t.stats()
+        assert st["bytes_on_disk"] < before and st["drop_records"] == 0 and st["versions"] == 500
+        assert t.compact()["merged_segments"] == 0  # nothing left to do
+
+
 def test_clear_then_write_again(tmp_path):
     p = tmp_path / "c"
     with ColdTier(p, compact_trigger=None) as t:
@@ -555,6 +568,10 @@ def test_bad_input_writes_nothing(tmp_path):
             t.set(-1, {T: [(b"a", b"1")]})
         with pytest.raises(TypeError):
             t.write_entries({T: [RawEntry(b"a", 1, "text")]})  # type: ignore[arg-type]
+        with pytest.raises(TypeError):
+            t.set(1, {"multi": [(b"a", b"1")]})  # type: ignore[dict-item]
+        with pytest.raises(TypeError):
+            t.drop({"multi": [(b"a", 1)]})  # type: ignore[dict-item]
         assert t.stats()["segments"] == 0 and t.get(T, b"a", 1) is None
 
 

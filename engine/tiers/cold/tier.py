@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any, Self
 from zlib import crc32 as _crc32
 
-from ...errors import ClosedError, CorruptionError, LockedError, StorageIOError
+from ...errors import ClosedError, CorruptionError, InvalidKeyError, LockedError, StorageIOError
 from ...types import (
     Bound,
     EntryKind,
@@ -409,7 +409,7 @@ class ColdTier:
         tables: dict[EntryKind, list[tuple[bytes, int, bytes | None]]] = {}
         for table, rows in batches.items():
             if not isinstance(table, EntryKind):
-                raise TypeError(f"table must be an EntryKind, got {type(table).__name__}")
+                raise InvalidKeyError(f"table must be an EntryKind, got {type(table).__name__}")
             last: dict[bytes, bytes | None] = {}
             for key, value in rows:
                 if type(key) is not bytes:
@@ -431,7 +431,7 @@ class ColdTier:
         tables: dict[EntryKind, list[tuple[bytes, int, bytes | None]]] = {}
         for table, rows in batches.items():
             if not isinstance(table, EntryKind):
-                raise TypeError(f"table must be an EntryKind, got {type(table).__name__}")
+                raise InvalidKeyError(f"table must be an EntryKind, got {type(table).__name__}")
             last: dict[tuple[bytes, int], bytes | None] = {}
             for e in rows:
                 key = e.key if type(e.key) is bytes else as_bytes(e.key)
@@ -523,6 +523,8 @@ class ColdTier:
         """
         groups_in: dict[EntryKind, set[tuple[bytes, int]]] = {}
         for table, rows in batches.items():
+            if not isinstance(table, EntryKind):
+                raise InvalidKeyError(f"table must be an EntryKind, got {type(table).__name__}")
             items = groups_in.setdefault(table, set())
             for key, version in rows:
                 items.add((as_bytes(key), check_version(version)))
@@ -573,16 +575,20 @@ class ColdTier:
             self._compact_lock.release()
 
     def compact(self, full: bool = False) -> dict[str, int]:
-        """Run one compaction step now (``full=True``: merge every segment and apply every
-        drop). Returns what it did: merged_segments, output_segments, bytes_in, bytes_out,
-        entries_out, drop_records_applied, drop_files_before/after, segments_after.
+        """Run one compaction step now and return what it did: merged_segments,
+        output_segments, bytes_in, bytes_out, entries_out, drop_records_applied,
+        drop_files_before/after, segments_after.
 
-        Readers are never blocked; writers only during the final manifest swap.
+        ``full=True`` merges every segment and applies every drop record. Otherwise one
+        size-tiered step runs; if the policy has nothing to merge while drop records are
+        pending, they are applied by a full merge (an explicit call means "reclaim space
+        now"; automatic compaction after writes never does that). Readers are never
+        blocked; writers only during the final manifest swap.
         """
         with self._compact_lock:
-            return self._compact_step(full)
+            return self._compact_step(full, explicit=True)
 
-    def _compact_step(self, full: bool) -> dict[str, int]:
+    def _compact_step(self, full: bool, explicit: bool = False) -> dict[str, int]:
         opts = self.options
         with self._write_lock:
             st = self._live()
@@ -595,6 +601,8 @@ class ColdTier:
                 run = plan([s.file_size for s in old_first], min_merge=opts.compact_min_merge,
                            max_merge=opts.compact_max_merge, size_ratio=opts.compact_size_ratio,
                            max_segments=opts.compact_trigger)
+                if run is None and explicit and old_first and not st.drops.is_empty():
+                    run = (0, len(old_first))
             result = {"merged_segments": 0, "output_segments": 0, "bytes_in": 0, "bytes_out": 0,
                       "entries_out": 0, "drop_records_applied": 0,
                       "drop_files_before": len(st.drop_files), "drop_files_after": len(st.drop_files),
