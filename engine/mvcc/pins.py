@@ -107,5 +107,9 @@ class PinStore:
     def all(self) -> dict[str, int]:
         return dict(self._pins)
 
+    def __len__(self) -> int:
+        """Number of entries; O(1) (no copy, unlike :meth:`all`)."""
+        return len(self._pins)
+
     def versions(self) -> set[int]:
         return set(self._pins.values())

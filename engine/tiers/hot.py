@@ -49,6 +49,9 @@ class _Table:
         self.nversions = 0
 
 
+_NO_TABLE: tuple[None, None] = (None, None)
+
+
 def _entry_size(key: bytes, value: bytes | None) -> int:
     return len(key) + (len(value) if value is not None else 0) + _VERSION_OVERHEAD
 
@@ -65,6 +68,9 @@ class HotTier:
 
     def __init__(self) -> None:
         self._tables: dict[EntryKind, _Table] = {}
+        # The table the last get() used, read and written as one tuple (atomic under the
+        # GIL); reset whenever a table object is replaced or removed.
+        self._last: tuple[EntryKind | None, _Table | None] = _NO_TABLE
         self._lock = threading.RLock()
         self._closed = False
 
@@ -97,12 +103,28 @@ class HotTier:
         return RawEntry(key, vs[i - 1], vals[i - 1])
 
     def get(self, table: EntryKind, key: bytes, version: int) -> bytes | None:
-        chain = self._chain(table, key)
+        # _chain inlined: this is the store's point-read fast path (bench_store "get").
+        last = self._last  # (table, _Table) of the previous read: skips an EntryKind hash
+        if last[0] is table:
+            t = last[1]
+        else:
+            t = self._tables.get(table)
+            if t is None:
+                if self._closed:
+                    raise ClosedError("hot tier is closed")
+                return None
+            self._last = (table, t)
+        try:
+            chain = t.chains.get(key)
+        except (TypeError, ValueError):  # an unhashable bytes-like key (bytearray, ...)
+            chain = t.chains.get(as_bytes(key))
         if chain is None:
+            if type(key) is not bytes:
+                as_bytes(key)  # a str/int/None key must raise, not read as "absent"
             return None
         vs = chain.versions
-        n = len(vs)
-        if n and vs[n - 1] <= version:
+        n = len(vs)  # chains are never empty; n bounds the read (see thread-safety note)
+        if vs[n - 1] <= version:
             return chain.values[n - 1]
         i = bisect_right(vs, version, 0, n)
         return chain.values[i - 1] if i else None
@@ -265,6 +287,7 @@ class HotTier:
                 raise ClosedError("hot tier is closed")
             if table in self._tables:
                 self._tables[table] = _Table()
+                self._last = _NO_TABLE
 
     def set(self, version: int, batches: SetBatches) -> None:
         with self._lock:
@@ -273,39 +296,47 @@ class HotTier:
             for table, rows in batches.items():
                 t = self._table(table)
                 chains = t.chains
-                for key, value in rows:
-                    if type(key) is not bytes:
-                        key = as_bytes(key)
-                    if value is not None and type(value) is not bytes:
-                        value = as_bytes(value, "value")
-                    chain = chains.get(key)
-                    if chain is None:
-                        chains[key] = _Chain([version], [value])
-                        t.keys.add(key)
-                        t.bytes += _entry_size(key, value) + _KEY_OVERHEAD
-                        t.nversions += 1
-                        continue
-                    vs = chain.versions
-                    if vs and vs[-1] < version:
-                        chain.values.append(value)  # value first: see thread-safety note
-                        vs.append(version)
-                        t.bytes += _entry_size(key, value)
-                        t.nversions += 1
-                        continue
-                    i = bisect_right(vs, version)
-                    nvs = list(vs)
-                    nvals = list(chain.values)
-                    if i and nvs[i - 1] == version:  # same version rewritten: replace
-                        old = nvals[i - 1]
-                        nvals[i - 1] = value
-                        t.bytes += (len(value) if value is not None else 0) - (
-                            len(old) if old is not None else 0)
-                    else:
-                        nvs.insert(i, version)
-                        nvals.insert(i, value)
-                        t.bytes += _entry_size(key, value)
-                        t.nversions += 1
-                    chains[key] = _Chain(nvs, nvals)
+                # Counters are summed in locals and stored once per table (bench_store commit).
+                nbytes = 0
+                nvers = 0
+                try:
+                    for key, value in rows:
+                        if type(key) is not bytes:
+                            key = as_bytes(key)
+                        if value is not None and type(value) is not bytes:
+                            value = as_bytes(value, "value")
+                        chain = chains.get(key)
+                        if chain is None:
+                            chains[key] = _Chain([version], [value])
+                            t.keys.add(key)
+                            nbytes += (len(key) + (len(value) if value is not None else 0)
+                                       + _VERSION_OVERHEAD + _KEY_OVERHEAD)
+                            nvers += 1
+                            continue
+                        vs = chain.versions
+                        if vs and vs[-1] < version:
+                            chain.values.append(value)  # value first: see thread-safety note
+                            vs.append(version)
+                            nbytes += len(key) + (len(value) if value is not None else 0) + _VERSION_OVERHEAD
+                            nvers += 1
+                            continue
+                        i = bisect_right(vs, version)
+                        nvs = list(vs)
+                        nvals = list(chain.values)
+                        if i and nvs[i - 1] == version:  # same version rewritten: replace
+                            old = nvals[i - 1]
+                            nvals[i - 1] = value
+                            nbytes += (len(value) if value is not None else 0) - (
+                                len(old) if old is not None else 0)
+                        else:
+                            nvs.insert(i, version)
+                            nvals.insert(i, value)
+                            nbytes += _entry_size(key, value)
+                            nvers += 1
+                        chains[key] = _Chain(nvs, nvals)
+                finally:
+                    t.bytes += nbytes
+                    t.nversions += nvers
 
     def drop(self, batches: DropBatches) -> None:
         with self._lock:
@@ -378,3 +409,4 @@ class HotTier:
         with self._lock:
             self._closed = True
             self._tables.clear()
+            self._last = _NO_TABLE

@@ -351,3 +351,33 @@ def test_foreign_or_damaged_marker_is_refused(tmp_path):
     s = engine.open(path)
     assert state(s) == before
     s.close()
+
+
+def test_transaction_caps(tmp_path):
+    from engine.errors import TransactionTooLarge
+
+    s = engine.open(None, max_txn_entries=3, max_txn_bytes=100)
+    try:
+        seed(s)
+        before = state(s)
+        tx = s.begin()
+        tx.set(T, b"k1", b"x" * 10)
+        tx.set(T, b"k2", b"x" * 10)
+        tx.remove(T, b"k3")
+        with pytest.raises(TransactionTooLarge):
+            tx.set(T, b"k4", b"x")            # a 4th entry
+        with pytest.raises(TransactionTooLarge):
+            tx.remove(T, b"k4")
+        tx.set(T, b"k1", b"y" * 40)           # overwrites do not add entries
+        with pytest.raises(TransactionTooLarge):
+            tx.set(T, b"k2", b"z" * 80)       # 2+40 + 2+80 + 2 bytes > 100
+        assert tx.get(T, b"k2") == b"x" * 10  # the refused write left the old one in place
+        tx.set(T, b"k2", b"z" * 50)           # 42 + 52 + 2 = 96 fits
+        assert issubclass(TransactionTooLarge, ValueError)
+        v = tx.commit()
+        assert s.get(T, b"k1") == b"y" * 40 and s.get(T, b"k2") == b"z" * 50
+        assert s.history(T, b"k4") == []
+        assert state(s)[str(T)]["scans"][: before["version"] + 1] == before[str(T)]["scans"]
+        assert v == before["version"] + 1
+    finally:
+        s.close()
