@@ -22,16 +22,16 @@ from typing import Final
 
 import numpy as np
 
-__all__ = ["BloomFilter", "bloom_hash", "hash_many", "optimal_k"]
+__all__ = ["HASH_ADD", "HASH_MUL", "MASK64", "BloomFilter", "bloom_hash", "hash_many", "optimal_k"]
 
-_M64: Final = (1 << 64) - 1
-_MUL1: Final = 0xBF58476D1CE4E5B9
-_GOLDEN: Final = 0x9E3779B97F4A7C15
+MASK64: Final = (1 << 64) - 1
+HASH_MUL: Final = 0xBF58476D1CE4E5B9
+HASH_ADD: Final = 0x9E3779B97F4A7C15
 
 
 def bloom_hash(key: bytes, seed: int) -> int:
     """64-bit hash of ``key`` under table ``seed`` (the CRC of the table prefix). O(len(key))."""
-    return ((zlib.crc32(key, seed) + _GOLDEN) * _MUL1) & _M64
+    return ((zlib.crc32(key, seed) + HASH_ADD) * HASH_MUL) & MASK64
 
 
 def hash_many(keys: Sequence[bytes], seed: int) -> np.ndarray:
@@ -39,7 +39,7 @@ def hash_many(keys: Sequence[bytes], seed: int) -> np.ndarray:
     crc = zlib.crc32
     z = np.fromiter((crc(k, seed) for k in keys), dtype=np.uint64, count=len(keys))
     with np.errstate(over="ignore"):
-        return (z + np.uint64(_GOLDEN)) * np.uint64(_MUL1)
+        return (z + np.uint64(HASH_ADD)) * np.uint64(HASH_MUL)
 
 
 def optimal_k(bits_per_key: float) -> int:

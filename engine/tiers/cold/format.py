@@ -238,7 +238,6 @@ class DecodedBlock:
         voff: ``array('Q')`` of nentries + 1 value offsets into ``raw``.
         tomb: ``bytes`` with one 0/1 byte per entry, or None when the block has no tombstone.
         raw: the decompressed bytes (value bytes are sliced from it on demand).
-        koff: ``numpy.int64`` offsets of the nkeys + 1 key boundaries in ``raw``.
         vmin, vmax: smallest and largest version in the block.
         single: True when every key has exactly one version here.
         nbytes: approximate resident size, charged to the block cache.
@@ -263,8 +262,7 @@ class DecodedBlock:
     )
 
     def __init__(self, keys: list[bytes], kstart: array, versions: array, ver: np.ndarray,
-                 kid: np.ndarray, voff: array, tomb: bytes | None, raw: bytes,
-                 koff: np.ndarray) -> None:
+                 kid: np.ndarray, voff: array, tomb: bytes | None, raw: bytes) -> None:
         self.keys = keys
         self.kstart = kstart
         self.versions = versions
@@ -273,7 +271,6 @@ class DecodedBlock:
         self.voff = voff
         self.tomb = tomb
         self.raw = raw
-        self.koff = koff
         n = len(versions)
         self.vmin = int(ver.min())
         self.vmax = int(ver.max())
@@ -433,5 +430,4 @@ def decode_block(raw: bytes, path: object, block_offset: int) -> DecodedBlock:
         voff=array("Q", c.voff.astype(np.uint64).tobytes()),
         tomb=c.tomb.astype(np.uint8).tobytes() if c.tomb is not None else None,
         raw=raw,
-        koff=c.koff,
     )

@@ -684,7 +684,3 @@ class Segment:
                     if dv is not None and dv.get(v, -1) >= seq:
                         continue
                     yield key, v, (None if tomb is not None and tomb[i] else raw[voff[i]:voff[i + 1]])
-
-    def entry_raw_size(self, key: bytes, value: bytes | None) -> int:
-        """Raw-size accounting of one entry (as summed into the footer's raw_bytes)."""
-        return len(key) + (len(value) if value is not None else 0) + ENTRY_OVERHEAD

@@ -42,7 +42,13 @@ from pathlib import Path
 from typing import Any, Self
 from zlib import crc32 as _crc32
 
-from ...errors import ClosedError, CorruptionError, InvalidKeyError, LockedError, StorageIOError
+from ...errors import (
+    ClosedError,
+    CorruptionError,
+    InvalidKeyError,
+    LockedError,
+    StorageIOError,
+)
 from ...types import (
     Bound,
     EntryKind,
@@ -53,8 +59,7 @@ from ...types import (
     check_version,
 )
 from ..base import DropBatches, SetBatches
-from .bloom import _GOLDEN, _M64
-from .bloom import _MUL1 as _MUL
+from .bloom import HASH_ADD, HASH_MUL, MASK64
 from .cache import BlockCache
 from .compaction import carry_over, merge_table, plan
 from .drops import DropGroup, DropIndex, decode_drops, encode_drops
@@ -184,7 +189,7 @@ class ColdTier:
                 continue
             if bits is not None:
                 if h1 < 0:
-                    h = ((_crc32(key, tv.seed) + _GOLDEN) * _MUL) & _M64
+                    h = ((_crc32(key, tv.seed) + HASH_ADD) * HASH_MUL) & MASK64
                     h1 = h >> 32
                     h2 = h & 0xFFFFFFFF
                 p = h1
