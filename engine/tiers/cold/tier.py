@@ -133,8 +133,6 @@ class ColdTier:
         self._counters["recovered_temp_files"] = rec.removed_temp_files
         self._state: State | None = rec.state
 
-    # -- recovery ------------------------------------------------------------------------
-
     # -- helpers -------------------------------------------------------------------------
 
     def _live(self) -> State:
