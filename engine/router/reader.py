@@ -170,6 +170,9 @@ class Router:
         # Point-read chains: (lookup of every tier but the last, get of the last tier).
         self._chain_all = ([t.lookup for t in self.tiers[:-1]], self.tiers[-1].get)
         self._chain_upper = ([t.lookup for t in self._upper[:-1]], self._upper[-1].get) if self._upper else None
+        # Point reads answered per tier (approximate under threads: no lock on the hot path).
+        self.reads_served = [0] * len(self.tiers)
+        self.scans = 0
 
     def tiers_for(self, version: int) -> list[TierStorage]:
         """The tiers a read at ``version`` must consult, hot first."""
@@ -180,9 +183,10 @@ class Router:
 
     def lookup(self, table: EntryKind, key: bytes, version: int) -> RawEntry | None:
         """The newest version <= ``version`` from the first tier that has one."""
-        for tier in self.tiers_for(version):
+        for i, tier in enumerate(self.tiers_for(version)):
             e = tier.lookup(table, key, version)
             if e is not None:
+                self.reads_served[i] += 1
                 return e
         return None
 
@@ -194,16 +198,21 @@ class Router:
             lookups, last_get = self._chain_upper
         else:
             lookups, last_get = self._chain_all
+        i = 0
         for lookup in lookups:
             e = lookup(table, key, version)
             if e is not None:
+                self.reads_served[i] += 1
                 return e.value
+            i += 1
+        self.reads_served[i] += 1
         return last_get(table, key, version)
 
     def scan(self, table: EntryKind, start: Bound, end: Bound, version: int, reverse: bool,
              chunk: int) -> Iterator[RawEntry]:
         """Merged scan across tiers, registered with the scan epochs while it runs."""
         epoch = self.epochs.enter()
+        self.scans += 1
         try:
             yield from MergedScan(self.tiers_for(version), table, start, end, version, reverse, chunk)
         finally:
@@ -226,4 +235,8 @@ class Router:
         return sorted(out)
 
     def stats(self) -> dict[str, Any]:
-        return {t.name: t.stats() for t in self.tiers}
+        out = {t.name: t.stats() for t in self.tiers}
+        if len(self.tiers) > 1:
+            for t, n in zip(self.tiers, self.reads_served):
+                out[t.name]["reads_served"] = n
+        return out
