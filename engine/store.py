@@ -543,7 +543,7 @@ class Store:
             self._gc.note_commit(batches)
         if tx._drops:
             self._gc.drop_explicit(tx._drops)
-        policies = self._policies.all()
+        policies = self._policies.all() if len(self._policies) else None  # no copy per commit
         if policies:
             eager = [(t, k, None, policies[str(t)], False) for t, rows in batches.items()
                      if str(t) in policies for k, _ in rows]

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import itertools
 import threading
-from collections import Counter
 
 __all__ = ["ReadPoints"]
 
@@ -22,7 +21,9 @@ class ReadPoints:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._held: dict[int, int] = {}
-        self._counts: Counter[int] = Counter()
+        # A plain dict, not a Counter: Counter.__delitem__ is Python code, and acquire and
+        # release run twice per transaction (bench_store commit).
+        self._counts: dict[int, int] = {}
         self._ids = itertools.count(1)
 
     def acquire(self, version: int) -> int:
@@ -30,7 +31,8 @@ class ReadPoints:
         token = next(self._ids)
         with self._lock:
             self._held[token] = version
-            self._counts[version] += 1
+            counts = self._counts
+            counts[version] = counts.get(version, 0) + 1
         return token
 
     def release(self, token: int) -> None:
