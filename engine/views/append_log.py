@@ -22,11 +22,9 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Unpack
 
-from ..types import EntryKind
-from .base import Ops, ViewBase, prefix_end
-from .codec import Codec
+from .base import Ops, ViewBase, ViewOptions, prefix_end
 from .errors import OverwriteSinkRejected, StorageError
 from .keys import entry_key, partition_filter_prefix, partition_prefix, split_entry_key
 from .protocols import StoreLike
@@ -108,23 +106,11 @@ class AppendLogStorage(ViewBase):
         store: StoreLike,
         name: str,
         *,
-        table: EntryKind | None = None,
-        keyspace: str | None = None,
-        codec: Codec | None = None,
-        debounce_ms: float | None = None,
-        compact_every: int | None = None,
         key_of: Callable[[Any], str] | None = None,
         mode: AppendLogMode = AppendLogMode.APPEND,
+        **options: Unpack[ViewOptions],
     ) -> None:
-        super().__init__(
-            store,
-            name,
-            table=table,
-            keyspace=keyspace,
-            codec=codec,
-            debounce_ms=debounce_ms,
-            compact_every=compact_every,
-        )
+        super().__init__(store, name, **options)
         self._key_of = key_of
         self._mode = AppendLogMode(mode)
         self._pending: dict[str, list[bytes]] = {}
@@ -309,13 +295,9 @@ def append_log_storage(
     store: StoreLike,
     name: str,
     *,
-    table: EntryKind | None = None,
-    keyspace: str | None = None,
-    codec: Codec | None = None,
-    debounce_ms: float | None = None,
-    compact_every: int | None = None,
     key_of: Callable[[Any], str] | None = None,
     mode: AppendLogMode = AppendLogMode.APPEND,
+    **options: Unpack[ViewOptions],
 ) -> AppendLogStorage:
     """Make an append-log view named ``name`` over ``store``.
 
@@ -323,17 +305,7 @@ def append_log_storage(
     (the partition key, default the tier name) and ``mode``. Give an append log its own
     keyspace (the default: its name), since an empty ``key_filter`` reads all of it.
     """
-    return AppendLogStorage(
-        store,
-        name,
-        table=table,
-        keyspace=keyspace,
-        codec=codec,
-        debounce_ms=debounce_ms,
-        compact_every=compact_every,
-        key_of=key_of,
-        mode=mode,
-    )
+    return AppendLogStorage(store, name, key_of=key_of, mode=mode, **options)
 
 
 def check_append_sinks(sinks: Sequence[Any]) -> None:

@@ -24,7 +24,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypedDict
 
 from ..errors import (
     CorruptionError,
@@ -42,6 +42,7 @@ from .protocols import StoreLike
 __all__ = [
     "DEFAULT_TABLE",
     "ViewBase",
+    "ViewOptions",
     "abandon_transaction",
     "flush_together",
     "prefix_end",
@@ -52,6 +53,21 @@ DEFAULT_TABLE: EntryKind = EntryKind.MULTI
 
 Ops = dict[bytes, "bytes | None"]
 """Physical writes of one flush: key -> value, ``None`` = remove (tombstone)."""
+
+
+class ViewOptions(TypedDict, total=False):
+    """The keyword options every view takes (validated by :class:`ViewBase`).
+
+    View classes and their factories accept these as ``**options: Unpack[ViewOptions]``
+    and hand them on unchanged, so the option set is spelled out once, here and in
+    :meth:`ViewBase.__init__`. See :func:`~engine.views.snapshot.snapshot_storage`.
+    """
+
+    table: EntryKind | None
+    keyspace: str | None
+    codec: Codec | None
+    debounce_ms: float | None
+    compact_every: int | None
 
 
 def prefix_end(prefix: bytes) -> bytes | None:

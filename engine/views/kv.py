@@ -11,11 +11,9 @@ Notes: thread safety. See :mod:`engine.views.base`.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Unpack
 
-from ..types import EntryKind
-from .base import Ops, ViewBase, abandon_transaction, translate_errors
-from .codec import Codec
+from .base import Ops, ViewBase, ViewOptions, abandon_transaction, translate_errors
 from .keys import encode_view_key
 from .protocols import StoreLike
 
@@ -38,22 +36,10 @@ class KvStorage(ViewBase):
         store: StoreLike,
         name: str,
         *,
-        table: EntryKind | None = None,
-        keyspace: str | None = None,
-        codec: Codec | None = None,
-        debounce_ms: float | None = None,
-        compact_every: int | None = None,
         filter: Callable[[str, Any], bool] | None = None,
+        **options: Unpack[ViewOptions],
     ) -> None:
-        super().__init__(
-            store,
-            name,
-            table=table,
-            keyspace=keyspace,
-            codec=codec,
-            debounce_ms=debounce_ms,
-            compact_every=compact_every,
-        )
+        super().__init__(store, name, **options)
         self._filter = filter
         self._pending: dict[str, bytes] = {}
 
@@ -173,25 +159,12 @@ def kv_storage(
     store: StoreLike,
     name: str,
     *,
-    table: EntryKind | None = None,
-    keyspace: str | None = None,
-    codec: Codec | None = None,
-    debounce_ms: float | None = None,
-    compact_every: int | None = None,
     filter: Callable[[str, Any], bool] | None = None,
+    **options: Unpack[ViewOptions],
 ) -> KvStorage:
     """Make a kv view named ``name`` over ``store``.
 
     Options as :func:`~engine.views.snapshot.snapshot_storage`; ``filter(key, value)``
     false -> the save is ignored.
     """
-    return KvStorage(
-        store,
-        name,
-        table=table,
-        keyspace=keyspace,
-        codec=codec,
-        debounce_ms=debounce_ms,
-        compact_every=compact_every,
-        filter=filter,
-    )
+    return KvStorage(store, name, filter=filter, **options)

@@ -12,11 +12,9 @@ Notes: thread safety. See :mod:`engine.views.base`.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Unpack
 
-from ..types import EntryKind
-from .base import Ops, ViewBase
-from .codec import Codec
+from .base import Ops, ViewBase, ViewOptions
 from .keys import encode_view_key
 from .protocols import StoreLike
 
@@ -33,23 +31,11 @@ class SnapshotStorage(ViewBase):
         store: StoreLike,
         name: str,
         *,
-        table: EntryKind | None = None,
-        keyspace: str | None = None,
-        codec: Codec | None = None,
-        debounce_ms: float | None = None,
-        compact_every: int | None = None,
         filter: Callable[[Any], bool] | None = None,
         key_of: Callable[[Any], str] | None = None,
+        **options: Unpack[ViewOptions],
     ) -> None:
-        super().__init__(
-            store,
-            name,
-            table=table,
-            keyspace=keyspace,
-            codec=codec,
-            debounce_ms=debounce_ms,
-            compact_every=compact_every,
-        )
+        super().__init__(store, name, **options)
         self._filter = filter
         self._key_of = key_of
         self._pending: tuple[str, bytes] | None = None
@@ -132,13 +118,9 @@ def snapshot_storage(
     store: StoreLike,
     name: str,
     *,
-    table: EntryKind | None = None,
-    keyspace: str | None = None,
-    codec: Codec | None = None,
-    debounce_ms: float | None = None,
-    compact_every: int | None = None,
     filter: Callable[[Any], bool] | None = None,
     key_of: Callable[[Any], str] | None = None,
+    **options: Unpack[ViewOptions],
 ) -> SnapshotStorage:
     """Make a snapshot view named ``name`` over ``store``.
 
@@ -153,14 +135,4 @@ def snapshot_storage(
         filter: ``filter(rec)`` false -> the save is ignored.
         key_of: ``key_of(rec)`` -> the key to write (default: the tier name).
     """
-    return SnapshotStorage(
-        store,
-        name,
-        table=table,
-        keyspace=keyspace,
-        codec=codec,
-        debounce_ms=debounce_ms,
-        compact_every=compact_every,
-        filter=filter,
-        key_of=key_of,
-    )
+    return SnapshotStorage(store, name, filter=filter, key_of=key_of, **options)
