@@ -444,6 +444,7 @@ def graph_storage(
     of :func:`attach_snapshot_storage`) goes to the snapshot tier only. ``tierdb graph
     log`` / ``graph show`` read this layout.
     """
+    # Options spelled out rather than **ViewOptions: compact_every goes to the snapshot tier only.
     snap = snapshot_storage(
         store, name, table=table, keyspace=keyspace, codec=codec,
         debounce_ms=debounce_ms, compact_every=compact_every,

@@ -177,6 +177,7 @@ def _locate(snapshot: dict[str, Any], path: str) -> tuple[dict[str, Any] | None,
     return current, last
 
 
+# Reads frames like restore.apply_wal_frame but edits a snapshot dict, not a live Graph.
 def _apply(snapshot: dict[str, Any], frame: WALFrame) -> None:
     payload = frame.change.change
     if not isinstance(payload, Mapping):

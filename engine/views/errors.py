@@ -39,6 +39,8 @@ __all__ = [
 
 # --------------------------------------------------------------------------- storage
 
+# Variants look alike but each has its own message, attributes and built-in base: no shared factory.
+
 
 class StorageError(EngineError):
     """A storage tier (view) failed: listing, codec or backend (store) trouble."""
