@@ -25,8 +25,15 @@ of 100 writes (one transaction each). Operations:
   scan        rows/s of a full scan at the newest version
 
 Each operation is the best of ``repeat`` rounds, timed in thread CPU seconds (``--wall``:
-wall clock), engines interleaved round by round so background load hits them alike. Targets: tierdb-memory get >= 0.8x dict;
-tierdb-durable commit >= 5x SQLite's writes/s.
+wall clock), engines interleaved round by round so background load hits them alike. Targets:
+tierdb-memory get >= 0.8x dict; tierdb-durable commit >= 5x SQLite's writes/s (checked in
+both CPU and wall-clock time: SQLite's checkpoint fsyncs are waits, not CPU).
+
+Caveat on the get ratio: interleaving engines means each round starts with caches another
+engine has filled, so with 20,000 keys a get is dominated by memory access and tierdb's extra
+call layer (store -> tier) barely shows. The pytest-benchmark mode runs one engine's gets back
+to back over 5,000 keys, cache-resident; there per-call overhead dominates and the dict
+reference, one Python call per get against tierdb's two, is roughly twice as fast.
 """
 
 from __future__ import annotations
