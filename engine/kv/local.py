@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Final
 
 from ..errors import ConflictError, HistoryUnavailable
 from ..types import Bound, EntryKind, RangeCursor, RawEntry
+from .bucket import BucketFacets, WatchIteration, expected_u64, watch_resume_rev
 from .errors import (
     AlreadyExists,
     CursorExpired,
@@ -49,7 +50,7 @@ from .errors import (
     WatchError,
 )
 from .names import validate_bucket, validate_key, validate_prefix
-from .protocol import ResumeMode, resume_mode, resume_window_ok
+from .protocol import resume_window_ok
 from .types import (
     Capabilities,
     Delete,
@@ -207,7 +208,7 @@ class LocalConnection:
         return f"<LocalConnection {self._store!r} {'connected' if self._connected else 'idle'}>"
 
 
-class LocalBucket:
+class LocalBucket(BucketFacets["LocalWatch"]):
     """One bucket: a :class:`KvStore` that is also its own reader, writer, watcher and purger.
 
     Extensions beyond slipstream (both backends have them): :meth:`history`,
@@ -232,20 +233,8 @@ class LocalBucket:
     def name(self) -> str:
         return self._name
 
-    def reader(self) -> LocalBucket:
-        return self
-
-    def writer(self) -> LocalBucket:
-        return self
-
-    def watcher(self) -> LocalBucket:
-        return self
-
-    def purge_writer(self) -> LocalBucket:
-        return self
-
     def ttl_writer(self) -> None:
-        return None
+        return None  # no TTLs: LOCAL_CAPABILITIES.ttl is False
 
     # -- low-level reads -------------------------------------------------------------------
 
@@ -417,12 +406,7 @@ class LocalBucket:
         return self._write(key, TAG_PUT, value, check)
 
     def _cas(self, key: str, value: bytes, expected: VersionToken) -> VersionToken:
-        if not isinstance(expected, VersionToken):
-            raise OperationFailed(f"expected must be a VersionToken, got {type(expected).__name__}")
-        want = expected.as_u64()
-        if want is None:
-            raise OperationFailed(f"expected version {expected!r} for key {key!r} has no u64 form "
-                                  "(tokens of this backend are 8-byte revisions)")
+        want = expected_u64(key, expected, "tokens of this backend are 8-byte revisions")
         validate_key(key)
 
         def check(cur: _Record | None) -> None:
@@ -508,36 +492,8 @@ class LocalBucket:
     def watch(self, scope: WatchScope, cursor: WatchCursor | None = None) -> LocalWatch:
         """State-sync watch of ``scope``, or a resume above ``cursor`` (see the class doc)."""
         self._conn._check()
-        if not isinstance(scope, WatchScope):
-            raise TypeError(f"scope must be a WatchScope, got {type(scope).__name__}")
-        rev: int | None = None
-        if cursor is not None and not cursor.is_none:
-            rev = cursor.as_u64()
-            if rev is None:
-                raise OperationFailed(f"cursor {cursor!r} has no u64 form; this backend's "
-                                      "cursors are 8-byte revisions")
-        mode = resume_mode(rev)
-        if mode is ResumeMode.REFUSE:
-            raise OperationFailed("a cursor of 2**64-1 cannot be resumed (rev + 1 would wrap to 0)")
-        return LocalWatch(self, scope, rev if mode is ResumeMode.RESUME else None)
-
-    def watch_all(self) -> LocalWatch:
-        return self.watch(WatchScope.All())
-
-    def watch_prefix(self, prefix: str) -> LocalWatch:
-        return self.watch(WatchScope.Prefix(prefix))
-
-    def watch_prefixes(self, prefixes: list[str]) -> LocalWatch:
-        return self.watch(WatchScope.Prefixes(prefixes))
-
-    def watch_all_from(self, cursor: WatchCursor) -> LocalWatch:
-        return self.watch(WatchScope.All(), cursor)
-
-    def watch_prefix_from(self, prefix: str, cursor: WatchCursor) -> LocalWatch:
-        return self.watch(WatchScope.Prefix(prefix), cursor)
-
-    def watch_prefixes_from(self, prefixes: list[str], cursor: WatchCursor) -> LocalWatch:
-        return self.watch(WatchScope.Prefixes(prefixes), cursor)
+        resume_rev = watch_resume_rev(scope, cursor, "this backend's cursors are 8-byte revisions")
+        return LocalWatch(self, scope, resume_rev)
 
     def _seek(self, after_version: int, at_version: int) -> int:
         """The smallest feed seq whose revision is above ``after_version``. O(log n) pages."""
@@ -558,7 +514,7 @@ class LocalBucket:
         return f"<LocalBucket {self._name!r}>"
 
 
-class LocalWatch:
+class LocalWatch(WatchIteration):
     """A watch over a local bucket: the initial state (unless resuming), then the feed.
 
     Complexity: the initial state costs one scan of the scope; each poll that finds the
@@ -668,18 +624,6 @@ class LocalWatch:
         self._pending.clear()
         self._closed_evt.set()
         self._b._conn._unregister(self)
-
-    def __iter__(self) -> Iterator[KvUpdate]:
-        while not self._ended:
-            u = self.next(None)
-            if u is not None:
-                yield u
-
-    def __enter__(self) -> LocalWatch:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 def _prefix_end(prefix: bytes) -> Bound:

@@ -30,10 +30,11 @@ import datetime
 import logging
 import queue
 import threading
-from collections.abc import Coroutine, Iterator
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Final, TypeVar
 
+from .bucket import BucketFacets, WatchIteration, expected_u64, watch_resume_rev
 from .errors import (
     AlreadyExists,
     ConnectionFailed,
@@ -46,7 +47,7 @@ from .errors import (
     WatchError,
 )
 from .names import validate_bucket, validate_key, validate_prefix
-from .protocol import ResumeMode, floor_guard_due, resume_mode, resume_window_ok
+from .protocol import floor_guard_due, resume_window_ok
 from .types import (
     Capabilities,
     Delete,
@@ -350,7 +351,7 @@ def _update_of(op: str | None, key: str, data: bytes, seq: int) -> KvUpdate:
     return Put(KvEntry(key, bytes(data or b""), token))
 
 
-class NatsBucket:
+class NatsBucket(BucketFacets["NatsWatch"]):
     """One NATS KV bucket: a :class:`KvStore` that is its own reader/writer/watcher/purger.
 
     Extensions (both backends): :meth:`history`, :meth:`stats`, :meth:`purge_deletes`,
@@ -367,18 +368,6 @@ class NatsBucket:
     @property
     def name(self) -> str:
         return self._name
-
-    def reader(self) -> NatsBucket:
-        return self
-
-    def writer(self) -> NatsBucket:
-        return self
-
-    def watcher(self) -> NatsBucket:
-        return self
-
-    def purge_writer(self) -> NatsBucket:
-        return self
 
     def ttl_writer(self) -> None:
         return None  # a TTL header would be a silent no-op on 2.9 servers
@@ -512,12 +501,7 @@ class NatsBucket:
         return VersionToken.from_u64(self._run(go(), f"create {key!r}"))
 
     def _cas(self, key: str, data: bytes, expected: VersionToken, what: str) -> VersionToken:
-        if not isinstance(expected, VersionToken):
-            raise OperationFailed(f"expected must be a VersionToken, got {type(expected).__name__}")
-        want = expected.as_u64()
-        if want is None:
-            raise OperationFailed(f"expected version {expected!r} for key {key!r} has no u64 form "
-                                  "(NATS revisions are 8-byte tokens)")
+        want = expected_u64(key, expected, "NATS revisions are 8-byte tokens")
         if want == 0:
             # last=0 would mean "the subject has no messages": never what a caller holding a
             # version means, so refuse without sending.
@@ -582,38 +566,10 @@ class NatsBucket:
             CursorExpired: ``first_seq > rev + 1`` before or after the consumer was created.
             OperationFailed: a cursor of 2**64-1 or without a u64 form.
         """
-        if not isinstance(scope, WatchScope):
-            raise TypeError(f"scope must be a WatchScope, got {type(scope).__name__}")
-        rev: int | None = None
-        if cursor is not None and not cursor.is_none:
-            rev = cursor.as_u64()
-            if rev is None:
-                raise OperationFailed(f"cursor {cursor!r} has no u64 form; NATS cursors are 8-byte revisions")
-        mode = resume_mode(rev)
-        if mode is ResumeMode.REFUSE:
-            raise OperationFailed("a cursor of 2**64-1 cannot be resumed (rev + 1 would wrap to 0)")
-        w = NatsWatch(self, scope, rev if mode is ResumeMode.RESUME else None)
+        w = NatsWatch(self, scope, watch_resume_rev(scope, cursor, "NATS cursors are 8-byte revisions"))
         if not scope.is_empty:
             self._conn._submit(w._start(), f"watch bucket {self._name!r}")
         return w
-
-    def watch_all(self) -> NatsWatch:
-        return self.watch(WatchScope.All())
-
-    def watch_prefix(self, prefix: str) -> NatsWatch:
-        return self.watch(WatchScope.Prefix(prefix))
-
-    def watch_prefixes(self, prefixes: list[str]) -> NatsWatch:
-        return self.watch(WatchScope.Prefixes(prefixes))
-
-    def watch_all_from(self, cursor: WatchCursor) -> NatsWatch:
-        return self.watch(WatchScope.All(), cursor)
-
-    def watch_prefix_from(self, prefix: str, cursor: WatchCursor) -> NatsWatch:
-        return self.watch(WatchScope.Prefix(prefix), cursor)
-
-    def watch_prefixes_from(self, prefixes: list[str], cursor: WatchCursor) -> NatsWatch:
-        return self.watch(WatchScope.Prefixes(prefixes), cursor)
 
     def __repr__(self) -> str:
         return f"<NatsBucket {self._name!r}>"
@@ -622,7 +578,7 @@ class NatsBucket:
 _END: Final = object()
 
 
-class NatsWatch:
+class NatsWatch(WatchIteration):
     """A watch on one ordered consumer; deliveries cross to the caller via a bounded queue."""
 
     def __init__(self, bucket: NatsBucket, scope: WatchScope, resume_rev: int | None) -> None:
@@ -786,15 +742,3 @@ class NatsWatch:
             self._q.put_nowait(_END)
         except queue.Full:
             pass
-
-    def __iter__(self) -> Iterator[KvUpdate]:
-        while not self._ended:
-            u = self.next(None)
-            if u is not None:
-                yield u
-
-    def __enter__(self) -> NatsWatch:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
