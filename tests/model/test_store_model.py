@@ -27,7 +27,7 @@ from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, pr
 import engine
 from engine import Bound, EntryKind, RangeCursor
 
-LAYOUTS = ["memory"]
+LAYOUTS = ["memory", "warm", "hot+warm", "hot+warm+cold", "warm+cold"]
 
 MAX_EXAMPLES = int(os.environ.get("TIERDB_MODEL_EXAMPLES", "50"))
 STEPS = int(os.environ.get("TIERDB_MODEL_STEPS", "30"))

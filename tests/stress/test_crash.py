@@ -28,7 +28,7 @@ import pytest
 import engine
 from engine import EntryKind
 
-LAYOUTS = ["memory"]
+LAYOUTS = ["memory", "warm", "hot+warm+cold"]
 
 CHILD = Path(__file__).with_name("store_crash_child.py")
 A = EntryKind.source(1)
