@@ -130,6 +130,18 @@ def _block_cands(blk: DecodedBlock, j_lo: int, j_hi: int, version: int,
     return kid.tolist(), idx.tolist()
 
 
+def _key_span(keys: list[bytes], lo: bytes | None, lo_inc: bool, hi: bytes | None,
+              hi_inc: bool) -> tuple[int, int]:
+    """Indices ``j_lo:j_hi`` of the block's ``keys`` inside the bounds. O(log keys)."""
+    j_lo = 0
+    j_hi = len(keys)
+    if lo is not None and keys[0] <= lo:
+        j_lo = bisect_left(keys, lo) if lo_inc else bisect_right(keys, lo)
+    if hi is not None and keys[-1] >= hi:
+        j_hi = bisect_right(keys, hi) if hi_inc else bisect_left(keys, hi)
+    return j_lo, j_hi
+
+
 class _Scratch:
     """Attribute bag for :meth:`Segment.check` re-verification."""
 
@@ -514,6 +526,7 @@ class Segment:
     def versions_of(self, tr: TableRange, key: bytes,
                     dv: dict[int, int] | None) -> list[tuple[int, bytes | None]]:
         """Every non-dropped version of ``key`` here, newest first."""
+        # Walks a key's run like lookup(), which stays separate: it is the point-read hot path.
         out: list[tuple[int, bytes | None]] = []
         b = self._first_block(tr, key)
         seq = self.seq
@@ -569,12 +582,7 @@ class Segment:
             for b in range(bs, be + 1):
                 blk = self.block(b)
                 keys = blk.keys
-                j_lo = 0
-                j_hi = len(keys)
-                if lo is not None and keys[0] <= lo:
-                    j_lo = bisect_left(keys, lo) if lo_inc else bisect_right(keys, lo)
-                if hi is not None and keys[-1] >= hi:
-                    j_hi = bisect_right(keys, hi) if hi_inc else bisect_left(keys, hi)
+                j_lo, j_hi = _key_span(keys, lo, lo_inc, hi, hi_inc)
                 if j_lo >= j_hi:
                     continue
                 kidx, eidx = _block_cands(blk, j_lo, j_hi, version, tdrops, seq)
@@ -596,17 +604,14 @@ class Segment:
                 if ks:
                     yield ks, vl, blk, el
             return
+        # Not the forward loop run backwards: a run continued across blocks has its newest
+        # versions in the earlier block, reached last, so its first key waits in ``pending``.
         pending: tuple[bytes, int, DecodedBlock, int] | None = None
         for b in range(be, bs - 1, -1):
             blk = self.block(b)
             keys = blk.keys
             nk = len(keys)
-            j_lo = 0
-            j_hi = nk
-            if lo is not None and keys[0] <= lo:
-                j_lo = bisect_left(keys, lo) if lo_inc else bisect_right(keys, lo)
-            if hi is not None and keys[-1] >= hi:
-                j_hi = bisect_right(keys, hi) if hi_inc else bisect_left(keys, hi)
+            j_lo, j_hi = _key_span(keys, lo, lo_inc, hi, hi_inc)
             if j_lo < j_hi:
                 kidx, eidx = _block_cands(blk, j_lo, j_hi, version, tdrops, seq)
                 kl = list(kidx)
