@@ -312,6 +312,29 @@ class Store:
                     f"read at {floor} or later, or pin versions you need with store.pin()")
         return v
 
+    def _hold(self, version: object, table: EntryKind | None = None) -> tuple[int, int]:
+        """Validate a read version (None = latest) and hold it as a read point.
+
+        Returns ``(version, token)``; release the token when the read is over. The hold is
+        taken *before* the version is validated, so a GC pass that starts in between already
+        sees it. For the latest version the loop re-reads when commits pushed the floor past
+        the version just read (possible with a tiny ``history_versions`` and a fast writer).
+        """
+        if version is None:
+            while True:
+                v = self._version
+                token = self._readpoints.acquire(v)
+                if self.retention.keeps_everything or v >= self.history_floor():
+                    return v, token
+                self._readpoints.release(token)
+        token = self._readpoints.acquire(check_version(version))
+        try:
+            v = self._read_version(version, table, own_hold=True)
+        except BaseException:
+            self._readpoints.release(token)
+            raise
+        return v, token
+
     def _lookup(self, table: EntryKind, key: bytes, version: int) -> RawEntry | None:
         if self._single:
             return self._lookup_first(table, key, version)
@@ -358,9 +381,8 @@ class Store:
             return self._router.get(table, key, version)
         # An explicit version is held as a read point while it is validated and read, so a
         # concurrent GC pass cannot remove what this read needs.
-        token = self._readpoints.acquire(check_version(version))
+        v, token = self._hold(version, table)
         try:
-            v = self._read_version(version, table, own_hold=True)
             e = self._lookup(table, key, v)
         finally:
             self._readpoints.release(token)
@@ -384,12 +406,7 @@ class Store:
         lo, hi = range_bounds(start, end, prefix)
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        token = self._readpoints.acquire(self._version if version is None else check_version(version))
-        try:
-            v = self._read_version(version, t, own_hold=version is not None)
-        except BaseException:
-            self._readpoints.release(token)
-            raise
+        v, token = self._hold(version, t)
         return self._range_iter(t, lo, hi, v, reverse, batch_size, token)
 
     def _range_iter(self, table: EntryKind, lo: Bound, hi: Bound, version: int, reverse: bool,
@@ -418,13 +435,12 @@ class Store:
         lo, hi = range_bounds(start, end, None)
         if cursor.exhausted:
             return RangeBatch.empty()
-        v = self._read_version(version, t)
+        v, token = self._hold(version, t)
         if cursor.last_key is not None:
             if reverse:
                 hi = Bound.excluded(cursor.last_key)
             else:
                 lo = Bound.excluded(cursor.last_key)
-        token = self._readpoints.acquire(v)
         out: list[RawEntry] = []
         has_more = False
         try:
@@ -458,13 +474,7 @@ class Store:
     def snapshot(self, version: int | None = None) -> Snapshot:
         """A read-only view at ``version`` (None = latest), retained until closed."""
         self._check_open()
-        v = self._version if version is None else check_version(version)
-        token = self._readpoints.acquire(v)
-        try:
-            self._read_version(v, own_hold=True)
-        except BaseException:
-            self._readpoints.release(token)
-            raise
+        v, token = self._hold(version)
         return Snapshot(self, v, token)
 
     # -- transactions ------------------------------------------------------------------
@@ -484,8 +494,8 @@ class Store:
         # evicts window records between the two steps then cannot evict one this
         # transaction needs (Oracle.register keeps records above the oldest registration).
         active = self._active_txns.acquire(self._version)
-        v = self._version
-        tx = Transaction(self, v, isolation, durability, self._readpoints.acquire(v))
+        v, token = self._hold(None)
+        tx = Transaction(self, v, isolation, durability, token)
         tx._active = active
         return tx
 

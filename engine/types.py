@@ -6,7 +6,6 @@ range scan advances in place.
 
 from __future__ import annotations
 
-import functools
 from dataclasses import dataclass, field
 from typing import Final, NamedTuple, NewType, Union
 
@@ -66,27 +65,27 @@ _KIND_MULTI, _KIND_SOURCE, _KIND_OPERATOR = 0, 1, 2
 _KIND_NAMES: Final = ("multi", "source", "operator")
 
 
-@functools.total_ordering
-class EntryKind:
+class EntryKind(tuple):  # type: ignore[type-arg]
     """A logical table: ``EntryKind.MULTI``, ``EntryKind.source(id)``, ``EntryKind.operator(id)``.
 
     Hashable and totally ordered (multi < source < operator, then by id). ``str()`` gives
     ``"multi"``, ``"source:42"``, ``"operator:7"``; :meth:`parse` inverts it.
+
+    A ``(tag, id)`` tuple underneath: hashing and equality run in C, which matters because
+    every write and every conflict check hashes its table (benches/bench_store.py, commit).
     """
 
-    __slots__ = ("_tag", "_id", "_hash")
+    __slots__ = ()
     MULTI: EntryKind  # set below
 
-    def __init__(self, tag: int, ident: int = 0) -> None:
+    def __new__(cls, tag: int, ident: int = 0) -> EntryKind:
         if tag not in (_KIND_MULTI, _KIND_SOURCE, _KIND_OPERATOR):
             raise ValueError(f"unknown EntryKind tag {tag!r}")
         if isinstance(ident, bool) or not isinstance(ident, int) or ident < 0 or ident > MAX_VERSION:
             raise ValueError(f"EntryKind id must be an int in [0, 2**64), got {ident!r}")
         if tag == _KIND_MULTI and ident != 0:
             raise ValueError("EntryKind.MULTI has no id")
-        self._tag = tag
-        self._id = ident
-        self._hash = hash((tag, ident))
+        return tuple.__new__(cls, (tag, ident))
 
     @classmethod
     def source(cls, shape_id: int) -> EntryKind:
@@ -117,40 +116,24 @@ class EntryKind:
 
     @property
     def tag(self) -> str:
-        return _KIND_NAMES[self._tag]
+        return _KIND_NAMES[self[0]]
 
     @property
     def id(self) -> int:
-        return self._id
-
-    def _key(self) -> tuple[int, int]:
-        return (self._tag, self._id)
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, EntryKind):
-            return NotImplemented
-        return self._tag == other._tag and self._id == other._id
-
-    def __lt__(self, other: object) -> bool:
-        if not isinstance(other, EntryKind):
-            return NotImplemented
-        return self._key() < other._key()
-
-    def __hash__(self) -> int:
-        return self._hash
+        return int(self[1])
 
     def __str__(self) -> str:
-        if self._tag == _KIND_MULTI:
+        if self[0] == _KIND_MULTI:
             return "multi"
-        return f"{_KIND_NAMES[self._tag]}:{self._id}"
+        return f"{_KIND_NAMES[self[0]]}:{self[1]}"
 
     def __repr__(self) -> str:
-        if self._tag == _KIND_MULTI:
+        if self[0] == _KIND_MULTI:
             return "EntryKind.MULTI"
-        return f"EntryKind.{_KIND_NAMES[self._tag]}({self._id})"
+        return f"EntryKind.{_KIND_NAMES[self[0]]}({self[1]})"
 
-    def __reduce__(self) -> tuple[object, tuple[int, int]]:
-        return (EntryKind, (self._tag, self._id))
+    def __getnewargs__(self) -> tuple[int, int]:  # type: ignore[override]
+        return (self[0], self[1])
 
 
 EntryKind.MULTI = EntryKind(_KIND_MULTI)
