@@ -30,7 +30,7 @@ from engine.kv import (
 from .conftest import NatsServer
 
 CHILD = Path(__file__).with_name("crash_child.py")
-TOTAL = 400
+TOTAL = 1200  # long enough (>= 1.2 s of feed) that the first kill lands mid-run
 ROOT = Path(__file__).resolve().parents[2]
 
 
