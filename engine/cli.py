@@ -230,7 +230,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
                     tx.remove(table, b"user:0007")
             versions.append(tx.version)
             print(f"  committed round {round_no} as version {tx.version}")
-        store.pin(versions[0], "first-load")
+        first = versions[0]
+        assert first is not None  # a committed transaction has a version
+        store.pin(first, "first-load")
         print(f"  pinned version {versions[0]} as 'first-load'")
         key = b"user:0007"
         print(f"\ntime travel on {key.decode()}:")

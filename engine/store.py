@@ -41,7 +41,7 @@ from .errors import (
     StorageIOError,
 )
 from .mvcc.commitlog import DURABILITY_MODES, CommitLog
-from .mvcc.oracle import Oracle, TableKey
+from .mvcc.oracle import Oracle
 from .mvcc.pins import PinStore, atomic_write, check_pin_name
 from .mvcc.readpoints import ReadPoints
 from .mvcc.snapshot import Snapshot
@@ -254,7 +254,7 @@ class Store:
         self._warm_first = first.name == "warm"
         log_ = self._log
         self._mover = Mover(self._router, self.layout, lambda: self._version,
-                            None if log_ is None else (lambda w: log_.truncate_through(w, self._version)))
+                            None if log_ is None else log_.truncate_through)
         self._track_gc = not self.retention.keeps_everything
         self._gc = DropWorker(self._tiers, self._mover._move_lock, self._retained_points,
                               interval=self._gc_interval)

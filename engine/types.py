@@ -7,7 +7,7 @@ range scan advances in place.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Final, NamedTuple, NewType, Union
+from typing import ClassVar, Final, NamedTuple, NewType, Union
 
 from .errors import InvalidKeyError, InvalidVersionError
 
@@ -153,7 +153,7 @@ class Bound:
     key: bytes | None
     inclusive: bool
 
-    UNBOUNDED = None  # type: ignore[assignment]  # replaced below by the singleton
+    UNBOUNDED: ClassVar[Bound]  # the singleton, set below
 
     @classmethod
     def included(cls, key: BytesLike) -> Bound:
@@ -185,7 +185,7 @@ class Bound:
         return f"Bound.{'included' if self.inclusive else 'excluded'}({self.key!r})"
 
 
-Bound.UNBOUNDED = Bound(None, False)  # type: ignore[misc]
+Bound.UNBOUNDED = Bound(None, False)
 
 
 def as_bound(value: object, *, inclusive: bool) -> Bound:

@@ -13,7 +13,7 @@ Everything here is pure: callers pass the versions of one key, newest first.
 from __future__ import annotations
 
 from bisect import bisect_left
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 __all__ = ["ReadPointSet", "removable_versions", "explicit_drop_candidates"]
@@ -27,7 +27,7 @@ class ReadPointSet:
     extra: tuple[int, ...] = ()
 
     @classmethod
-    def of(cls, floor: int, extra: Sequence[int] | set[int]) -> ReadPointSet:
+    def of(cls, floor: int, extra: Iterable[int]) -> ReadPointSet:
         return cls(floor, tuple(sorted(v for v in set(extra) if v < floor)))
 
     def any_in(self, lo: int, hi: int | None) -> bool:

@@ -18,7 +18,7 @@ import heapq
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from ..errors import EngineError
@@ -156,7 +156,7 @@ class DropWorker:
             return {"removed_versions": removed, "removed_bytes": by_tier, "keys_examined": examined,
                     "floor": points.floor}
 
-    def drop_explicit(self, requests: list[tuple[EntryKind, bytes, int | None, int | None, bool]],
+    def drop_explicit(self, requests: Sequence[tuple[EntryKind, bytes, int | None, int | None, bool]],
                       points: ReadPointSet | None = None) -> int:
         """Apply ``tx.drop`` requests: (table, key, up_to_version, keep_last_versions, force)."""
         if not requests:

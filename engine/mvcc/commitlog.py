@@ -30,7 +30,6 @@ import logging
 import os
 import struct
 import threading
-import time
 import zlib
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -176,7 +175,7 @@ class RecoveryReport:
 
     records: int = 0
     max_version: int = 0
-    torn_tail: dict[str, int] | None = None  # {"file": ..., "offset": ..., "bytes": ...}
+    torn_tail: dict[str, int | str] | None = None  # {"file": ..., "offset": ..., "bytes": ...}
     files: list[str] = field(default_factory=list)
 
 
@@ -435,11 +434,11 @@ class CommitLog:
 
     # -- truncation --------------------------------------------------------------------
 
-    def truncate_through(self, version: int, current_version: int) -> int:
+    def truncate_through(self, version: int) -> int:
         """Delete log files holding only versions <= ``version``; return how many.
 
-        Call only after every version <= ``version`` is durable in another tier. When the
-        whole log is covered, the active file is rotated first so that it can go too.
+        Call only after every version <= ``version`` is durable in another tier. The active
+        file is never deleted; it goes once a later rotation (at 64 MiB) retires it.
         """
         removed = 0
         with self._files_lock:
@@ -464,16 +463,6 @@ class CommitLog:
             _fsync_dir(self.dir)
         return removed
 
-    def rotate_if_covered(self, version: int, next_version: int) -> bool:
-        """Rotate the active file when every record in it is <= ``version`` (commit lock held)."""
-        with self._write_lock:
-            if self._fd is None or self._file_size <= LOG_HEADER.size + 0:
-                return False
-            if next_version - 1 <= version:
-                self._rotate(next_version)
-                return True
-            return False
-
     def size_bytes(self) -> int:
         with self._files_lock:
             files = list(self._files)
@@ -497,7 +486,3 @@ class CommitLog:
             finally:
                 self._fd = None
                 self._closed = True
-
-
-def now() -> float:
-    return time.time()

@@ -111,5 +111,5 @@ class PinStore:
         """Number of entries; O(1) (no copy, unlike :meth:`all`)."""
         return len(self._pins)
 
-    def versions(self) -> set[int]:
-        return set(self._pins.values())
+    def versions(self) -> frozenset[int]:
+        return frozenset(self._pins.values())

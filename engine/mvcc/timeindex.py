@@ -131,9 +131,6 @@ class TimeIndex:
         i = bisect_left(self._versions, version, 0, n)
         return self._times[i] if i < n else None
 
-    def first(self) -> tuple[int, float] | None:
-        return (self._versions[0], self._times[0]) if self._versions else None
-
     def close(self) -> None:
         with self._io_lock:
             self._close()

@@ -132,7 +132,7 @@ class Transaction:
 
     # -- writes ------------------------------------------------------------------------
 
-    def _put(self, table: object, key: object, value: bytes | None) -> None:
+    def _put(self, table: EntryKind, key: bytes, value: bytes | None) -> None:
         # The hot path of every write (inlined by design: each call and hash here is paid
         # per key). Validation happens before anything is stored (DESIGN.md section 5).
         if self._state != "open":

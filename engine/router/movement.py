@@ -59,7 +59,7 @@ class Mover:
     """Runs flushes and demotions for one store (see module docstring)."""
 
     def __init__(self, router: Router, layout: Layout, current_version: Callable[[], int],
-                 truncate_log: Callable[[int], None] | None) -> None:
+                 truncate_log: Callable[[int], object] | None) -> None:
         self.router = router
         self.layout = layout
         tiers = {t.name: t for t in router.tiers}
@@ -70,8 +70,9 @@ class Mover:
         self._truncate_log = truncate_log
         # None: no demotion yet; 0: never skip cold; C > 0: reads at >= C may skip cold.
         self._cold_skip: int | None = None
-        if self.warm is not None and self.cold is not None:
-            raw = self.warm.get_meta(COLD_SKIP_META)
+        warm: Any = self.warm  # a WarmTier (get_meta is beyond the TierStorage protocol)
+        if warm is not None and self.cold is not None:
+            raw = warm.get_meta(COLD_SKIP_META)
             if raw is not None:
                 self._cold_skip = U64.unpack(raw)[0]
                 router.cold_skip_from = self._cold_skip or None

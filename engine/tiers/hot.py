@@ -125,9 +125,9 @@ class HotTier:
                 return None
             self._last = (table, t)
         try:
-            chain = t.chains.get(key)
+            chain = t.chains.get(key)  # type: ignore[union-attr]  # t is set on both paths
         except (TypeError, ValueError):  # an unhashable bytes-like key (bytearray, ...)
-            chain = t.chains.get(as_bytes(key))
+            chain = t.chains.get(as_bytes(key))  # type: ignore[union-attr]
         if chain is None:
             if type(key) is not bytes:
                 as_bytes(key)  # a str/int/None key must raise, not read as "absent"
@@ -240,7 +240,7 @@ class HotTier:
                     ks = ks[:256]
                 else:
                     ks = list(t.keys.irange(last, None, (False, True)))[:256]
-                rows = []
+                rows: list[RawEntry] = []
                 for k in ks:
                     c = t.chains[k]
                     rows.extend(RawEntry(k, c.versions[i], c.values[i])
