@@ -193,14 +193,14 @@ def cmd_stats(args: argparse.Namespace) -> int:
     return 0
 
 
+_WITH_PROGRESS = ("flush", "demote", "gc")  # the maintenance calls that report progress
+
+
 def _maintenance(name: str) -> Any:
     def run(args: argparse.Namespace) -> int:
         with _open(args.path) as store:
             fn = getattr(store, name)
-            try:
-                result = fn(progress=_progress(name))
-            except TypeError:
-                result = fn()
+            result = fn(progress=_progress(name)) if name in _WITH_PROGRESS else fn()
             if sys.stderr.isatty():
                 sys.stderr.write("\n")
             print(json.dumps(result, indent=2, sort_keys=True, default=str))
