@@ -224,8 +224,8 @@ class Transaction:
     def contains(self, table: EntryKind, key: bytes) -> bool:
         return self.get(table, key) is not None
 
-    def range(self, table: EntryKind, start: Any = None, end: Any = None, *,
-              reverse: bool = False, prefix: Any = None) -> Iterator[tuple[bytes, bytes]]:
+    def range(self, table: EntryKind, start: Any = None, end: Any = None,
+              reverse: bool = False, *, prefix: Any = None) -> Iterator[tuple[bytes, bytes]]:
         """Iterate ``(key, value)`` in ``[start, end)`` merged with this transaction's writes.
 
         ``start``/``end`` are keys (start inclusive, end exclusive) or :class:`Bound`.
