@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ..errors import CorruptionError, EngineError
+from ..errors import ClosedError, CorruptionError, EngineError
 from ..tiers.base import TierStorage
 from ..types import EntryKind, RawEntry
 from .layout import Layout
@@ -111,7 +111,7 @@ class Mover:
             for table, rows in self.hot.iter_versions_up_to(w, FLUSH_CHUNK_ENTRIES):
                 self.warm.write_entries({table: rows}, sync=False)
                 drops = {table: [(e.key, e.version) for e in rows]}
-                self.router.epochs.defer(lambda d=drops: self.hot.drop(d))  # type: ignore[misc]
+                self._drop_later(self.hot, drops)
                 total += len(rows)
                 progress(total, None)
             # The data and the watermark that says it is there, made durable together.
@@ -171,6 +171,20 @@ class Mover:
             self.counters["demoted_cutoff"] = max(self.counters["demoted_cutoff"], c)
             return {"moved_versions": moved, "cutoff": c, "policy": policy}
 
+    def _drop_later(self, tier: Any, drops: dict[EntryKind, list[tuple[bytes, int]]]) -> None:
+        """Remove the upper copy of a moved band once no older scan can still need it."""
+
+        def drop() -> None:
+            try:
+                tier.drop(drops)
+            except ClosedError:
+                # The store closed while an old scan was still open. The copy stays in the
+                # upper tier (identical to the lower one); the next movement settles it.
+                log.info("deferred removal of %d moved versions skipped: tier %s closed",
+                         sum(len(d) for d in drops.values()), tier.name)
+
+        self.router.epochs.defer(drop)
+
     def _note_cold_skip(self, cutoff: int) -> None:
         """Record how far reads may skip cold (0: never again), durably in warm's metadata.
 
@@ -190,7 +204,7 @@ class Mover:
     def _demote_chunk(self, chunk: dict[EntryKind, list[RawEntry]]) -> int:
         self.cold.write_entries(chunk)
         drops = {t: [(e.key, e.version) for e in es] for t, es in chunk.items()}
-        self.router.epochs.defer(lambda: self.warm.drop(drops))
+        self._drop_later(self.warm, drops)
         return sum(len(es) for es in chunk.values())
 
     # -- background --------------------------------------------------------------------
