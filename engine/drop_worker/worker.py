@@ -15,20 +15,18 @@ Notes: thread safety
 from __future__ import annotations
 
 import heapq
-import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
-from ..errors import EngineError
+from ..background import Background
 from ..tiers.base import TierStorage
 from ..types import EntryKind
 from .planner import ReadPointSet, explicit_drop_candidates, removable_versions
 
 __all__ = ["DropWorker"]
 
-log = logging.getLogger("tierdb.gc")
 
 PASS_BATCH_KEYS = 1024
 MAX_DUTY = 0.08  # the background worker spends at most this share of wall time in passes
@@ -54,11 +52,10 @@ class DropWorker:
         self._last_extra: tuple[int, ...] = ()
         self._full_scan = True
         self._interval = interval
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
         self.counters: dict[str, Any] = {"passes": 0, "removed_versions": 0, "removed_bytes": 0,
                                          "background_errors": 0, "last_error": None}
+        self._next_pause = interval
+        self._loop = Background("tierdb-gc", self._tick, interval or 1.0, self.counters)
 
     # -- candidates --------------------------------------------------------------------
 
@@ -226,35 +223,22 @@ class DropWorker:
     # -- background --------------------------------------------------------------------
 
     def start(self) -> None:
-        if self._thread is None and self._interval > 0:
-            self._thread = threading.Thread(target=self._run, name="tierdb-gc", daemon=True)
-            self._thread.start()
+        if self._interval > 0:
+            self._loop.start()
 
     def kick(self) -> None:
-        self._wake.set()
+        self._loop.kick()
 
-    def _run(self) -> None:
-        pause = self._interval
-        while not self._stop.is_set():
-            self._wake.wait(pause)
-            self._wake.clear()
-            if self._stop.is_set():
-                return
-            started = time.monotonic()
-            try:
-                self.run_pass()
-            except (EngineError, OSError) as exc:
-                self.counters["background_errors"] += 1
-                self.counters["last_error"] = f"{type(exc).__name__}: {exc}"
-                log.warning("background GC pass failed (will retry): %s", exc)
+    def _tick(self) -> float:
+        started = time.monotonic()
+        try:
+            self.run_pass()
+        finally:
             # GC is Python work that shares the interpreter lock with committers: cap it at
             # MAX_DUTY of wall time so it cannot starve them (benches/bench_gc.py).
             spent = time.monotonic() - started
-            pause = max(self._interval, spent * (1 - MAX_DUTY) / MAX_DUTY)
+            self._next_pause = max(self._interval, spent * (1 - MAX_DUTY) / MAX_DUTY)
+        return self._next_pause
 
     def stop(self) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
+        self._loop.stop()

@@ -32,7 +32,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ..errors import ClosedError, CorruptionError, EngineError
+from ..background import Background
+from ..errors import ClosedError, CorruptionError
 from ..tiers.base import TierStorage
 from ..types import EntryKind, RawEntry
 from .layout import Layout
@@ -77,15 +78,16 @@ class Mover:
                 self._cold_skip = U64.unpack(raw)[0]
                 router.cold_skip_from = self._cold_skip or None
         self._move_lock = threading.Lock()
-        self._wake = threading.Event()
         self._flushed = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._last_flush = self._last_demote = time.monotonic()
+        intervals = [x for x in (layout.flush_interval, layout.demote_interval) if x > 0]
+        self._loop_pause = min(intervals + [1.0])
         self.counters: dict[str, Any] = {
             "flushes": 0, "flushed_versions": 0, "flushed_watermark": 0,
             "demotions": 0, "demoted_versions": 0, "demoted_cutoff": 0,
             "background_errors": 0, "last_error": None,
         }
+        self._loop = Background("tierdb-mover", self._tick, self._loop_pause, self.counters)
 
     # -- flush -------------------------------------------------------------------------
 
@@ -126,7 +128,7 @@ class Mover:
 
     def wait_for_flush(self, timeout: float) -> None:
         """Block until the next flush finishes (commit back-pressure), at most ``timeout``."""
-        if self._thread is None:
+        if not self._loop.running:
             return
         self._flushed.clear()
         self.kick()
@@ -210,49 +212,33 @@ class Mover:
     # -- background --------------------------------------------------------------------
 
     def start(self) -> None:
-        if self._thread is not None or not (self.can_flush or self.can_demote):
-            return
-        if not self.layout.background:
-            return
-        self._thread = threading.Thread(target=self._run, name="tierdb-mover", daemon=True)
-        self._thread.start()
+        if (self.can_flush or self.can_demote) and self.layout.background:
+            now = time.monotonic()
+            self._last_flush = self._last_demote = now
+            self._loop.start()
 
     def kick(self) -> None:
         """Ask the background mover to look at its triggers now."""
-        self._wake.set()
+        self._loop.kick()
 
-    def _run(self) -> None:
+    def _tick(self) -> float:
+        """One look at the triggers: hot over half its budget, or an interval elapsed."""
         lay = self.layout
-        last_flush = last_demote = time.monotonic()
-        while not self._stop.is_set():
-            timeouts = [x for x in (lay.flush_interval, lay.demote_interval) if x > 0] or [1.0]
-            self._wake.wait(min(timeouts + [1.0]))
-            self._wake.clear()
-            if self._stop.is_set():
-                return
-            now = time.monotonic()
-            try:
-                if self.can_flush:
-                    over = self.hot.bytes > lay.hot_bytes // 2
-                    due = lay.flush_interval > 0 and now - last_flush >= lay.flush_interval
-                    if over or due:
-                        lag = 0 if over else lay.flush_lag_versions
-                        self.flush(max(0, self._version() - lag))
-                        last_flush = now
-                if self.can_demote and lay.demote_interval > 0 and now - last_demote >= lay.demote_interval:
-                    self.demote(max(0, self._version() - lay.demotion_age_versions))
-                    last_demote = now
-            except (EngineError, OSError) as exc:
-                self.counters["background_errors"] += 1
-                self.counters["last_error"] = f"{type(exc).__name__}: {exc}"
-                log.warning("background movement failed (will retry): %s", exc)
+        now = time.monotonic()
+        if self.can_flush:
+            over = self.hot.bytes > lay.hot_bytes // 2
+            due = lay.flush_interval > 0 and now - self._last_flush >= lay.flush_interval
+            if over or due:
+                lag = 0 if over else lay.flush_lag_versions
+                self._last_flush = now
+                self.flush(max(0, self._version() - lag))
+        if self.can_demote and lay.demote_interval > 0 and now - self._last_demote >= lay.demote_interval:
+            self._last_demote = now
+            self.demote(max(0, self._version() - lay.demotion_age_versions))
+        return self._loop_pause
 
     def stop(self) -> None:
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
+        self._loop.stop()
         with self._move_lock:
             self.router.epochs.run_pending()
 

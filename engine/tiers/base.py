@@ -16,12 +16,22 @@ from typing import Any, Protocol, runtime_checkable
 
 from ..types import Bound, EntryKind, RangeBatch, RangeCursor, RawEntry
 
-__all__ = ["TierStorage", "SetBatches", "DropBatches", "DEFAULT_BATCH_SIZE"]
+__all__ = ["TierStorage", "SetBatches", "DropBatches", "DEFAULT_BATCH_SIZE", "finish_page"]
 
 SetBatches = Mapping[EntryKind, Sequence[tuple[bytes, "bytes | None"]]]
 DropBatches = Mapping[EntryKind, Sequence[tuple[bytes, int]]]
 
 DEFAULT_BATCH_SIZE = 1024
+
+
+def finish_page(cursor: RangeCursor, rows: list[RawEntry], has_more: bool) -> RangeBatch:
+    """The paging contract every tier shares: advance ``cursor`` past ``rows`` and mark it
+    exhausted when nothing is left. O(1)."""
+    if rows:
+        cursor.last_key = rows[-1].key
+    if not has_more:
+        cursor.exhausted = True
+    return RangeBatch(rows, has_more)
 
 
 @runtime_checkable

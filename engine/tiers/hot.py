@@ -23,7 +23,7 @@ from sortedcontainers import SortedList
 
 from ..errors import ClosedError, CorruptionError
 from ..types import Bound, EntryKind, RangeBatch, RangeCursor, RawEntry, as_bytes
-from .base import DropBatches, SetBatches
+from .base import DropBatches, SetBatches, finish_page
 
 __all__ = ["HotTier"]
 
@@ -211,11 +211,7 @@ class HotTier:
                     has_more = True
                     break
                 out.append(RawEntry(key, vs[i - 1], chain.values[i - 1]))
-        if out:
-            cursor.last_key = out[-1].key
-        if not has_more:
-            cursor.exhausted = True
-        return RangeBatch(out, has_more)
+        return finish_page(cursor, out, has_more)
 
     def range_next(self, table: EntryKind, cursor: RangeCursor, start: Bound, end: Bound,
                    version: int, batch_size: int) -> RangeBatch:

@@ -65,7 +65,7 @@ from ..types import (
     as_bytes,
     check_version,
 )
-from .base import DropBatches, SetBatches
+from .base import DropBatches, SetBatches, finish_page
 
 __all__ = [
     "FORMAT_VERSION",
@@ -971,11 +971,7 @@ class WarmTier:
                     out, has_more = self._scan_fwd(cf, lo, hi, inv_read, batch_size, table)
             except rocksdict.DbClosedError as e:
                 raise ClosedError(f"warm tier {self.path} is closed") from e
-        if out:
-            cursor.last_key = out[-1].key
-        if not has_more:
-            cursor.exhausted = True
-        return RangeBatch(out, has_more)
+        return finish_page(cursor, out, has_more)
 
     @staticmethod
     def _scan_fwd(

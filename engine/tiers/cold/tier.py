@@ -58,7 +58,7 @@ from ...types import (
     as_bytes,
     check_version,
 )
-from ..base import DropBatches, SetBatches
+from ..base import DropBatches, SetBatches, finish_page
 from .bloom import HASH_ADD, HASH_MUL, MASK64
 from .cache import BlockCache
 from .compaction import carry_over, merge_table, plan
@@ -337,11 +337,7 @@ class ColdTier:
                     has_more = True
                     break
                 append(RawEntry(key, ver, blk.value(i)))
-        if out:
-            cursor.last_key = out[-1].key
-        if not has_more:
-            cursor.exhausted = True
-        return RangeBatch(out, has_more)
+        return finish_page(cursor, out, has_more)
 
     def range_next(self, table: EntryKind, cursor: RangeCursor, start: Bound, end: Bound,
                    version: int, batch_size: int) -> RangeBatch:
