@@ -550,7 +550,7 @@ class Store:
             self._log.sync_to(end)
         tx._release()  # the committed transaction no longer holds its read point
         if self._track_gc:
-            self._gc.note_commit(batches)
+            self._gc.note_commit(writes.keys())
         if tx._drops:
             self._gc.drop_explicit(tx._drops)
         policies = self._policies.all() if len(self._policies) else None  # no copy per commit

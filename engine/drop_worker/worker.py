@@ -43,7 +43,7 @@ class DropWorker:
         self._read_points = read_points
         self._lock = threading.Lock()
         self._pass_lock = threading.Lock()
-        self._candidates: dict[EntryKind, set[bytes]] = {}
+        self._candidates: set[tuple[EntryKind, bytes]] = set()
         # Keys that kept superseded versions only because the floor had not passed them yet
         # (a heap of (floor at which to look again, table, key)) or because a pin or open
         # snapshot needed them (looked at again whenever those read points change).
@@ -59,38 +59,37 @@ class DropWorker:
 
     # -- candidates --------------------------------------------------------------------
 
-    def note_commit(self, batches: dict[EntryKind, list[tuple[bytes, bytes | None]]]) -> None:
-        """Remember the keys a commit wrote: their older versions may now be droppable."""
+    def note_commit(self, keys: Iterable[tuple[EntryKind, bytes]]) -> None:
+        """Remember the ``(table, key)`` pairs a commit wrote: older versions may now go.
+
+        O(writes), one C-level set update (it runs on every commit).
+        """
         with self._lock:
             if self._full_scan:
                 return
-            for table, rows in batches.items():
-                s = self._candidates.get(table)
-                if s is None:
-                    s = self._candidates[table] = set()
-                s.update(k for k, _ in rows)
-            if sum(len(s) for s in self._candidates.values()) > MAX_TRACKED_CANDIDATES:
-                self._candidates.clear()
+            cands = self._candidates
+            cands.update(keys)
+            if len(cands) > MAX_TRACKED_CANDIDATES:
+                cands.clear()
                 self._full_scan = True  # cheaper to rescan than to track without bound
 
     def pending(self) -> int:
         with self._lock:
-            return sum(len(s) for s in self._candidates.values())
+            return len(self._candidates)
 
-    def _take_candidates(self, points: ReadPointSet) -> tuple[bool, dict[EntryKind, set[bytes]]]:
+    def _take_candidates(self, points: ReadPointSet) -> tuple[bool, set[tuple[EntryKind, bytes]]]:
         with self._lock:
             full, cands = self._full_scan, self._candidates
-            self._full_scan, self._candidates = False, {}
+            self._full_scan, self._candidates = False, set()
         if full:
             self._parked_floor, self._parked_extra = [], set()
             return full, cands
         heap = self._parked_floor
         while heap and heap[0][0] <= points.floor:
             _, table, key = heapq.heappop(heap)
-            cands.setdefault(table, set()).add(key)
+            cands.add((table, key))
         if points.extra != self._last_extra:
-            for table, key in self._parked_extra:
-                cands.setdefault(table, set()).add(key)
+            cands.update(self._parked_extra)
             self._parked_extra = set()
         return full, cands
 
@@ -123,7 +122,7 @@ class DropWorker:
                 keys: Iterable[tuple[EntryKind, bytes]] = self._all_keys()
                 total = None
             else:
-                keys = [(t, k) for t, ks in cands.items() for k in sorted(ks)]
+                keys = sorted(cands)
                 total = len(keys)
             removed = 0
             by_tier: dict[str, int] = {t.name: 0 for t in self.tiers}
