@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import EngineError
+from .cli_args import version_arg
 from .types import EntryKind
 
 __all__ = ["main"]
@@ -89,16 +90,6 @@ def _read_version(store: Any, args: argparse.Namespace) -> int | None:
             raise CliError(f"no commit at or before {args.at}")
         return int(v)
     return args.version
-
-
-def _version_arg(text: str) -> int:
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"bad version {text!r}: give a non-negative integer") from None
-    if v < 0:
-        raise argparse.ArgumentTypeError(f"bad version {text!r}: versions are >= 0")
-    return v
 
 
 def _progress(label: str) -> Any:
@@ -270,7 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--table", default="multi", help="table: multi, source:<id> or operator:<id> (default multi)")
 
     def with_version(sp: argparse.ArgumentParser) -> None:
-        sp.add_argument("--version", type=_version_arg, default=None, help="read as of this commit version")
+        sp.add_argument("--version", type=version_arg, default=None, help="read as of this commit version")
         sp.add_argument("--at", default=None, help="read as of a wall-clock time (epoch seconds or ISO-8601)")
 
     d = sub.add_parser("demo", help="create a demo store, commit, time travel, print per-tier stats")

@@ -22,7 +22,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
+from ..cli_args import table_arg, version_arg
 from ..errors import EngineError
+from ..store import MARKER_NAME
 from ..types import EntryKind
 from .checkpoint import GraphCheckpointRecord, graph_storage
 from .errors import CodecError
@@ -33,28 +35,10 @@ from .wal import WALFrame, graph_wal_prefix, parse_frame_seq
 
 __all__ = ["add_graph_commands", "graph_log", "graph_show", "main", "run_graph_command"]
 
-_MARKER = "TIERDB"  # engine.store.MARKER_NAME; kept here so opening never creates a store
 
 
 class GraphCliError(Exception):
     """A usage problem (bad path, bad table) reported as exit code 2."""
-
-
-def _table(text: str) -> EntryKind:
-    try:
-        return EntryKind.parse(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _version(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"version must be an int, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"version must be >= 0, got {value}")
-    return value
 
 
 def add_graph_commands(subparsers: Any) -> argparse.ArgumentParser:
@@ -65,7 +49,7 @@ def add_graph_commands(subparsers: Any) -> argparse.ArgumentParser:
     def common(sp: argparse.ArgumentParser) -> None:
         sp.add_argument("path", help="store directory")
         sp.add_argument("--name", required=True, help="graph name")
-        sp.add_argument("--table", type=_table, default=EntryKind.MULTI,
+        sp.add_argument("--table", type=table_arg, default=EntryKind.MULTI,
                         help="table of the graph's tiers (default multi)")
         sp.add_argument("--keyspace", default=None, help="keyspace of the graph's tiers (default: the name)")
 
@@ -76,7 +60,7 @@ def add_graph_commands(subparsers: Any) -> argparse.ArgumentParser:
 
     show = gsub.add_parser("show", help="the graph as of a store version, as JSON")
     common(show)
-    show.add_argument("--version", type=_version, default=None, help="store version (default latest)")
+    show.add_argument("--version", type=version_arg, default=None, help="store version (default latest)")
     show.add_argument("--meta", action="store_true", help="wrap the snapshot with restore details")
     show.set_defaults(func=run_graph_command)
     assert isinstance(graph, argparse.ArgumentParser)
@@ -86,7 +70,7 @@ def add_graph_commands(subparsers: Any) -> argparse.ArgumentParser:
 def _open(path: str) -> Any:
     import engine
 
-    if not (Path(path) / _MARKER).exists():
+    if not (Path(path) / MARKER_NAME).exists():
         raise GraphCliError(f"no tierdb store at {path}")
     return engine.open(path)
 
