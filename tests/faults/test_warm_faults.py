@@ -223,7 +223,7 @@ def test_write_failure_is_storage_io_error_and_invisible(tmp_path, op):
 
 def test_open_failure_is_storage_io_error(tmp_path):
     d = tmp_path / "w"
-    with mock.patch("engine.tiers.warm.rocksdict.Rdict", side_effect=Exception("IO error: EIO")), \
+    with mock.patch("engine.tiers.warm.db.rocksdict.Rdict", side_effect=Exception("IO error: EIO")), \
             pytest.raises(StorageIOError, match="EIO"):
         WarmTier(d)
     with WarmTier(d) as t:  # the stamped, half-created directory opens fine afterwards

@@ -19,10 +19,10 @@ from engine.errors import (
 )
 from engine.tiers import WarmTier
 from engine.tiers.warm import (
-    _POINT_SKIP_LIMIT,
-    _SCAN_SKIP_LIMIT,
     META_CF,
     META_FORMAT_KEY,
+    POINT_SKIP_LIMIT,
+    SCAN_SKIP_LIMIT,
     TAG_TOMBSTONE,
     TAG_VALUE,
     decode_key,
@@ -275,7 +275,7 @@ def test_concurrent_readers_with_one_writer(warm):
 def test_point_read_past_many_deleted_entries(warm):
     # Dropped versions leave RocksDB deletion markers that a seek must step over; past the
     # skip limit the cached iterator gives up and the read retries on a bounded iterator.
-    n = _POINT_SKIP_LIMIT * 3
+    n = POINT_SKIP_LIMIT * 3
     warm.set(1, {T: [(b"m%05d" % i, b"x") for i in range(n)] + [(b"z", b"last")]})
     warm.drop({T: [(b"m%05d" % i, 1) for i in range(n)]})
     assert warm.get(T, b"m", 5) is None
@@ -293,7 +293,7 @@ def test_long_histories_scan_both_ways(warm, seed):
     rng = random.Random(seed)
     model: dict[bytes, dict[int, bytes | None]] = {}
     keys = [b"", b"a", b"a\x00", b"b", b"c\xff"] + [b"k%d" % i for i in range(6)]
-    nversions = _SCAN_SKIP_LIMIT * 4
+    nversions = SCAN_SKIP_LIMIT * 4
     for v in rng.sample(range(1, nversions * 3), nversions):
         ks = rng.sample(keys, rng.randrange(1, len(keys)))
         rows = [(k, None if rng.random() < 0.15 else b"%d" % v) for k in ks]

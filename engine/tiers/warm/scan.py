@@ -1,0 +1,266 @@
+"""Range scans of the warm tier: bounded iterator pages that keep the newest visible version
+of each key, and the maintenance walk over every stored version."""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterator
+from typing import Any
+
+import rocksdict
+
+from ...errors import ClosedError
+from ...types import (
+    MAX_VERSION,
+    Bound,
+    EntryKind,
+    RangeBatch,
+    RangeCursor,
+    RawEntry,
+    as_bytes,
+    check_version,
+)
+from ..base import finish_page
+from .db import WarmDB, upper_bound_ro
+from .format import (
+    ESCAPED_NUL,
+    ITER_CHUNK,
+    NUL,
+    PAST_VERSIONS,
+    SCAN_SKIP_LIMIT,
+    SUFFIX_LEN,
+    TAG_TOMBSTONE_INT,
+    TAG_VALUE_INT,
+    TERMINATOR,
+    decode_key,
+    decode_value,
+    key_prefix,
+    pack_inv,
+)
+
+_from_bytes = int.from_bytes
+_raw_entry = RawEntry
+
+
+class RangeScans(WarmDB):
+    """``range_next``, ``range_rev_next`` and ``iter_versions``."""
+
+    # -- ranges ------------------------------------------------------------------------------
+
+    @staticmethod
+    def _low(start: Bound, cursor: RangeCursor, reverse: bool) -> bytes | None:
+        if not reverse and cursor.last_key is not None:
+            return cursor.last_key.replace(NUL, ESCAPED_NUL) + PAST_VERSIONS
+        if start.key is None:
+            return None
+        return start.key.replace(NUL, ESCAPED_NUL) + (TERMINATOR if start.inclusive else PAST_VERSIONS)
+
+    @staticmethod
+    def _high(end: Bound, cursor: RangeCursor, reverse: bool) -> bytes | None:
+        if reverse and cursor.last_key is not None:
+            return cursor.last_key.replace(NUL, ESCAPED_NUL) + TERMINATOR
+        if end.key is None:
+            return None
+        return end.key.replace(NUL, ESCAPED_NUL) + (PAST_VERSIONS if end.inclusive else TERMINATOR)
+
+    def _page(
+        self,
+        table: EntryKind,
+        cursor: RangeCursor,
+        start: Bound,
+        end: Bound,
+        version: int,
+        batch_size: int,
+        reverse: bool,
+    ) -> RangeBatch:
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        cf = self._cfs.get(table)  # raises ClosedError after close
+        if cursor.exhausted:
+            return RangeBatch.empty()
+        if cf is None:
+            check_version(version)  # bad input raises even for a missing table
+            cursor.exhausted = True
+            return RangeBatch.empty()
+        try:
+            inv_read = pack_inv(MAX_VERSION - version)
+        except (struct.error, TypeError):
+            check_version(version)
+            raise
+        lo = self._low(start, cursor, reverse)
+        hi = self._high(end, cursor, reverse)
+        if lo is not None and hi is not None and lo >= hi:
+            out: list[RawEntry] = []
+            has_more = False
+        else:
+            try:
+                if reverse:
+                    out, has_more = self._scan_rev(cf, lo, hi, inv_read, batch_size, table)
+                else:
+                    out, has_more = self._scan_fwd(cf, lo, hi, inv_read, batch_size, table)
+            except rocksdict.DbClosedError as e:
+                raise ClosedError(f"warm tier {self.path} is closed") from e
+        return finish_page(cursor, out, has_more)
+
+    @staticmethod
+    def _scan_fwd(
+        cf: Any, lo: bytes | None, hi: bytes | None, inv_read: bytes, batch_size: int, table: EntryKind
+    ) -> tuple[list[RawEntry], bool]:
+        ro = upper_bound_ro(hi)
+        out: list[RawEntry] = []
+        append = out.append
+        last_p: bytes | None = None  # prefix of the key just emitted
+        newer_p: bytes | None = None  # prefix whose too-new versions are being skipped
+        run = 0
+        from_key = lo
+        room = batch_size
+        # Locals for the per-row loop (each global/attribute load is ~2% of a row).
+        tv, tt, maxv, from_bytes = TAG_VALUE_INT, TAG_TOMBSTONE_INT, MAX_VERSION, _from_bytes
+        new_entry = RawEntry
+        while True:
+            reseek = None
+            for k, v in cf.items(from_key=from_key, read_opt=ro):
+                p = k[:-8]
+                if p == last_p:  # an older version of the key just emitted
+                    run += 1
+                    if run > SCAN_SKIP_LIMIT:
+                        reseek = p[:-1] + b"\x01"
+                        break
+                    continue
+                s = k[-8:]
+                if s < inv_read:  # newer than the read version
+                    if p != newer_p:
+                        newer_p = p
+                        run = 0
+                    run += 1
+                    if run > SCAN_SKIP_LIMIT:
+                        reseek = p + inv_read
+                        break
+                    continue
+                if not room:
+                    return out, True
+                room -= 1
+                last_p = p
+                run = 0
+                ek = k[:-SUFFIX_LEN]
+                if 0 in ek:
+                    ek = ek.replace(ESCAPED_NUL, NUL)
+                t = v[0] if v else -1
+                if t == tv:
+                    val: bytes | None = v[1:]
+                elif t == tt and len(v) == 1:
+                    val = None
+                else:
+                    val = decode_value(v, f"table {table} key {ek!r}")
+                append(new_entry(ek, maxv - from_bytes(s, "big"), val))
+            if reseek is None:
+                return out, False
+            from_key = reseek
+            run = 0
+
+    @staticmethod
+    def _scan_rev(
+        cf: Any, lo: bytes | None, hi: bytes | None, inv_read: bytes, batch_size: int, table: EntryKind
+    ) -> tuple[list[RawEntry], bool]:
+        # Walking backwards, a key's versions arrive oldest first: the answer for the key is the
+        # last one seen that is still <= the read version.
+        ro = upper_bound_ro(hi)
+        out: list[RawEntry] = []
+        group: bytes | None = None
+        cand: tuple[bytes, bytes] | None = None  # best (k, v) of the current group so far
+        done = False  # the current group's answer is final (remaining versions too new)
+        run = 0
+        from_key = hi
+        where = f"table {table}"
+
+        def emit(k: bytes, v: bytes) -> None:
+            ek = k[:-SUFFIX_LEN]
+            if 0 in ek:
+                ek = ek.replace(ESCAPED_NUL, NUL)
+            out.append(_raw_entry(ek, MAX_VERSION - _from_bytes(k[-8:], "big"), decode_value(v, where)))
+
+        while True:
+            reseek = None
+            for k, v in cf.items(backwards=True, from_key=from_key, read_opt=ro):
+                if lo is not None and k < lo:
+                    break  # below the range (lower bounds are manual: see upper_bound_ro)
+                p = k[:-8]
+                if p != group:
+                    if cand is not None:
+                        emit(*cand)
+                        cand = None
+                    group = p
+                    run = 0
+                    if k[-8:] >= inv_read:  # its oldest version is visible: the key is visible
+                        if len(out) == batch_size:
+                            return out, True
+                        cand = (k, v)
+                        done = False
+                    else:
+                        done = True
+                    continue
+                run += 1
+                if not done:
+                    if k[-8:] >= inv_read:
+                        cand = (k, v)
+                    else:
+                        done = True
+                if run > SCAN_SKIP_LIMIT:
+                    if not done:  # a long history: seek straight to the newest visible version
+                        for kv in cf.items(from_key=p + inv_read, read_opt=upper_bound_ro(p[:-1] + b"\x01")):
+                            cand = kv
+                            break
+                        done = True
+                    reseek = p  # seek_for_prev(p) lands on the previous key
+                    break
+            if reseek is None:
+                if cand is not None:
+                    emit(*cand)
+                return out, False
+            from_key = reseek
+
+    def range_next(self, table: EntryKind, cursor: RangeCursor, start: Bound, end: Bound,
+                   version: int, batch_size: int) -> RangeBatch:
+        """Next <= ``batch_size`` keys ascending at their newest version <= ``version``.
+
+        One bounded iterator per page; O(log n + batch + skipped versions).
+        """
+        return self._page(table, cursor, start, end, version, batch_size, False)
+
+    def range_rev_next(self, table: EntryKind, cursor: RangeCursor, start: Bound, end: Bound,
+                       version: int, batch_size: int) -> RangeBatch:
+        """As :meth:`range_next`, in descending key order."""
+        return self._page(table, cursor, start, end, version, batch_size, True)
+
+    # -- maintenance -------------------------------------------------------------------------
+
+    def iter_versions(self, table: EntryKind, start: bytes | None = None) -> Iterator[RawEntry]:
+        """Every stored version of ``table``, key ascending, version descending, from ``start``.
+
+        Pages through short-lived iterators (none is held across a ``yield``), so it is not a
+        consistent snapshot against concurrent writes. O(n) over the whole walk.
+        """
+        cf = self._cfs.get(table)
+        if cf is None:
+            return
+        from_key: bytes | None = key_prefix(as_bytes(start)) if start is not None else None
+        where = f"table {table}"
+        ro = rocksdict.ReadOptions()
+        while True:
+            rows: list[RawEntry] = []
+            last = None
+            for k, v in cf.items(from_key=from_key, read_opt=ro):
+                ek, ver = decode_key(k)
+                rows.append(_raw_entry(ek, ver, decode_value(v, where)))
+                last = k
+                if len(rows) == ITER_CHUNK:
+                    break
+            if last is None:
+                return
+            yield from rows
+            if len(rows) < ITER_CHUNK:
+                return
+            from_key = last + NUL  # the smallest key after `last`
+            cf = self._cfs.get(table)
+            if cf is None:
+                return
