@@ -4,8 +4,14 @@ A version ``x`` of a key whose next newer version is ``y`` (or none) is needed b
 point ``r`` exactly when ``x <= r < y``. Retained read points are every version >= the
 history floor, every pinned version and every open snapshot or transaction. ``x`` may be
 removed only when no retained read point lies in ``[x, y)``. The newest version is always
-needed (the latest read point lies above it), except that a tombstone with nothing older
-beneath it in any tier reads exactly like "absent" and is removed too.
+needed (the latest read point lies above it).
+
+A tombstone with nothing older beneath it in any tier reads exactly like "absent", but it is
+also the record that the key was deleted at that version, and ``store.history()`` is an
+audit trail of the retained window. So GC removes such a bottom tombstone only once it lies
+below the history floor: never under keep-everything retention (floor 0), and under a finite
+retention as soon as the floor passes it. An explicit ``tx.drop`` that makes it a candidate
+removes it at once: the caller asked to edit the history.
 
 Everything here is pure: callers pass the versions of one key, newest first.
 """
@@ -61,8 +67,11 @@ def removable_versions(versions: Sequence[tuple[int, bool]], points: ReadPointSe
         else:
             kept.append((v, tomb))
         newer = v
-    # A tombstone with nothing beneath it answers exactly like "absent": it can go.
-    while kept and kept[-1][1] and (candidates is None or kept[-1][0] in candidates):
+    # A tombstone with nothing beneath it answers reads exactly like "absent". GC removes it
+    # once it is below the floor (no longer part of the retained history); an explicit drop
+    # that names it removes it at once (the caller asked to edit the history).
+    while kept and kept[-1][1] and (kept[-1][0] in candidates if candidates is not None
+                                    else kept[-1][0] < points.floor):
         remove.add(kept.pop()[0])
     return remove
 

@@ -116,6 +116,12 @@ class DropWorker:
         """
         with self._pass_lock:
             points = self._read_points()
+            if points.floor == 0:
+                # Every version >= 0 is a retained read point (keep-everything retention, or a
+                # finite one that has not started to trim): nothing is removable, so do not
+                # read every key to find that out. Candidates stay for a later pass.
+                return {"removed_versions": 0, "removed_bytes": {t.name: 0 for t in self.tiers},
+                        "keys_examined": 0, "floor": 0}
             full, cands = self._take_candidates(points)
             self._last_extra = points.extra
             if full:
@@ -187,7 +193,7 @@ class DropWorker:
                     if len(versions) == 1 and not versions[0][1]:
                         continue  # a single live version is always needed
                     gone = removable_versions(versions, points)
-                    self._park(table, key, [v for v, _ in versions if v not in gone], points)
+                    self._park(table, key, [vt for vt in versions if vt[0] not in gone], points)
                 else:
                     up_to, keep, force = rule
                     cands = explicit_drop_candidates([v for v, _ in versions], up_to, keep)
@@ -209,11 +215,21 @@ class DropWorker:
                     tier.drop(drops)
         return removed
 
-    def _park(self, table: EntryKind, key: bytes, kept: list[int], points: ReadPointSet) -> None:
-        """Remember when a key with kept superseded versions is worth another look."""
-        if len(kept) < 2:
+    def _park(self, table: EntryKind, key: bytes, kept: list[tuple[int, bool]],
+              points: ReadPointSet) -> None:
+        """Remember when a key with kept versions that may go later is worth another look.
+
+        ``kept``: the ``(version, is_tombstone)`` pairs the pass kept, newest first.
+        """
+        # A superseded version x goes once no read point lies in [x, y): look again when the
+        # floor reaches the smallest "next newer" y. A bottom tombstone t goes once the floor
+        # passes it (t + 1).
+        ys = [kept[i - 1][0] for i in range(1, len(kept))]
+        if kept and kept[-1][1]:
+            ys.append(kept[-1][0] + 1)
+        if not ys:
             return
-        threshold = min(kept[i - 1] for i in range(1, len(kept)))  # smallest "next newer" y
+        threshold = min(ys)
         if threshold <= points.floor:
             self._parked_extra.add((table, key))  # only a pin or snapshot keeps it
         else:

@@ -59,8 +59,10 @@ def test_planner_bottom_tombstones_go():
     assert removable_versions([(2, True), (1, False)], ReadPointSet.of(3, [1])) == set()
     # a tombstone that hides an older value needed by nobody else but the floor stays
     assert removable_versions([(5, False), (2, True), (1, False)], ReadPointSet.of(3, [])) == {1, 2}
-    # v1 is unneeded at floor 2, which leaves the tombstone at the bottom: it goes too
-    assert removable_versions([(5, False), (2, True), (1, False)], ReadPointSet.of(2, [])) == {1, 2}
+    # v1 is unneeded at floor 2, which leaves the tombstone at the bottom; but it is at the
+    # floor, the retained history still records the delete (test_tombstones.py)
+    assert removable_versions([(5, False), (2, True), (1, False)], ReadPointSet.of(2, [])) == {1}
+    assert removable_versions([(5, False), (2, True), (1, False)], ReadPointSet.of(2, []), {1, 2}) == {1, 2}
     # but a reader at 1 keeps v1 and so the tombstone that hides it from readers at 2..4
     assert removable_versions([(5, False), (2, True), (1, False)], ReadPointSet.of(2, [1])) == set()
 
