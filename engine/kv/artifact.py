@@ -13,9 +13,11 @@ guarantee - a collision-resistant hash per file - is the same). No pickle anywhe
 
 Paths are never built from manifest strings as given: each declared path must match
 ``data/<name>[/<name>...]`` with names of ``[A-Za-z0-9._-]`` that are not ``.`` or ``..``,
-and the filesystem path is joined from those checked components. Every import failure
-raises :class:`ArtifactInvalid` (also a :class:`~engine.errors.CorruptionError`) naming the
-offending file, and leaves nothing at the destination.
+and the filesystem path is joined from those checked components. Every payload key must be a
+valid KV key. Every import failure raises :class:`ArtifactInvalid` (also a
+:class:`~engine.errors.CorruptionError`) naming the offending file; an import checks
+everything before it creates anything, so a failure leaves nothing at the destination, not
+even the destination's missing parent directories.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from typing import Any, Final
 
 from .errors import ArtifactInvalid, OperationFailed
 from .fold import FOLD_BACKEND, FOLD_BACKEND_VERSION, StoreFold
+from .names import KEY_RULE, validate_bucket, validate_key
 from .types import MAX_TOKEN_BYTES, VersionToken, WatchCursor
 
 __all__ = [
@@ -44,6 +47,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "export_fold",
     "import_artifact",
+    "parse_payload",
     "read_manifest",
     "read_payload",
 ]
@@ -114,9 +118,18 @@ def write_payload(path: Path, entries: Iterator[tuple[str, bytes]], cursor: Watc
 
 
 def read_payload(path: Path, shown: str | None = None) -> tuple[WatchCursor, list[tuple[str, bytes]]]:
-    """Parse a payload strictly. Raises ArtifactInvalid naming the file and offset."""
-    name = shown or str(path)
-    data = path.read_bytes()
+    """Read and parse a payload file strictly. Raises ArtifactInvalid naming the file and offset."""
+    return parse_payload(path.read_bytes(), shown or str(path))
+
+
+def parse_payload(data: bytes, name: str) -> tuple[WatchCursor, list[tuple[str, bytes]]]:
+    """Parse payload bytes strictly (``name`` is the file named in errors).
+
+    Every entry key must be a valid KV key (``names.KEY_RULE``), UTF-8, strictly sorted.
+
+    Raises:
+        ArtifactInvalid: naming ``name`` and the offset of the first bad record.
+    """
     if len(data) < PAYLOAD_HEADER.size:
         raise ArtifactInvalid("fold payload is truncated", path=name, offset=0)
     magic, fmt = PAYLOAD_HEADER.unpack_from(data, 0)
@@ -144,6 +157,11 @@ def read_payload(path: Path, shown: str | None = None) -> tuple[WatchCursor, lis
                 k = key.decode()
             except UnicodeDecodeError:
                 raise ArtifactInvalid("fold payload key is not UTF-8", path=name, offset=off) from None
+            try:
+                validate_key(k)
+            except OperationFailed:
+                raise ArtifactInvalid(f"fold payload key {k!r} is not a valid KV key: {KEY_RULE}",
+                                      path=name, offset=off) from None
             if last_key is not None and k <= last_key:
                 raise ArtifactInvalid("fold payload keys are not strictly sorted", path=name, offset=off)
             last_key = k
@@ -332,6 +350,58 @@ def _check_tree(src: Path, declared: set[tuple[str, ...]]) -> None:
                 raise ArtifactInvalid("artifact contains an undeclared file", path=str(p))
 
 
+def _verify_files(src: Path, declared: dict[tuple[str, ...], dict[str, Any]]) -> bytes:
+    """Check every declared file's size and hash in place (check 7); return the payload bytes.
+
+    The payload is read once into memory, hashed and later parsed from those same bytes, so
+    what was verified is exactly what gets imported even if ``src`` changes meanwhile.
+    Nothing is written.
+    """
+    payload = b""
+    for parts, f in sorted(declared.items()):
+        rel = "/".join(parts)
+        source = src.joinpath(*parts)          # components were validated by _check_path
+        h = _hasher()
+        size = 0
+        try:
+            fin = open(source, "rb")
+        except FileNotFoundError:
+            raise ArtifactInvalid("a declared file is missing", path=rel) from None
+        with fin:
+            if parts == ("data", "fold.tkv"):
+                data = fin.read()
+                h.update(data)
+                size = len(data)
+                payload = data
+            else:
+                while chunk := fin.read(_CHUNK):
+                    h.update(chunk)
+                    size += len(chunk)
+        if size != f["size"]:
+            raise ArtifactInvalid(f"size {size} != declared {f['size']}", path=rel)
+        if h.hexdigest() != f["blake2b"]:
+            raise ArtifactInvalid("content hash does not match the manifest (corrupted file)", path=rel)
+    return payload
+
+
+def _missing_parents(dest: Path) -> list[Path]:
+    """The ancestors of ``dest`` that do not exist yet, outermost first.
+
+    Raises ArtifactInvalid when an existing ancestor is not a directory (nothing written).
+    """
+    missing: list[Path] = []
+    parent = dest.parent
+    while not os.path.lexists(parent):
+        missing.append(parent)
+        if parent.parent == parent:
+            break
+        parent = parent.parent
+    if os.path.lexists(parent) and not parent.is_dir():
+        raise ArtifactInvalid(f"import destination {dest}: {parent} is not a directory; nothing was "
+                              "changed", path=str(dest))
+    return missing[::-1]
+
+
 def import_artifact(src: str | os.PathLike[str], dest: str | os.PathLike[str], *,
                     name: str = "fold", layout: str = "warm") -> WatchCursor:
     """Verify the artifact at ``src`` and materialize it as a fold store at ``dest``.
@@ -340,10 +410,25 @@ def import_artifact(src: str | os.PathLike[str], dest: str | os.PathLike[str], *
     ``StoreFold.open(dest, name)``. Returns the imported cursor. The artifact is not
     modified.
 
+    Every check runs before anything is created: the manifest, the file tree, each file's
+    size and hash, the payload's records, its keys (each must be a valid KV key,
+    ``names.KEY_RULE``) and its cursor. Only then are ``dest``'s missing parent
+    directories created, the store built in a hidden sibling stage and renamed into place.
+    If a later step fails the stage and the parents this call created are removed again.
+
     Raises:
-        ArtifactInvalid: any check of 9.3 failed (naming the file); nothing is left at
-            ``dest``.
+        ArtifactInvalid: any check of 9.3 failed, the payload holds an invalid KV key, or
+            ``dest`` is not available (naming the file); nothing is left at ``dest`` and no
+            directory is created.
+        OperationFailed: ``name`` is not a valid fold name.
+        ValueError: ``layout`` is not a persistent layout.
     """
+    from ..router.layout import Layout
+
+    validate_bucket(name)
+    if Layout.parse(layout).tiers == ("hot",):
+        raise ValueError(f"layout {layout!r} keeps nothing on disk; import into a persistent "
+                         "layout such as 'warm'")
     src, dest = Path(src), Path(dest)
     if not src.is_dir() or src.is_symlink():
         raise ArtifactInvalid("artifact is not a directory", path=str(src))
@@ -354,38 +439,22 @@ def import_artifact(src: str | os.PathLike[str], dest: str | os.PathLike[str], *
     declared = {tuple(f["path"].split("/")): f for f in m["files"]}
     _check_tree(src, set(declared))
     expected_cursor = WatchCursor(VersionToken(bytes.fromhex(m["cursor_hex"])))
-    parent = dest.parent
-    parent.mkdir(parents=True, exist_ok=True)
-    stage = parent / f"{IMPORT_STAGE_PREFIX}{uuid.uuid4().hex}"
-    stage.mkdir()
+    payload = _verify_files(src, declared)
+    cursor, entries = parse_payload(payload, PAYLOAD_PATH)
+    if cursor != expected_cursor:
+        raise ArtifactInvalid(f"payload cursor {cursor.token.hex()!r} != manifest cursor_hex "
+                              f"{m['cursor_hex']!r}", path=PAYLOAD_PATH)
+    del payload
+    missing = _missing_parents(dest)
+    created: list[Path] = []
+    stage: Path | None = None
     try:
-        copy_root = stage / "artifact"
-        for parts, f in sorted(declared.items()):
-            rel = "/".join(parts)
-            source = src.joinpath(*parts)          # components were validated by _check_path
-            target = copy_root.joinpath(*parts)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            h = _hasher()
-            size = 0
-            try:
-                fin = open(source, "rb")
-            except FileNotFoundError:
-                raise ArtifactInvalid("a declared file is missing", path=rel) from None
-            with fin, open(target, "xb") as fout:
-                while chunk := fin.read(_CHUNK):
-                    h.update(chunk)
-                    size += len(chunk)
-                    fout.write(chunk)
-                fout.flush()
-                os.fsync(fout.fileno())
-            if size != f["size"]:
-                raise ArtifactInvalid(f"size {size} != declared {f['size']}", path=rel)
-            if h.hexdigest() != f["blake2b"]:
-                raise ArtifactInvalid("content hash does not match the manifest (corrupted file)", path=rel)
-        cursor, entries = read_payload(copy_root / "data" / "fold.tkv", PAYLOAD_PATH)
-        if cursor != expected_cursor:
-            raise ArtifactInvalid(f"payload cursor {cursor.token.hex()!r} != manifest cursor_hex "
-                                  f"{m['cursor_hex']!r}", path=PAYLOAD_PATH)
+        for d in missing:
+            d.mkdir()
+            created.append(d)
+        parent = dest.parent
+        stage = parent / f"{IMPORT_STAGE_PREFIX}{uuid.uuid4().hex}"
+        stage.mkdir()
         store_dir = stage / "store"
         with StoreFold.open(store_dir, name, layout=layout) as fold:
             fold.apply_entries(entries, cursor)
@@ -398,7 +467,16 @@ def import_artifact(src: str | os.PathLike[str], dest: str | os.PathLike[str], *
             raise ArtifactInvalid(f"import destination {dest} appeared meanwhile; nothing was changed",
                                   path=str(dest))
         os.rename(store_dir, dest)
+        made, created = created, []                        # they hold the import now: keep
         _fsync_dir(parent)
+        for d in reversed(made):                           # make the new directories durable
+            _fsync_dir(d.parent)
     finally:
-        shutil.rmtree(stage, ignore_errors=True)
+        if stage is not None:
+            shutil.rmtree(stage, ignore_errors=True)
+        for d in reversed(created):                        # innermost first; only if still empty
+            try:
+                d.rmdir()
+            except OSError:
+                break
     return expected_cursor

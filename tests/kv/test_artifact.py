@@ -18,6 +18,7 @@ from engine.kv import (
     BatchConfig,
     ExportRequest,
     KvEntry,
+    KvError,
     LocalConnection,
     OperationFailed,
     Put,
@@ -235,3 +236,84 @@ def test_d4_empty_fold_round_trips(tmp_path: Path) -> None:
     assert import_artifact(tmp_path / "art", tmp_path / "imp").is_none
     with StoreFold.open(tmp_path / "imp") as g:
         assert g.state() == {} and g.cursor().is_none
+
+
+# -- issue 12: check first, create nothing on failure; payload keys are KV keys ----------
+
+
+def _artifact_with_keys(a: Path, keys: list[str]) -> Path:
+    """A well-formed artifact (hashes and cursor right) whose payload holds ``keys``."""
+    (a / "data").mkdir(parents=True)
+    cursor = WatchCursor.from_u64(7)
+    art.write_payload(a / "data" / "fold.tkv", iter([(k, b"v") for k in sorted(keys)]), cursor)
+    size, digest = art._hash_file(a / "data" / "fold.tkv")
+    (a / "MANIFEST.json").write_text(json.dumps({
+        "schema_version": 1, "backend": "tierdb-fold", "backend_version": "1",
+        "cursor_hex": cursor.token.hex(), "created_at_unix": 0,
+        "files": [{"path": "data/fold.tkv", "size": size, "blake2b": digest}]}))
+    return a
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_failed_import_creates_no_parent_directories(tmp_path: Path, artifact: Path, case: str) -> None:
+    bad = _copy(artifact, tmp_path / "bad")
+    CASES[case](bad)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    with pytest.raises(ArtifactInvalid):
+        import_artifact(bad, tmp_path / "new" / "deeper" / "dest")
+    assert sorted(p.name for p in tmp_path.iterdir()) == before   # no "new" left behind
+
+
+def test_import_creates_missing_parents_on_success(tmp_path: Path, artifact: Path) -> None:
+    dest = tmp_path / "new" / "deeper" / "dest"
+    assert import_artifact(artifact, dest) == WatchCursor.from_u64(42)
+    with StoreFold.open(dest) as f:
+        assert f.count() == 21
+    assert [p.name for p in dest.parent.iterdir()] == ["dest"]   # no stage left
+
+
+def test_import_failing_after_the_checks_removes_the_parents_it_made(
+        tmp_path: Path, artifact: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*a: object, **k: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(StoreFold, "apply_entries", broken)
+    (tmp_path / "have").mkdir()
+    with pytest.raises(OSError, match="No space"):
+        import_artifact(artifact, tmp_path / "have" / "new" / "dest")
+    assert list((tmp_path / "have").iterdir()) == []   # "new" and the stage are gone again
+
+
+def test_import_into_a_path_under_a_file_is_refused(tmp_path: Path, artifact: Path) -> None:
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(ArtifactInvalid, match="not a directory"):
+        import_artifact(artifact, tmp_path / "file" / "sub" / "dest")
+    assert (tmp_path / "file").read_text() == "x"
+
+
+@pytest.mark.parametrize("key", ["", "has space", ".lead", "trail.", "a..b", "star*", "gt>",
+                                 "\u00e9t\u00e9", "tab\tkey"])
+def test_import_rejects_invalid_kv_keys(tmp_path: Path, key: str) -> None:
+    bad = _artifact_with_keys(tmp_path / "bad", ["good.key", key])
+    with pytest.raises(ArtifactInvalid, match="not a valid KV key") as ei:
+        import_artifact(bad, tmp_path / "p" / "dest")
+    assert isinstance(ei.value, KvError)
+    assert ei.value.path == "data/fold.tkv"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad"]
+
+
+def test_import_of_valid_crafted_keys_works(tmp_path: Path) -> None:
+    good = _artifact_with_keys(tmp_path / "good", ["a", "a.b", "x-y_z=/1"])
+    import_artifact(good, tmp_path / "dest")
+    with StoreFold.open(tmp_path / "dest") as f:
+        assert f.keys() == ["a", "a.b", "x-y_z=/1"]
+
+
+def test_import_checks_name_and_layout_before_anything(tmp_path: Path, artifact: Path) -> None:
+    with pytest.raises(OperationFailed):
+        import_artifact(artifact, tmp_path / "n" / "dest", name="bad name")
+    with pytest.raises(ValueError):
+        import_artifact(artifact, tmp_path / "n" / "dest", layout="nonsense")
+    with pytest.raises(ValueError):
+        import_artifact(artifact, tmp_path / "n" / "dest", layout="memory")
+    assert not (tmp_path / "n").exists()
