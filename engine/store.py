@@ -24,6 +24,7 @@ import threading
 import time
 import zlib
 from collections.abc import Iterator
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,8 @@ from .router.reader import Router
 from .tiers.base import DEFAULT_BATCH_SIZE, TierStorage
 from .tiers.hot import HotTier
 from .types import Bound, EntryKind, RangeBatch, RangeCursor, RawEntry, as_bytes, check_version
+
+_KEY_OF = itemgetter(1)  # (table, key) -> key
 
 __all__ = ["Store", "open"]
 
@@ -252,6 +255,8 @@ class Store:
         self._lookup_first = first.lookup
         self._get_first = first.get
         self._warm_first = first.name == "warm"
+        # The commit path hands the hot tier rows the transaction already validated.
+        self._apply_first = getattr(first, "apply", first.set)
         log_ = self._log
         self._mover = Mover(self._router, self.layout, lambda: self._version,
                             None if log_ is None else log_.truncate_through)
@@ -388,6 +393,35 @@ class Store:
             self._readpoints.release(token)
         return None if e is None else e.value
 
+    def get_many(self, table: EntryKind, keys: Any, version: int | None = None) -> list[bytes | None]:
+        """``[store.get(table, k, version) for k in keys]`` as one batch (the multi-get fast
+        path): one read version for every key, each tier asked once for the keys still
+        unanswered.
+
+        Complexity: O(len(keys)) per tier consulted.
+        Raises: FutureVersionError, HistoryUnavailable, InvalidKeyError, ClosedError; on bad
+            input nothing is read.
+        """
+        self._check_open()
+        t = check_table(table)
+        try:
+            ks = list(keys)
+        except TypeError:
+            raise InvalidKeyError(f"keys must be an iterable of bytes keys, got {type(keys).__name__}") from None
+        if not all(type(k) is bytes for k in ks):
+            ks = [as_bytes(k) for k in ks]
+        v, token = self._hold(version, t)
+        try:
+            if self._single:
+                many = getattr(self._first, "get_many", None)
+                if many is not None:
+                    return many(t, ks, v)  # type: ignore[no-any-return]
+                get = self._get_first
+                return [get(t, k, v) for k in ks]
+            return self._router.get_many(t, ks, v)
+        finally:
+            self._readpoints.release(token)
+
     def contains(self, table: EntryKind, key: bytes, version: int | None = None) -> bool:
         return self.get(table, key, version) is not None
 
@@ -519,7 +553,12 @@ class Store:
         batches: dict[EntryKind, list[tuple[bytes, bytes | None]]] = {}
         last_table: object = None
         rows: list[tuple[bytes, bytes | None]] = []
-        for (table, key), value in writes.items():
+        if tx._table.__class__ is EntryKind:  # one table: the batch is built in C
+            batches[tx._table] = list(zip(map(_KEY_OF, writes), writes.values()))
+            writes_items: Any = ()
+        else:
+            writes_items = writes.items()
+        for (table, key), value in writes_items:
             if table is not last_table:  # skips a Python-level EntryKind hash per write
                 last_table = table
                 rows = batches.get(table)  # type: ignore[assignment]
@@ -539,7 +578,7 @@ class Store:
                 self._first.set(version, batches, sync=durability == "sync",  # type: ignore[call-arg]
                                 meta={VERSION_META: U64.pack(version)})
             else:
-                self._first.set(version, batches)
+                self._apply_first(version, batches)
             oracle.allocate()
             self._active_txns.release(tx._active)
             tx._active = 0

@@ -112,8 +112,7 @@ class Mover:
             total = 0
             for table, rows in self.hot.iter_versions_up_to(w, FLUSH_CHUNK_ENTRIES):
                 self.warm.write_entries({table: rows}, sync=False)
-                drops = {table: [(e.key, e.version) for e in rows]}
-                self._drop_later(self.hot, drops)
+                self._drop_flushed_later(table, rows, w)
                 total += len(rows)
                 progress(total, None)
             # The data and the watermark that says it is there, made durable together.
@@ -172,6 +171,23 @@ class Mover:
             self.counters["demoted_versions"] += moved
             self.counters["demoted_cutoff"] = max(self.counters["demoted_cutoff"], c)
             return {"moved_versions": moved, "cutoff": c, "policy": policy}
+
+    def _drop_flushed_later(self, table: EntryKind, rows: list[RawEntry], watermark: int) -> None:
+        """Remove the hot copy of flushed ``rows`` (every version <= ``watermark`` of their
+        keys) once no older scan can still need it."""
+        hot = self.hot
+        if not hasattr(hot, "drop_through"):
+            self._drop_later(hot, {table: [(e.key, e.version) for e in rows]})
+            return
+        keys = list(dict.fromkeys([e.key for e in rows]))  # a key's versions are adjacent
+
+        def drop() -> None:
+            try:
+                hot.drop_through(table, keys, watermark)
+            except ClosedError:
+                log.info("deferred removal of %d flushed keys skipped: hot tier closed", len(keys))
+
+        self.router.epochs.defer(drop)
 
     def _drop_later(self, tier: Any, drops: dict[EntryKind, list[tuple[bytes, int]]]) -> None:
         """Remove the upper copy of a moved band once no older scan can still need it."""

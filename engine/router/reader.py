@@ -208,6 +208,39 @@ class Router:
         self.reads_served[i] += 1
         return last_get(table, key, version)
 
+    def get_many(self, table: EntryKind, keys: list[bytes], version: int) -> list[bytes | None]:
+        """``[get(table, k, version) for k in keys]`` through the cascade, a batch per tier.
+
+        Each tier is asked once for every key still unanswered (its ``lookup_many`` /
+        ``get_many`` when it has one, else one call per key). O(len(keys) * tiers).
+        """
+        out: list[bytes | None] = [None] * len(keys)
+        tiers = self.tiers_for(version)
+        pending = list(range(len(keys)))
+        last = len(tiers) - 1
+        for ti, tier in enumerate(tiers):
+            if not pending:
+                break
+            ks = [keys[i] for i in pending] if len(pending) != len(keys) else keys
+            if ti == last:
+                many = getattr(tier, "get_many", None)
+                vals = many(table, ks, version) if many is not None else [tier.get(table, k, version) for k in ks]
+                for i, val in zip(pending, vals):
+                    out[i] = val
+                self.reads_served[ti] += len(pending)
+                break
+            many = getattr(tier, "lookup_many", None)
+            found = many(table, ks, version) if many is not None else [tier.lookup(table, k, version) for k in ks]
+            rest: list[int] = []
+            for i, e in zip(pending, found):
+                if e is None:
+                    rest.append(i)
+                else:
+                    out[i] = e.value
+            self.reads_served[ti] += len(pending) - len(rest)
+            pending = rest
+        return out
+
     def scan(self, table: EntryKind, start: Bound, end: Bound, version: int, reverse: bool,
              chunk: int) -> Iterator[RawEntry]:
         """Merged scan across tiers, registered with the scan epochs while it runs."""

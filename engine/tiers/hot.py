@@ -1,27 +1,35 @@
 """The hot tier: every version of every key in memory.
 
-Layout per table: a ``dict`` from key to a :class:`_Chain` (two parallel lists, versions
-ascending and their values) for O(1) point lookup, and a ``SortedList`` of keys for ranges.
+Layout per table: a ``dict`` from key to its versions for O(1) point lookup, and a lazily
+sorted key index for ranges. A key with one version (the common case: keys are flushed to
+warm as they age) is stored as a plain ``(version, value)`` tuple; a key with several
+versions is a :class:`_Chain` (two parallel lists, versions ascending, and its ``latest``
+pair). New keys are appended to a ``pending`` list and merged into the ``SortedList`` only
+when a range or a flush needs order; removed keys stay in the ``SortedList`` as "dead" until
+half of it is dead, then it is rebuilt. Both keep ``set`` and flush eviction at one dict
+operation per key instead of a ``SortedList`` insert or removal each (bench_peers "load").
 
 Notes: thread safety
     One writer at a time (``set``/``drop``/``clear_table`` take ``self._lock``); point reads
-    take no lock. An in-order ``set`` appends the value before the version, so a reader that
-    sees a version index also sees its value, then replaces the chain's ``latest`` pair (a
-    version is published to readers only after its ``set`` returned). Every other change to a chain (out-of-order
-    insert, drop) builds a new chain and swaps it in with one dict store. Range pages take the
-    lock briefly because ``SortedList`` iteration is not safe against concurrent inserts.
+    take no lock. An in-order ``set`` on a :class:`_Chain` appends the value before the
+    version, so a reader that sees a version index also sees its value, then replaces the
+    chain's ``latest`` pair (a version is published to readers only after its ``set``
+    returned). Every other change to a key (first version, a second version, out-of-order
+    insert, drop) builds a new tuple or chain and swaps it in with one dict store. Range pages
+    and the key index take the lock because ``SortedList`` iteration is not safe against
+    concurrent inserts.
 """
 
 from __future__ import annotations
 
 import threading
 from bisect import bisect_right
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any, Union
 
 from sortedcontainers import SortedList
 
-from ..errors import ClosedError, CorruptionError
+from ..errors import ClosedError, CorruptionError, InvalidKeyError
 from ..types import Bound, EntryKind, RangeBatch, RangeCursor, RawEntry, as_bytes
 from .base import DropBatches, SetBatches, finish_page
 
@@ -36,8 +44,7 @@ class _Chain:
     """Versions ascending and their values; ``latest`` is ``(newest version, its value)``.
 
     ``latest`` is one tuple replaced whole, so a reader gets a consistent pair with a single
-    load: most reads are at or above the newest version and need nothing else. Reading it
-    is ~40% cheaper than indexing both lists (bench_store "get latest").
+    load: most reads are at or above the newest version and need nothing else.
     """
 
     __slots__ = ("versions", "values", "latest")
@@ -48,14 +55,50 @@ class _Chain:
         self.latest = (versions[-1], values[-1])
 
 
+# A key's versions: one (version, value) pair, or a chain of two or more.
+_Entry = Union[tuple[int, "bytes | None"], _Chain]
+
+
+def _parts(c: _Entry) -> tuple[list[int], list[bytes | None]]:
+    """``(versions ascending, values)`` of a key's entry (fresh lists for a pair)."""
+    if c.__class__ is tuple:
+        return [c[0]], [c[1]]  # type: ignore[index]
+    return c.versions, c.values  # type: ignore[union-attr]
+
+
+def _make(versions: list[int], values: list[bytes | None]) -> _Entry:
+    return (versions[0], values[0]) if len(versions) == 1 else _Chain(versions, values)
+
+
 class _Table:
-    __slots__ = ("chains", "keys", "bytes", "nversions")
+    __slots__ = ("chains", "keys", "pending", "dead", "bytes", "nversions")
 
     def __init__(self) -> None:
-        self.chains: dict[bytes, _Chain] = {}
-        self.keys: SortedList = SortedList()
+        self.chains: dict[bytes, _Entry] = {}
+        self.keys: SortedList = SortedList()   # sorted; may hold dead keys, lacks pending ones
+        self.pending: list[bytes] = []         # keys in chains but not yet in ``keys``
+        self.dead: set[bytes] = set()          # keys in ``keys`` but no longer in chains
         self.bytes = 0
         self.nversions = 0
+
+    def sorted_keys(self) -> SortedList:
+        """The key index with pending keys merged in (call under the tier lock).
+
+        Amortised O(log n) per key added since the last call; dead keys may remain.
+        """
+        if self.pending:
+            self.keys.update(self.pending)
+            self.pending = []
+        return self.keys
+
+    def forget(self, key: bytes) -> None:
+        """Record that ``key`` left ``chains`` (call under the tier lock). O(1) amortised."""
+        self.dead.add(key)
+        if len(self.dead) > 1024 and len(self.dead) * 2 > len(self.keys):
+            # Mostly dead (a flush emptied the table): rebuild from the live keys.
+            self.keys = SortedList(self.chains)
+            self.pending = []
+            self.dead = set()
 
 
 _NO_TABLE: tuple[None, None] = (None, None)
@@ -65,12 +108,28 @@ def _entry_size(key: bytes, value: bytes | None) -> int:
     return len(key) + (len(value) if value is not None else 0) + _VERSION_OVERHEAD
 
 
+def _check_batches(batches: SetBatches) -> dict[EntryKind, list[tuple[bytes, bytes | None]]]:
+    """Validate and normalise every row before anything is written (DESIGN.md section 5).
+
+    Raises InvalidKeyError for a non-EntryKind table or a key/value that is not bytes-like.
+    """
+    out: dict[EntryKind, list[tuple[bytes, bytes | None]]] = {}
+    for table, rows in batches.items():
+        if table.__class__ is not EntryKind:
+            raise InvalidKeyError(f"table must be an EntryKind, got {type(table).__name__}")
+        rows = list(rows)
+        if not all(type(k) is bytes and (v is None or type(v) is bytes) for k, v in rows):
+            rows = [(as_bytes(k), None if v is None else as_bytes(v, "value")) for k, v in rows]
+        out[table] = rows
+    return out
+
+
 class HotTier:
     """In-memory multi-version tier (see module docstring for layout and thread safety).
 
     Complexity: point reads O(1) at the newest version, O(log v) below it (v = versions of
-    the key); ``set`` O(log n) per new key, O(1) per in-order version; range pages
-    O(log n + batch).
+    the key); ``set`` O(1) per write (new keys are sorted lazily); range pages
+    O(log n + batch) plus the merge of keys added since the last range.
     """
 
     name = "hot"
@@ -85,9 +144,7 @@ class HotTier:
 
     # -- reads -------------------------------------------------------------------------
 
-    def _chain(self, table: EntryKind, key: bytes) -> _Chain | None:
-        if type(key) is not bytes:
-            key = as_bytes(key)
+    def _entry(self, table: EntryKind, key: bytes) -> _Entry | None:
         t = self._tables.get(table)
         if t is None:
             if self._closed:
@@ -98,22 +155,23 @@ class HotTier:
     def lookup(self, table: EntryKind, key: bytes, version: int) -> RawEntry | None:
         if type(key) is not bytes:
             key = as_bytes(key)
-        chain = self._chain(table, key)
-        if chain is None:
+        c = self._entry(table, key)
+        if c is None:
             return None
-        lv, lval = chain.latest
+        if c.__class__ is tuple:
+            lv, lval = c  # type: ignore[misc]
+            return RawEntry(key, lv, lval) if lv <= version else None
+        lv, lval = c.latest  # type: ignore[union-attr]
         if lv <= version:
             return RawEntry(key, lv, lval)
-        vs = chain.versions
-        vals = chain.values
-        n = len(vs)
-        i = bisect_right(vs, version, 0, n)
+        vs = c.versions  # type: ignore[union-attr]
+        i = bisect_right(vs, version, 0, len(vs))
         if i == 0:
             return None
-        return RawEntry(key, vs[i - 1], vals[i - 1])
+        return RawEntry(key, vs[i - 1], c.values[i - 1])  # type: ignore[union-attr]
 
     def get(self, table: EntryKind, key: bytes, version: int) -> bytes | None:
-        # _chain inlined: this is the store's point-read fast path (bench_store "get").
+        # The store's point-read fast path (bench_store "get"): no helper calls.
         last = self._last  # (table, _Table) of the previous read: skips an EntryKind hash
         if last[0] is table:
             t = last[1]
@@ -125,19 +183,63 @@ class HotTier:
                 return None
             self._last = (table, t)
         try:
-            chain = t.chains.get(key)  # type: ignore[union-attr]  # t is set on both paths
+            c = t.chains.get(key)  # type: ignore[union-attr]  # t is set on both paths
         except (TypeError, ValueError):  # an unhashable bytes-like key (bytearray, ...)
-            chain = t.chains.get(as_bytes(key))  # type: ignore[union-attr]
-        if chain is None:
+            c = t.chains.get(as_bytes(key))  # type: ignore[union-attr]
+        if c is None:
             if type(key) is not bytes:
                 as_bytes(key)  # a str/int/None key must raise, not read as "absent"
             return None
-        lv, lval = chain.latest
+        if c.__class__ is tuple:
+            return c[1] if c[0] <= version else None  # type: ignore[index,operator]
+        lv, lval = c.latest  # type: ignore[union-attr]
         if lv <= version:
             return lval
-        vs = chain.versions
+        vs = c.versions  # type: ignore[union-attr]
         i = bisect_right(vs, version, 0, len(vs))  # len first bounds the read (thread-safety note)
-        return chain.values[i - 1] if i else None
+        return c.values[i - 1] if i else None  # type: ignore[union-attr]
+
+    def lookup_many(self, table: EntryKind, keys: Sequence[bytes], version: int
+                    ) -> list[RawEntry | None]:
+        """``[lookup(table, k, version) for k in keys]`` in one call. O(len(keys))."""
+        t = self._tables.get(table)
+        if t is None:
+            if self._closed:
+                raise ClosedError("hot tier is closed")
+            return [None] * len(keys)
+        cget = t.chains.get
+        out: list[RawEntry | None] = []
+        append = out.append
+        for key in keys:
+            c = cget(key)
+            if c is None:
+                append(None)
+            elif c.__class__ is tuple:
+                append(RawEntry(key, c[0], c[1]) if c[0] <= version else None)  # type: ignore[index,arg-type,operator]
+            else:
+                append(self.lookup(table, key, version))
+        return out
+
+    def get_many(self, table: EntryKind, keys: Sequence[bytes], version: int) -> list[bytes | None]:
+        """``[get(table, k, version) for k in keys]`` in one call. O(len(keys))."""
+        t = self._tables.get(table)
+        if t is None:
+            if self._closed:
+                raise ClosedError("hot tier is closed")
+            return [None] * len(keys)
+        cget = t.chains.get
+        get = self.get
+        out: list[bytes | None] = []
+        append = out.append
+        for key in keys:
+            c = cget(key)
+            if c is None:
+                append(None)
+            elif c.__class__ is tuple:
+                append(c[1] if c[0] <= version else None)  # type: ignore[index,operator]
+            else:
+                append(get(table, key, version))
+        return out
 
     def contains(self, table: EntryKind, key: bytes, version: int) -> bool:
         return self.get(table, key, version) is not None
@@ -145,19 +247,20 @@ class HotTier:
     def get_all_versions(self, table: EntryKind, key: bytes) -> list[tuple[int, bytes | None]]:
         if type(key) is not bytes:
             key = as_bytes(key)
-        chain = self._chain(table, key)
-        if chain is None:
+        c = self._entry(table, key)
+        if c is None:
             return []
-        vs, vals = chain.versions, chain.values
-        n = len(vs)
-        return [(vs[i], vals[i]) for i in range(n - 1, -1, -1)]
+        vs, vals = _parts(c)
+        return [(vs[i], vals[i]) for i in range(len(vs) - 1, -1, -1)]
 
     def newest_version(self, table: EntryKind, key: bytes) -> int | None:
         """The newest stored version of ``key`` (any value), or None. O(1)."""
-        chain = self._chain(table, key)
-        if chain is None or not chain.versions:
+        if type(key) is not bytes:
+            key = as_bytes(key)
+        c = self._entry(table, key)
+        if c is None:
             return None
-        return chain.versions[-1]
+        return c[0] if c.__class__ is tuple else c.latest[0]  # type: ignore[index,union-attr]
 
     def _page(
         self,
@@ -192,25 +295,36 @@ class HotTier:
             if lo is not None and hi is not None and (lo > hi or (lo == hi and not (lo_inc and hi_inc))):
                 keys_iter: Iterator[bytes] = iter(())
             else:
-                keys_iter = t.keys.irange(lo, hi, (lo_inc, hi_inc), reverse=reverse)
-            chains = t.chains
+                keys_iter = t.sorted_keys().irange(lo, hi, (lo_inc, hi_inc), reverse=reverse)
+            cget = t.chains.get
             for key in keys_iter:
-                chain = chains[key]
-                lv, lval = chain.latest
+                c = cget(key)
+                if c is None:
+                    continue  # a dead key (removed, still in the index)
+                if c.__class__ is tuple:
+                    lv, lval = c  # type: ignore[misc]
+                    if lv > version:
+                        continue
+                    if len(out) == batch_size:
+                        has_more = True
+                        break
+                    out.append(RawEntry(key, lv, lval))
+                    continue
+                lv, lval = c.latest  # type: ignore[union-attr]
                 if lv <= version:
                     if len(out) == batch_size:
                         has_more = True
                         break
                     out.append(RawEntry(key, lv, lval))
                     continue
-                vs = chain.versions
+                vs = c.versions  # type: ignore[union-attr]
                 i = bisect_right(vs, version)
                 if i == 0:
                     continue  # every version is newer than the read: skip, keep scanning
                 if len(out) == batch_size:
                     has_more = True
                     break
-                out.append(RawEntry(key, vs[i - 1], chain.values[i - 1]))
+                out.append(RawEntry(key, vs[i - 1], c.values[i - 1]))  # type: ignore[union-attr]
         return finish_page(cursor, out, has_more)
 
     def range_next(self, table: EntryKind, cursor: RangeCursor, start: Bound, end: Bound,
@@ -225,26 +339,32 @@ class HotTier:
         return sorted(self._tables)
 
     def iter_versions(self, table: EntryKind, start: bytes | None = None) -> Iterator[RawEntry]:
+        """Every stored version in (key asc, version desc) order, 256 keys per lock hold."""
         t = self._tables.get(table)
         if t is None:
             return
         last: bytes | None = None
         while True:
             with self._lock:
+                keys = t.sorted_keys()
                 if last is None:
-                    ks = list(t.keys.irange(start, None)) if start is not None else list(t.keys[:256])
-                    ks = ks[:256]
+                    it = keys.irange(start, None) if start is not None else iter(keys)
                 else:
-                    ks = list(t.keys.irange(last, None, (False, True)))[:256]
+                    it = keys.irange(last, None, (False, True))
                 rows: list[RawEntry] = []
-                for k in ks:
-                    c = t.chains[k]
-                    rows.extend(RawEntry(k, c.versions[i], c.values[i])
-                                for i in range(len(c.versions) - 1, -1, -1))
-            if not ks:
-                return
+                n = 0
+                for k in it:
+                    last = k
+                    n += 1
+                    c = t.chains.get(k)
+                    if c is not None:
+                        vs, vals = _parts(c)
+                        rows.extend(RawEntry(k, vs[i], vals[i]) for i in range(len(vs) - 1, -1, -1))
+                    if n == 256:
+                        break
             yield from rows
-            last = ks[-1]
+            if n < 256:
+                return
 
     def iter_versions_up_to(self, watermark: int, chunk_entries: int = 50_000
                             ) -> Iterator[tuple[EntryKind, list[RawEntry]]]:
@@ -260,21 +380,33 @@ class HotTier:
             last: bytes | None = None
             while True:
                 rows: list[RawEntry] = []
+                append = rows.append
                 with self._lock:
-                    keys = t.keys.irange(last, None, (False, True)) if last is not None else iter(t.keys)
+                    keys = t.sorted_keys()
+                    it = keys.irange(last, None, (False, True)) if last is not None else iter(keys)
+                    cget = t.chains.get
                     done = True
-                    for k in keys:
+                    for k in it:
                         last = k
-                        c = t.chains[k]
-                        vs = c.versions
-                        if vs and vs[0] <= watermark:
+                        c = cget(k)
+                        if c is None:
+                            continue
+                        if c.__class__ is tuple:
+                            if c[0] <= watermark:  # type: ignore[index,operator]
+                                append(RawEntry(k, c[0], c[1]))  # type: ignore[index,arg-type]
+                            else:
+                                continue
+                        else:
+                            vs = c.versions  # type: ignore[union-attr]
+                            if vs[0] > watermark:
+                                continue
                             i = bisect_right(vs, watermark)
-                            vals = c.values
+                            vals = c.values  # type: ignore[union-attr]
                             for j in range(i - 1, -1, -1):
-                                rows.append(RawEntry(k, vs[j], vals[j]))
-                            if len(rows) >= chunk_entries:
-                                done = False
-                                break
+                                append(RawEntry(k, vs[j], vals[j]))
+                        if len(rows) >= chunk_entries:
+                            done = False
+                            break
                 if rows:
                     yield table, rows
                 if done:
@@ -303,40 +435,59 @@ class HotTier:
                 self._last = _NO_TABLE
 
     def set(self, version: int, batches: SetBatches) -> None:
+        """Write every row of every table at ``version``, all or nothing.
+
+        Every table, key and value is validated before the first change (bad input leaves
+        the tier as it was). O(rows).
+
+        Raises: InvalidKeyError, ClosedError.
+        """
+        self.apply(version, _check_batches(batches))
+
+    def apply(self, version: int, batches: Mapping[EntryKind, Sequence[tuple[bytes, bytes | None]]]) -> None:
+        """:meth:`set` for rows already validated as ``bytes`` keys and ``bytes | None``
+        values (the store's commit path: the transaction validated them). O(rows)."""
         with self._lock:
             if self._closed:
                 raise ClosedError("hot tier is closed")
             for table, rows in batches.items():
                 t = self._table(table)
                 chains = t.chains
-                # Counters are summed in locals and stored once per table (bench_store commit).
+                cget = chains.get
+                new_keys: list[bytes] = []
+                add_key = new_keys.append
+                # Counters are summed in locals and stored once per table (bench "load").
                 nbytes = 0
                 nvers = 0
                 try:
                     for key, value in rows:
-                        if type(key) is not bytes:
-                            key = as_bytes(key)
-                        if value is not None and type(value) is not bytes:
-                            value = as_bytes(value, "value")
-                        chain = chains.get(key)
-                        if chain is None:
-                            chains[key] = _Chain([version], [value])
-                            t.keys.add(key)
-                            nbytes += (len(key) + (len(value) if value is not None else 0)
-                                       + _VERSION_OVERHEAD + _KEY_OVERHEAD)
+                        c = cget(key)
+                        if c is None:
+                            chains[key] = (version, value)
+                            add_key(key)
+                            nbytes += len(key) + (len(value) if value is not None else 0)
                             nvers += 1
                             continue
-                        vs = chain.versions
-                        if vs and vs[-1] < version:
-                            chain.values.append(value)  # value first: see thread-safety note
-                            vs.append(version)
-                            chain.latest = (version, value)
-                            nbytes += len(key) + (len(value) if value is not None else 0) + _VERSION_OVERHEAD
-                            nvers += 1
-                            continue
-                        i = bisect_right(vs, version)
-                        nvs = list(vs)
-                        nvals = list(chain.values)
+                        if c.__class__ is tuple:
+                            cv, cval = c  # type: ignore[misc]
+                            if cv < version:
+                                chains[key] = _Chain([cv, version], [cval, value])
+                                nbytes += len(key) + (len(value) if value is not None else 0) + _VERSION_OVERHEAD
+                                nvers += 1
+                                continue
+                        else:
+                            vs = c.versions  # type: ignore[union-attr]
+                            if vs[-1] < version:
+                                c.values.append(value)  # type: ignore[union-attr]  # value first: thread-safety note
+                                vs.append(version)
+                                c.latest = (version, value)  # type: ignore[union-attr]
+                                nbytes += len(key) + (len(value) if value is not None else 0) + _VERSION_OVERHEAD
+                                nvers += 1
+                                continue
+                        # Out of order or the same version rewritten: rebuild the entry.
+                        pvs, pvals = _parts(c)
+                        nvs, nvals = list(pvs), list(pvals)
+                        i = bisect_right(nvs, version)
                         if i and nvs[i - 1] == version:  # same version rewritten: replace
                             old = nvals[i - 1]
                             nvals[i - 1] = value
@@ -347,10 +498,44 @@ class HotTier:
                             nvals.insert(i, value)
                             nbytes += _entry_size(key, value)
                             nvers += 1
-                        chains[key] = _Chain(nvs, nvals)
+                        chains[key] = _make(nvs, nvals)
                 finally:
+                    if new_keys:
+                        dead = t.dead
+                        if dead:  # a key removed and written again is still in the index
+                            for k in new_keys:
+                                if k in dead:
+                                    dead.discard(k)
+                                else:
+                                    t.pending.append(k)
+                        else:
+                            t.pending.extend(new_keys)
+                        nbytes += len(new_keys) * (_VERSION_OVERHEAD + _KEY_OVERHEAD)
                     t.bytes += nbytes
                     t.nversions += nvers
+
+    def _remove_versions(self, t: _Table, key: bytes, keep: Any) -> None:
+        """Keep only the versions ``v`` of ``key`` with ``keep(v)`` true (under the lock)."""
+        c = t.chains.get(key)
+        if c is None:
+            return
+        vs, vals = _parts(c)
+        nvs: list[int] = []
+        nvals: list[bytes | None] = []
+        for v, val in zip(vs, vals):
+            if keep(v):
+                nvs.append(v)
+                nvals.append(val)
+            else:
+                t.bytes -= _entry_size(key, val)
+                t.nversions -= 1
+        if nvs:
+            if len(nvs) != len(vs):
+                t.chains[key] = _make(nvs, nvals)
+        else:
+            del t.chains[key]
+            t.bytes -= _KEY_OVERHEAD
+            t.forget(key)
 
     def drop(self, batches: DropBatches) -> None:
         with self._lock:
@@ -364,45 +549,60 @@ class HotTier:
                 for key, version in rows:
                     by_key.setdefault(bytes(key), set()).add(version)
                 for key, versions in by_key.items():
-                    chain = t.chains.get(key)
-                    if chain is None:
-                        continue
-                    nvs: list[int] = []
-                    nvals: list[bytes | None] = []
-                    for v, val in zip(chain.versions, chain.values):
-                        if v in versions:
-                            t.bytes -= _entry_size(key, val)
-                            t.nversions -= 1
-                        else:
-                            nvs.append(v)
-                            nvals.append(val)
-                    if nvs:
-                        if len(nvs) != len(chain.versions):
-                            t.chains[key] = _Chain(nvs, nvals)
-                    else:
-                        del t.chains[key]
-                        t.keys.remove(key)
-                        t.bytes -= _KEY_OVERHEAD
+                    self._remove_versions(t, key, lambda v, vs=versions: v not in vs)  # type: ignore[misc]
+
+    def drop_through(self, table: EntryKind, keys: Iterable[bytes], watermark: int) -> None:
+        """Remove every version <= ``watermark`` of ``keys`` (the upper copy after a flush).
+
+        Equivalent to :meth:`drop` of exactly those versions, without building them: the
+        common case (a key whose every version was flushed) is one dict removal. O(keys).
+        """
+        with self._lock:
+            if self._closed:
+                raise ClosedError("hot tier is closed")
+            t = self._tables.get(table)
+            if t is None:
+                return
+            chains = t.chains
+            for key in keys:
+                c = chains.get(key)
+                if c is None:
+                    continue
+                if c.__class__ is tuple:
+                    if c[0] <= watermark:  # type: ignore[index,operator]
+                        del chains[key]
+                        t.bytes -= _entry_size(key, c[1]) + _KEY_OVERHEAD  # type: ignore[index,arg-type]
+                        t.nversions -= 1
+                        t.forget(key)
+                    continue
+                self._remove_versions(t, key, lambda v: v > watermark)
 
     # -- maintenance -------------------------------------------------------------------
 
     def check(self) -> None:
         with self._lock:
             for table, t in self._tables.items():
-                if len(t.keys) != len(t.chains):
+                keys = t.sorted_keys()
+                if len(keys) - len(t.dead) != len(t.chains) or any(k in t.chains for k in t.dead):
                     raise CorruptionError(f"hot tier {table}: key index and chains disagree")
                 nv = 0
                 nbytes = 0
-                for k in t.keys:
+                for k in keys:
+                    if k in t.dead:
+                        continue
                     c = t.chains.get(k)
-                    if c is None or not c.versions or len(c.versions) != len(c.values):
-                        raise CorruptionError(f"hot tier {table}: bad chain for key {k!r}")
-                    if c.latest != (c.versions[-1], c.values[-1]):
-                        raise CorruptionError(f"hot tier {table}: stale latest entry for key {k!r}")
-                    if any(a >= b for a, b in zip(c.versions, c.versions[1:])):
+                    if c is None:
+                        raise CorruptionError(f"hot tier {table}: key {k!r} indexed but missing")
+                    if c.__class__ is not tuple:
+                        if len(c.versions) < 2 or len(c.versions) != len(c.values):  # type: ignore[union-attr]
+                            raise CorruptionError(f"hot tier {table}: bad chain for key {k!r}")
+                        if c.latest != (c.versions[-1], c.values[-1]):  # type: ignore[union-attr]
+                            raise CorruptionError(f"hot tier {table}: stale latest entry for key {k!r}")
+                    vs, vals = _parts(c)
+                    if any(a >= b for a, b in zip(vs, vs[1:])):
                         raise CorruptionError(f"hot tier {table}: versions of {k!r} not ascending")
-                    nv += len(c.versions)
-                    nbytes += _KEY_OVERHEAD + sum(_entry_size(k, v) for v in c.values)
+                    nv += len(vs)
+                    nbytes += _KEY_OVERHEAD + sum(_entry_size(k, v) for v in vals)
                 if nv != t.nversions or nbytes != t.bytes:
                     raise CorruptionError(f"hot tier {table}: counters drifted")
 
