@@ -216,6 +216,8 @@ class CommitLog:
         self._files_lock = threading.Lock()
         self._closed = False
         self._broken: str | None = None
+        self._active_last = 0     # version of the newest record in the active file
+        self._active_records = 0  # records appended to the active file since it was opened
         self.recovery = RecoveryReport()
         for tmp in self.dir.glob("*.tmp"):
             tmp.unlink()
@@ -329,6 +331,7 @@ class CommitLog:
                     pass
             raise
         self._fd, self._file, self._file_size, self._disk_size = fd, p, size, size
+        self._active_records = 0
         with self._files_lock:
             if not self._files or self._files[-1][1] != p:
                 self._files.append((first_version, p))
@@ -365,6 +368,8 @@ class CommitLog:
                 raise StorageIOError(f"commit log write failed ({exc.strerror or exc}); the commit was not applied") from exc
             self._file_size += len(rec)
             self._written += len(rec)
+            self._active_last = version
+            self._active_records += 1
         return self._written
 
     def _write_disk(self, data: bytes | bytearray) -> None:
@@ -444,10 +449,21 @@ class CommitLog:
     def truncate_through(self, version: int) -> int:
         """Delete log files holding only versions <= ``version``; return how many.
 
-        Call only after every version <= ``version`` is durable in another tier. The active
-        file is never deleted; it goes once a later rotation (at 64 MiB) retires it.
+        Call only after every version <= ``version`` is durable in another tier. When every
+        record of the active file is <= ``version`` (a flush caught up with the commits), the
+        file is retired first, so the log keeps only what is not flushed yet plus one small
+        active file: bytes the store no longer needs do not linger (and erased or collected
+        values leave the disk) until the 64 MiB rotation.
         """
         removed = 0
+        with self._write_lock:
+            if (self._fd is not None and not self._closed and self._broken is None
+                    and self._active_records and self._active_last <= version):
+                try:
+                    self._rotate(self._active_last + 1)
+                except OSError as exc:
+                    # The old file stays (its records are all flushed); appends reopen one.
+                    log.warning("commit log: could not retire the active file (%s)", exc)
         with self._files_lock:
             files = list(self._files)
         doomed: list[Path] = []
