@@ -288,6 +288,73 @@ def test_point_read_past_many_deleted_entries(warm):
     assert warm.get_all_versions(T, b"hist") == [(2, b"2")]
 
 
+def test_batch_and_three_way_point_reads_match_single_reads(warm):
+    missing = object()
+    warm.set(1, {T: [(b"a", b"1"), (b"n\x00", b"n1"), (b"t", b"t1"), (b"", b"e1")]})
+    warm.set(3, {T: [(b"a", b"3"), (b"t", None)]})
+    warm.set(2, {S1: [(b"a", b"s")]})
+    keys = [b"a", b"n\x00", b"t", b"", b"zz", b"n", bytearray(b"a"), memoryview(b"t")]
+    for v in (0, 1, 2, 3, MAXV):
+        want_get = [warm.get(T, k, v) for k in keys]
+        want_lookup = [warm.lookup(T, k, v) for k in keys]
+        assert warm.get_many(T, keys, v) == want_get
+        assert warm.lookup_many(T, keys, v) == want_lookup
+        assert [warm.get_or(T, k, v, missing) for k in keys] == [
+            missing if e is None else e.value for e in want_lookup]
+    assert warm.lookup_many(T, [b"t", b"a"], 3) == [RawEntry(b"t", 3, None), RawEntry(b"a", 3, b"3")]
+    assert warm.get_or(T, b"t", MAXV, missing) is None  # a tombstone is not a miss
+    assert warm.get_or(T, b"zz", MAXV, missing) is missing
+    assert warm.get_many(S1, [b"a", b"b"], 2) == [b"s", None]
+    assert warm.get_many(EntryKind.source(9), [b"a"], 1) == [None]  # no such table
+    assert warm.get_many(T, [], 1) == []
+    assert warm.get_many(T, iter([b"a"]), 1) == [b"1"]
+
+
+def test_point_reads_alternate_versions_and_tables_on_one_thread(warm):
+    # The per-thread cache holds one iterator and one encoded read version: switching either
+    # between reads must never answer with the previous one.
+    warm.set(1, {T: [(b"k", b"1")], S1: [(b"k", b"s1")]})
+    warm.set(2, {T: [(b"k", b"2")]})
+    for _ in range(3):
+        assert warm.get(T, b"k", 1) == b"1"
+        assert warm.get(T, b"k", 2) == b"2"
+        assert warm.get(S1, b"k", 2) == b"s1"
+        assert warm.lookup(T, b"k", 1) == RawEntry(b"k", 1, b"1")
+        assert warm.get_many(T, [b"k"], 1) == [b"1"]
+        assert warm.get(T, b"k", 0) is None
+
+
+@pytest.mark.parametrize("bad", [True, 1.0, "1", -1, MAXV + 1, None])
+def test_point_reads_refuse_bad_versions_even_when_cached(warm, bad):
+    warm.set(1, {T: [(b"k", b"1")]})
+    assert warm.get(T, b"k", 1) == b"1"  # the thread's cache now holds version 1
+    missing = object()
+    for read in (lambda: warm.get(T, b"k", bad), lambda: warm.lookup(T, b"k", bad),
+                 lambda: warm.get_or(T, b"k", bad, missing), lambda: warm.get_many(T, [b"k"], bad),
+                 lambda: warm.get_many(S1, [b"k"], bad)):
+        with pytest.raises((InvalidKeyError, InvalidVersionError)):
+            read()
+
+
+def test_get_many_refuses_bad_keys_before_reading(warm):
+    warm.set(1, {T: [(b"k", b"1")]})
+    with pytest.raises(InvalidKeyError):
+        warm.get_many(T, [b"k", "text"], 1)
+    with pytest.raises(InvalidKeyError):
+        warm.lookup_many(T, [b"k", 5], 1)
+
+
+def test_get_many_past_many_deleted_entries(warm):
+    # The cached iterator gives up past POINT_SKIP_LIMIT deletion markers; a batch read must
+    # retry that key on a bounded iterator and carry on with the rest.
+    n = POINT_SKIP_LIMIT * 3
+    warm.set(1, {T: [(b"m%05d" % i, b"x") for i in range(n)] + [(b"z", b"last")]})
+    warm.drop({T: [(b"m%05d" % i, 1) for i in range(n)]})
+    keys = [b"m", b"m00000", b"z", b"m00001", b"z"]
+    assert warm.get_many(T, keys, 5) == [None, None, b"last", None, b"last"]
+    assert warm.lookup_many(T, keys, 5)[2] == RawEntry(b"z", 1, b"last")
+
+
 @pytest.mark.parametrize("seed", range(3))
 def test_long_histories_scan_both_ways(warm, seed):
     rng = random.Random(seed)

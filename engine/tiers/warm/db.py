@@ -59,19 +59,23 @@ class ThreadIters:
     """One reader thread's cached point iterators, valid while ``gen`` equals the tier's
     generation: ``by_table`` maps table -> iterator and ``table``/``it`` repeat the last one
     used, compared by identity (``EntryKind.__hash__``/``__eq__`` are Python calls, ~8% of a
-    get; bench: get latest)."""
+    get; bench: get latest). ``ver``/``inv`` cache the last read version and its encoded
+    suffix (``00 00 ~version``): a run of reads at one version packs it once."""
 
-    __slots__ = ("__weakref__", "by_table", "gen", "it", "table")
+    __slots__ = ("__weakref__", "by_table", "gen", "inv", "it", "table", "ver")
 
     def __init__(self) -> None:
         self.gen = -1
         self.table: EntryKind | None = None
         self.it: Any = None
         self.by_table: dict[EntryKind, Any] = {}
+        self.ver = -1
+        self.inv = b""
 
     def release(self) -> None:
         """Drop every iterator (called by writers for idle threads; see module docstring)."""
         self.it = None
+        self.table = None
         self.by_table = {}
 
 
