@@ -1,14 +1,18 @@
-"""An LRU cache of decoded blocks with a byte budget, shared by every segment of a tier.
+"""An LRU cache of parsed blocks with a byte budget, shared by every segment of a tier.
 
 Keys are ``(segment file_no, block index)``; file numbers are never reused, so an entry
 can never answer for a different file. Each entry is charged its
-:attr:`~engine.tiers.cold.format.DecodedBlock.nbytes` (decompressed bytes plus an estimate of
-the Python objects built from them). A block larger than the whole budget is returned to the
-caller but not kept.
+:attr:`~engine.tiers.cold.block.BlockView.nbytes`: the decompressed bytes plus the small
+offset arrays of its index (no per-entry Python objects), so the budget is close to
+"decompressed bytes held". A block larger than the whole budget is returned to the caller
+but not kept.
 
-Thread safety: every method takes one internal lock (held for O(1) dict work only, never
-during I/O or decompression). Two threads missing the same block may both decode it; the
-second ``put`` replaces the first, which is harmless.
+Thread safety: ``put``, ``discard_files``, ``clear`` and ``check`` take one internal lock
+(held for O(1) dict work only, never during I/O or decompression). ``get`` takes no lock:
+one ``OrderedDict`` lookup and one ``move_to_end`` are each atomic under the GIL, and a key
+evicted between the two is simply a hit that is not refreshed. The hit/miss counters are
+statistics and may miss an increment under contention. Two threads missing the same block
+may both parse it; the second ``put`` replaces the first, which is harmless.
 """
 
 from __future__ import annotations
@@ -17,13 +21,13 @@ import threading
 from collections import OrderedDict
 from collections.abc import Iterable
 
-from .format import DecodedBlock
+from .block import BlockView
 
 __all__ = ["BlockCache"]
 
 
 class BlockCache:
-    """Least-recently-used decoded blocks, at most ``capacity`` bytes (0 disables caching).
+    """Least-recently-used parsed blocks, at most ``capacity`` bytes (0 disables caching).
 
     Complexity: ``get``/``put`` O(1) amortised; ``discard_files`` O(entries).
     """
@@ -35,20 +39,22 @@ class BlockCache:
         self.size = 0
         self.hits = 0
         self.misses = 0
-        self._map: OrderedDict[tuple[int, int], DecodedBlock] = OrderedDict()
+        self._map: OrderedDict[tuple[int, int], BlockView] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, key: tuple[int, int]) -> DecodedBlock | None:
-        with self._lock:
-            blk = self._map.get(key)
-            if blk is None:
-                self.misses += 1
-                return None
+    def get(self, key: tuple[int, int]) -> BlockView | None:
+        blk = self._map.get(key)
+        if blk is None:
+            self.misses += 1
+            return None
+        try:
             self._map.move_to_end(key)
-            self.hits += 1
-            return blk
+        except KeyError:
+            pass  # evicted by a concurrent put after the lookup: still a valid answer
+        self.hits += 1
+        return blk
 
-    def put(self, key: tuple[int, int], blk: DecodedBlock) -> None:
+    def put(self, key: tuple[int, int], blk: BlockView) -> None:
         cost = blk.nbytes
         if cost > self.capacity:
             return

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import struct
 import zlib
-from array import array
 from typing import Final
 
 import numpy as np
@@ -44,6 +43,7 @@ __all__ = [
     "FOOTER",
     "FOOTER_MAGIC",
     "FORMAT_VERSION",
+    "MAX_ENTRIES",
     "MANIFEST_HEADER",
     "MANIFEST_MAGIC",
     "MANIFEST_SEGMENT",
@@ -54,9 +54,7 @@ __all__ = [
     "SEGMENT_MAGIC",
     "TABLE_ENTRY",
     "BlockColumns",
-    "DecodedBlock",
     "crc32",
-    "decode_block",
     "decode_columns",
     "encode_block",
     "segment_header",
@@ -145,7 +143,7 @@ assert DROP_ITEM.size == 12
 CLEAR_MARK: Final = 0xFFFFFFFF
 
 _WIDTH_DTYPES: Final = {1: "<u1", 2: "<u2", 4: "<u4", 8: "<u8"}
-_MAX_ENTRIES: Final = 1 << 31
+MAX_ENTRIES: Final = 1 << 31
 
 
 def segment_header() -> bytes:
@@ -204,7 +202,7 @@ def encode_block(
     """
     n = len(versions)
     nk = len(keys)
-    assert n == len(values) and nk == len(runs) and sum(runs) == n and 0 < n < _MAX_ENTRIES
+    assert n == len(values) and nk == len(runs) and sum(runs) == n and 0 < n < MAX_ENTRIES
     run_base, run_w, run_b = _for_encode(np.fromiter(runs, np.int64, nk))
     klens = np.fromiter(map(len, keys), np.int64, nk)
     klen_base, klen_w, klen_b = _for_encode(klens)
@@ -225,88 +223,13 @@ def encode_block(
     return b"".join((head, run_b, klen_b, ver_b, vlen_b, tomb_b, b"".join(keys), b"".join(vals)))  # type: ignore[arg-type]
 
 
-class DecodedBlock:
-    """A decompressed block, decoded into columns for bisecting and vectorized scans.
-
-    Attributes (all read-only after construction):
-        keys: the distinct keys, ascending (``list[bytes]``, for ``bisect``).
-        kstart: ``array('Q')`` of nkeys + 1 run starts; key i owns entries
-            ``kstart[i]:kstart[i+1]``, versions descending.
-        versions: ``array('Q')`` of the entry versions (fast scalar indexing).
-        ver: the same versions as a ``numpy.uint64`` array (vectorized filters).
-        kid: ``numpy.int64`` key index of every entry.
-        voff: ``array('Q')`` of nentries + 1 value offsets into ``raw``.
-        tomb: ``bytes`` with one 0/1 byte per entry, or None when the block has no tombstone.
-        raw: the decompressed bytes (value bytes are sliced from it on demand).
-        vmin, vmax: smallest and largest version in the block.
-        single: True when every key has exactly one version here.
-        nbytes: approximate resident size, charged to the block cache.
-
-    Thread safety: immutable once built; share freely.
-    """
-
-    __slots__ = (
-        "keys",
-        "kid",
-        "koff",
-        "kstart",
-        "nbytes",
-        "raw",
-        "single",
-        "tomb",
-        "ver",
-        "versions",
-        "vmax",
-        "vmin",
-        "voff",
-    )
-
-    def __init__(self, keys: list[bytes], kstart: array, versions: array, ver: np.ndarray,
-                 kid: np.ndarray, voff: array, tomb: bytes | None, raw: bytes) -> None:
-        self.keys = keys
-        self.kstart = kstart
-        self.versions = versions
-        self.ver = ver
-        self.kid = kid
-        self.voff = voff
-        self.tomb = tomb
-        self.raw = raw
-        n = len(versions)
-        self.vmin = int(ver.min())
-        self.vmax = int(ver.max())
-        self.single = len(keys) == n
-        self.nbytes = (len(raw) + 200 + 8 * 4 * n + 16 * len(keys)
-                       + sum(map(len, keys)) + 41 * len(keys))
-
-    def __len__(self) -> int:
-        return len(self.versions)
-
-    def values(self, idx: list[int]) -> list[bytes | None]:
-        """The values of entries ``idx`` (None for tombstones). O(total value bytes)."""
-        raw = self.raw
-        voff = self.voff
-        tomb = self.tomb
-        if tomb is None:
-            return [raw[voff[i]:voff[i + 1]] for i in idx]
-        return [None if tomb[i] else raw[voff[i]:voff[i + 1]] for i in idx]
-
-    def value(self, i: int) -> bytes | None:
-        """The value of entry ``i`` (None for a tombstone). O(len(value))."""
-        tomb = self.tomb
-        if tomb is not None and tomb[i]:
-            return None
-        voff = self.voff
-        return self.raw[voff[i]:voff[i + 1]]
-
-
 class BlockColumns:
     """A decompressed block decoded into numpy columns only (no per-entry Python objects).
 
     ``kstart`` (nkeys + 1, int64) run starts; ``koff`` (nkeys + 1, int64) key boundaries in
     ``raw``; ``ver`` (uint64) versions; ``voff`` (nentries + 1, int64) value boundaries in
     ``raw``; ``tomb`` (bool) or None when the block holds no tombstone; ``kid`` (int64, built
-    on first use) the key index of every entry. Used by columnar scans and as the first half
-    of :func:`decode_block`.
+    on first use) the key index of every entry. Used by columnar scans and ``check``.
     """
 
     __slots__ = ("_kid", "koff", "kstart", "n", "nk", "raw", "tomb", "ver", "voff")
@@ -371,7 +294,7 @@ def decode_columns(raw: bytes, path: object, block_offset: int) -> BlockColumns:
      run_w, klen_w, ver_w, vlen_w, flags) = RAW_BLOCK_HEADER.unpack_from(raw, 0)
     # Runs are frame-of-reference coded, so every run >= run_base >= 1 keeps kstart strictly
     # increasing without checking the array.
-    if not (0 < nk <= n < _MAX_ENTRIES) or flags & ~FLAG_TOMBSTONES or run_base < 1:
+    if not (0 < nk <= n < MAX_ENTRIES) or flags & ~FLAG_TOMBSTONES or run_base < 1:
         raise CorruptionError(f"cold block header invalid (nkeys={nk}, nentries={n}, flags={flags})",
                               path=path, offset=block_offset)
     kstart, off = _offsets(raw, hs, nk, run_w, run_base, 0, "run", path, block_offset)
@@ -408,26 +331,3 @@ def decode_columns(raw: bytes, path: object, block_offset: int) -> BlockColumns:
     if tomb is not None and bool((voff[1:][tomb] != voff[:-1][tomb]).any()):
         raise CorruptionError("cold block: a tombstone has value bytes", path=path, offset=block_offset)
     return BlockColumns(nk, n, kstart, koff, ver, voff, tomb, raw)
-
-
-def decode_block(raw: bytes, path: object, block_offset: int) -> DecodedBlock:
-    """Decode a decompressed block for point reads and row scans (see :class:`DecodedBlock`).
-
-    Complexity O(entries): :func:`decode_columns` plus one Python ``bytes`` per distinct key.
-
-    Raises:
-        CorruptionError: as :func:`decode_columns`.
-    """
-    c = decode_columns(raw, path, block_offset)
-    kl = c.koff.tolist()
-    keys = [raw[kl[i]:kl[i + 1]] for i in range(c.nk)]
-    return DecodedBlock(
-        keys=keys,
-        kstart=array("Q", c.kstart.astype(np.uint64).tobytes()),
-        versions=array("Q", c.ver.tobytes()),
-        ver=c.ver,
-        kid=c.kid,
-        voff=array("Q", c.voff.astype(np.uint64).tobytes()),
-        tomb=c.tomb.astype(np.uint8).tobytes() if c.tomb is not None else None,
-        raw=raw,
-    )

@@ -4,8 +4,9 @@ entry iteration) that the tier merges across segments.
 
 Opening a segment reads and verifies the header, the footer and the meta section (table
 directory, block index, bloom filter, dictionary); blocks are read lazily, verified against
-their CRC on every read from disk, and decoded into a :class:`DecodedBlock` kept in the shared
-:class:`BlockCache`.
+their CRC on every read from disk, and parsed into a compact :class:`BlockView` kept in the
+shared :class:`BlockCache`. Point reads work on the view directly; scans decode the rows they
+visit (:class:`DecodedBlock`).
 
 A key's versions may continue from one block into the next (``BLOCK_CONTINUES`` in the
 block flags); every algorithm here handles that, in both directions.
@@ -28,7 +29,6 @@ import weakref
 from array import array
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterator
-from operator import neg
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +37,7 @@ import zstandard as zstd
 from ...errors import CorruptionError, FormatError, StorageIOError
 from ...types import EntryKind
 from .bloom import BloomFilter, bloom_hash
+from .block import BlockView, DecodedBlock, decode_block, parse_block
 from .cache import BlockCache
 from .format import (
     BLOCK_HEADER,
@@ -48,9 +49,7 @@ from .format import (
     SEGMENT_HEADER,
     SEGMENT_MAGIC,
     TABLE_ENTRY,
-    DecodedBlock,
     crc32,
-    decode_block,
     table_from_code,
 )
 from .writer import BLOCK_CONTINUES, ENTRY_OVERHEAD, table_seed
@@ -105,7 +104,9 @@ def _block_cands(blk: DecodedBlock, j_lo: int, j_hi: int, version: int,
     if not tdrops and blk.vmax <= version:
         if blk.single:
             return range(j_lo, j_hi), range(a, e)
-        return range(j_lo, j_hi), ks[j_lo:j_hi].tolist()
+        return range(j_lo, j_hi), list(ks[j_lo:j_hi])
+    if e - a <= _SMALL_SPAN:
+        return _span_cands(blk, j_lo, j_hi, version, tdrops, seq)
     mask = blk.ver[a:e] <= version
     if tdrops:
         keys = blk.keys
@@ -128,6 +129,34 @@ def _block_cands(blk: DecodedBlock, j_lo: int, j_hi: int, version: int,
         kid = kid[first]
     idx += a
     return kid.tolist(), idx.tolist()
+
+
+_SMALL_SPAN = 64
+"""Below this many entries a plain loop beats numpy's per-call overhead."""
+
+
+def _span_cands(blk: DecodedBlock, j_lo: int, j_hi: int, version: int,
+                tdrops: dict[bytes, dict[int, int]] | None, seq: int) -> tuple[list[int], list[int]]:
+    """:func:`_block_cands` as a plain loop, for small spans. O(entries of those keys)."""
+    ks = blk.kstart
+    vers = blk.versions
+    keys = blk.keys
+    kout: list[int] = []
+    eout: list[int] = []
+    for j in range(j_lo, j_hi):
+        i = ks[j]
+        e = ks[j + 1]
+        while i < e and vers[i] > version:
+            i += 1
+        if tdrops and i < e:
+            dv = tdrops.get(keys[j])
+            if dv:
+                while i < e and dv.get(vers[i], -1) >= seq:
+                    i += 1
+        if i < e:
+            kout.append(j)
+            eout.append(i)
+    return kout, eout
 
 
 def _key_span(keys: list[bytes], lo: bytes | None, lo_inc: bool, hi: bytes | None,
@@ -458,15 +487,19 @@ class Segment:
             raise self._corrupt(f"block {b} decompressed to {len(raw)} bytes, expected {rlen}", off)
         return raw
 
-    def block(self, b: int) -> DecodedBlock:
-        """Decoded block ``b``, through the shared cache. O(1) on a hit."""
+    def view(self, b: int) -> BlockView:
+        """Parsed block ``b``, through the shared cache. O(1) on a hit."""
         key = (self.file_no, b)
         cache = self._cache
-        blk = cache.get(key)
-        if blk is None:
-            blk = decode_block(self.read_raw(b), self.path, self.offsets[b])
-            cache.put(key, blk)
-        return blk
+        v = cache.get(key)
+        if v is None:
+            v = parse_block(self.read_raw(b), self.path, self.offsets[b])
+            cache.put(key, v)
+        return v
+
+    def block(self, b: int) -> DecodedBlock:
+        """Block ``b`` decoded into rows (the view through the cache, then O(entries))."""
+        return self.view(b).decoded()
 
     def close(self) -> None:
         """Close the file descriptor now (idempotent). Only when no reader can still use it."""
@@ -493,32 +526,37 @@ class Segment:
         return b
 
     def lookup(self, tr: TableRange, key: bytes, version: int,
-               dv: dict[int, int] | None) -> tuple[int, DecodedBlock, int] | None:
+               dv: dict[int, int] | None) -> tuple[int, BlockView, int] | None:
         """Newest version <= ``version`` of ``key`` here, skipping dropped ones.
 
         ``dv`` maps dropped versions of this key to their ``upto_seq``. Returns
-        (version, block, index) or None. O(log blocks + log keys-per-block + run length).
+        (version, block view, index) or None. O(log blocks + key bytes of a block at C speed
+        + log run length); a cache miss adds one block read, check and decompression.
         """
-        b = self._first_block(tr, key)
+        fk = self.first_keys
+        b0 = tr.b0
+        b = bisect_right(fk, key, b0, tr.b1) - 1
+        if b < b0:
+            return None  # before the table's first key
+        flags = self.block_flags
+        if flags[b] & BLOCK_CONTINUES and fk[b] == key:
+            b = self._first_block(tr, key)
         b1 = tr.b1
         seq = self.seq
-        flags = self.block_flags
         while b < b1:
-            blk = self.block(b)
-            keys = blk.keys
-            j = bisect_left(keys, key)
-            if j == len(keys) or keys[j] != key:
+            v = self.view(b)
+            j = v.find(key)
+            if j < 0:
                 return None
-            ks = blk.kstart
-            a = ks[j]
+            ks = v.kstart
             e = ks[j + 1]
-            vs = blk.versions
-            i = a if vs[a] <= version else bisect_left(vs, -version, a, e, key=neg)
+            i = v.at_most(ks[j], e, version)
             while i < e:
-                if dv is None or dv.get(vs[i], -1) < seq:
-                    return vs[i], blk, i
+                ver = v.version(i)
+                if dv is None or dv.get(ver, -1) < seq:
+                    return ver, v, i
                 i += 1
-            if j != len(keys) - 1 or b + 1 >= b1 or not flags[b + 1] & BLOCK_CONTINUES:
+            if j != v.nk - 1 or b + 1 >= b1 or not flags[b + 1] & BLOCK_CONTINUES:
                 return None
             b += 1
         return None
@@ -532,16 +570,15 @@ class Segment:
         seq = self.seq
         flags = self.block_flags
         while b < tr.b1:
-            blk = self.block(b)
-            keys = blk.keys
-            j = bisect_left(keys, key)
-            if j == len(keys) or keys[j] != key:
+            v = self.view(b)
+            j = v.find(key)
+            if j < 0:
                 break
-            vs = blk.versions
-            for i in range(blk.kstart[j], blk.kstart[j + 1]):
-                if dv is None or dv.get(vs[i], -1) < seq:
-                    out.append((vs[i], blk.value(i)))
-            if j != len(keys) - 1 or b + 1 >= tr.b1 or not flags[b + 1] & BLOCK_CONTINUES:
+            for i in range(v.kstart[j], v.kstart[j + 1]):
+                ver = v.version(i)
+                if dv is None or dv.get(ver, -1) < seq:
+                    out.append((ver, v.value(i)))
+            if j != v.nk - 1 or b + 1 >= tr.b1 or not flags[b + 1] & BLOCK_CONTINUES:
                 break
             b += 1
         return out
@@ -594,7 +631,7 @@ class Segment:
                     ks = [keys[j] for j in kidx]
                 vs = blk.versions
                 if type(eidx) is range:
-                    vl = vs[eidx.start:eidx.stop].tolist()
+                    vl = vs[eidx.start:eidx.stop]
                 else:
                     vl = [vs[i] for i in eidx]
                 el = list(eidx)
@@ -688,4 +725,5 @@ class Segment:
                     v = vs[i]
                     if dv is not None and dv.get(v, -1) >= seq:
                         continue
-                    yield key, v, (None if tomb is not None and tomb[i] else raw[voff[i]:voff[i + 1]])
+                    yield key, v, (None if tomb is not None and (tomb[i >> 3] >> (i & 7)) & 1
+                                   else raw[voff[i]:voff[i + 1]])
