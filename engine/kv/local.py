@@ -10,8 +10,9 @@ Layout (``docs/KV.md``): with ``table_id = t`` the backend uses
   every write; the engine version of an F row is the KV revision.
 - ``M = EntryKind.operator(t + 2)``: per-bucket metadata (config, seq counter, horizon).
 
-``tag`` tells a Put, a DEL marker and a PURGE marker apart for every revision (an engine
-tombstone could not). A KV write is one store commit and its revision is that commit
+``tag`` tells a Put, a DEL marker, a PURGE marker and a Put with a TTL apart for every
+revision (an engine tombstone could not). TTLs (:mod:`engine.kv.ttl`): an expired key reads
+as absent at once; the connection's reaper turns the expiry into a PURGE marker. A KV write is one store commit and its revision is that commit
 version, so revisions are global across buckets (``global_ordering``). Every write of a
 bucket reads and bumps the seq counter, so writes of one bucket serialize (optimistic
 conflicts retry) and feed order equals revision order.
@@ -51,6 +52,7 @@ from .errors import (
 )
 from .names import validate_bucket, validate_key, validate_prefix
 from .protocol import resume_window_ok
+from .ttl import EXPIRES, Reaper, check_ttl, expires_at_ns, index_key
 from .types import (
     Capabilities,
     Delete,
@@ -73,7 +75,8 @@ DEFAULT_TABLE_ID: Final = 0x4B56_0000  # "KV"
 TAG_PUT: Final = 0
 TAG_DEL: Final = 1
 TAG_PURGE: Final = 2
-_TAGS: Final = (TAG_PUT, TAG_DEL, TAG_PURGE)
+TAG_TTL: Final = 3      # a Put with an expiry: payload = u64 expires_at_ns | value
+_TAGS: Final = (TAG_PUT, TAG_DEL, TAG_PURGE, TAG_TTL)
 D_HEAD = struct.Struct(">BQ")      # tag, seq
 F_HEAD = struct.Struct(">BH")      # tag, key length
 U64 = struct.Struct(">Q")
@@ -84,7 +87,7 @@ POLL_MIN: Final = 0.001
 POLL_MAX: Final = 0.02
 
 LOCAL_CAPABILITIES: Final = Capabilities(
-    streaming_watch=True, prefix_watch=True, purge=True, cas=True, ttl=False,
+    streaming_watch=True, prefix_watch=True, purge=True, cas=True, ttl=True,
     transactions=False, global_ordering=True)
 
 
@@ -92,20 +95,40 @@ def _update_of(tag: int, key: str, payload: bytes, version: int) -> KvUpdate:
     token = VersionToken.from_u64(version)
     if tag == TAG_PUT:
         return Put(KvEntry(key, payload, token))
+    if tag == TAG_TTL:   # a feed row: the value follows the expiry
+        return Put(KvEntry(key, payload[EXPIRES.size:], token))
     if tag == TAG_DEL:
         return Delete(key, token)
     return Purge(key, token)
 
 
 class _Record:
-    """A decoded D row at one version."""
+    """A decoded D row at one version.
 
-    __slots__ = ("payload", "seq", "tag", "version")
+    A TTL Put decodes as ``tag == TAG_PUT`` with ``expires`` set (0: no expiry) and the
+    value alone in ``payload``.
+    """
+
+    __slots__ = ("expires", "payload", "seq", "tag", "version")
 
     def __init__(self, raw: bytes, version: int) -> None:
         self.tag, self.seq = D_HEAD.unpack_from(raw, 0)
-        self.payload = raw[D_HEAD.size:]
         self.version = version
+        if self.tag == TAG_TTL:
+            self.tag = TAG_PUT
+            (self.expires,) = EXPIRES.unpack_from(raw, D_HEAD.size)
+            self.payload = raw[D_HEAD.size + EXPIRES.size:]
+        else:
+            self.expires = 0
+            self.payload = raw[D_HEAD.size:]
+
+    def expired(self, now_ns: int | None = None) -> bool:
+        """Has this record's TTL passed (at ``now_ns``, default now)?"""
+        return self.expires != 0 and (time.time_ns() if now_ns is None else now_ns) >= self.expires
+
+    def live_put(self) -> bool:
+        """A Put that has not expired (empty values included)."""
+        return self.tag == TAG_PUT and not self.expired()
 
 
 class LocalConnection:
@@ -126,6 +149,7 @@ class LocalConnection:
         self._lock = threading.Lock()
         self._bucket_locks: dict[str, threading.Lock] = {}
         self._watches: set[LocalWatch] = set()
+        self._reaper = Reaper(store, self.meta_table, self._reap_one)
 
     # -- Connection ----------------------------------------------------------------------
 
@@ -134,10 +158,13 @@ class LocalConnection:
         if self._store.closed:
             raise NotConnected("the tierdb store is closed; open it again and make a new LocalConnection")
         self._connected = True
+        if self._reaper.pending():
+            self._reaper.start()   # TTLs written earlier (by this or another process run)
 
     def shutdown(self) -> None:
-        """Close every open watch; afterwards ``is_healthy()`` is False."""
+        """Close every open watch and stop the TTL reaper; afterwards ``is_healthy()`` is False."""
         self._connected = False
+        self._reaper.stop()
         with self._lock:
             watches = list(self._watches)
         for w in watches:
@@ -196,6 +223,19 @@ class LocalConnection:
                 lock = self._bucket_locks[bucket] = threading.Lock()
             return lock
 
+    def _reap_one(self, bucket: str, key: str, expires_ns: int) -> bool:
+        """Write the PURGE marker of an expired TTL record (reaper callback); False if the
+        key no longer holds that record (the index row is stale)."""
+        return self.store(bucket)._expire(key, expires_ns)   # NotConnected after shutdown
+
+    def reap_expired(self) -> int:
+        """Write the PURGE markers of every key whose TTL has passed now; returns how many.
+
+        The reaper thread does this on its own; call it to be sure (e.g. before ``gc()``).
+        """
+        self._check()
+        return self._reaper.reap_due()
+
     def _register(self, watch: LocalWatch) -> None:
         with self._lock:
             self._watches.add(watch)
@@ -233,8 +273,8 @@ class LocalBucket(BucketFacets["LocalWatch"]):
     def name(self) -> str:
         return self._name
 
-    def ttl_writer(self) -> None:
-        return None  # no TTLs: LOCAL_CAPABILITIES.ttl is False
+    def ttl_writer(self) -> LocalBucket:
+        return self
 
     # -- low-level reads -------------------------------------------------------------------
 
@@ -281,7 +321,7 @@ class LocalBucket(BucketFacets["LocalWatch"]):
         """The latest value; None for missing keys, markers and empty values. O(log n)."""
         self._conn._check()
         rec = self._lookup(self._dkey(validate_key(key)))
-        if rec is None or rec.tag != TAG_PUT or not rec.payload:
+        if rec is None or not rec.payload or not rec.live_put():
             return None
         return KvEntry(key, rec.payload, VersionToken.from_u64(rec.version))
 
@@ -289,7 +329,7 @@ class LocalBucket(BucketFacets["LocalWatch"]):
         """The raw latest Put (empty values included); None for markers and missing keys."""
         self._conn._check()
         rec = self._lookup(self._dkey(validate_key(key)))
-        if rec is None or rec.tag != TAG_PUT:
+        if rec is None or not rec.live_put():
             return None
         return KvEntry(key, rec.payload, VersionToken.from_u64(rec.version))
 
@@ -301,8 +341,9 @@ class LocalBucket(BucketFacets["LocalWatch"]):
         self._conn._check()
         validate_prefix(prefix)
         out: list[KvEntry] = []
+        now = time.time_ns()
         for key, rec in self._scan_d(prefix):
-            if rec.tag == TAG_PUT and rec.payload:
+            if rec.tag == TAG_PUT and rec.payload and not rec.expired(now):
                 out.append(KvEntry(key, rec.payload, VersionToken.from_u64(rec.version)))
         return out
 
@@ -348,20 +389,25 @@ class LocalBucket(BucketFacets["LocalWatch"]):
     # -- KvWriter --------------------------------------------------------------------------
 
     def _write(self, key: str, tag: int, payload: bytes,
-               check: Callable[[_Record | None], None] | None = None) -> VersionToken:
+               check: Callable[[_Record | None], None] | None = None,
+               expires_ns: int = 0) -> VersionToken:
         """One KV write = one store commit; returns its revision.
 
         The commit bumps the bucket's seq counter, writes the D record and the F row, and
-        force-drops the revisions that ``max_history`` (or a purge rollup) evicts.
+        force-drops the revisions that ``max_history`` (or a purge or TTL rollup) evicts.
+        With ``expires_ns`` (``tag`` is then ``TAG_TTL``) it also writes the expiry index
+        row; a write over a TTL record removes that record's index row.
         """
         self._conn._check()
         validate_key(key)
         if not isinstance(payload, (bytes, bytearray, memoryview)):
             raise OperationFailed(f"value for key {key!r} must be bytes, got {type(payload).__name__}")
         payload = bytes(payload)
+        if tag == TAG_TTL:
+            payload = EXPIRES.pack(expires_ns) + payload
         kb = key.encode()
         dk = self._prefix + kb
-        keep = 1 if tag == TAG_PURGE else self.config.max_history
+        keep = 1 if tag in (TAG_PURGE, TAG_TTL) else self.config.max_history
         s = self._s
         with self._conn._bucket_lock(self._name):
             for _ in range(MAX_RETRIES):
@@ -377,6 +423,10 @@ class LocalBucket(BucketFacets["LocalWatch"]):
                     tx.drop(self._M, self._seq_key, keep_last_versions=1, force=True)
                     tx.set(self._D, dk, D_HEAD.pack(tag, seq) + payload)
                     tx.set(self._F, self._fkey(seq), F_HEAD.pack(tag, len(kb)) + kb + payload)
+                    if tag == TAG_TTL:
+                        tx.set(self._M, index_key(expires_ns, self._name, key), U64.pack(seq))
+                    if cur is not None and cur.expires and cur.expires != expires_ns:
+                        tx.drop(self._M, index_key(cur.expires, self._name, key), force=True)
                     if cur is not None:
                         hist = [(v, r) for v, r in s.history(self._D, dk) if v <= rv and r is not None]
                         evicted = hist[keep - 1:]
@@ -400,7 +450,7 @@ class LocalBucket(BucketFacets["LocalWatch"]):
 
     def create(self, key: str, value: bytes) -> VersionToken:
         def check(cur: _Record | None) -> None:
-            if cur is not None and cur.tag == TAG_PUT:
+            if cur is not None and cur.live_put():
                 raise AlreadyExists(f"key {key!r} already exists in bucket {self._name!r} "
                                     f"(revision {cur.version}); use update() with its version")
         return self._write(key, TAG_PUT, value, check)
@@ -410,8 +460,9 @@ class LocalBucket(BucketFacets["LocalWatch"]):
         validate_key(key)
 
         def check(cur: _Record | None) -> None:
-            if want == 0 or cur is None or cur.version != want:
-                have = "no revision" if cur is None else f"revision {cur.version}"
+            if want == 0 or cur is None or cur.version != want or cur.expired():
+                have = "no revision" if cur is None else \
+                    f"revision {cur.version}{' (expired)' if cur.expired() else ''}"
                 raise RevisionMismatch(f"key {key!r} in bucket {self._name!r} is at {have}, "
                                        f"not the expected revision {want}; re-read and retry")
         return self._write(key, TAG_PUT, value, check)
@@ -425,6 +476,41 @@ class LocalBucket(BucketFacets["LocalWatch"]):
 
     def delete_with_version(self, key: str, expected: VersionToken) -> VersionToken:
         return self._cas(key, b"", expected)
+
+    # -- KvTtl -----------------------------------------------------------------------------
+
+    def put_with_ttl(self, key: str, value: bytes, ttl: float) -> VersionToken:
+        """Put ``value`` that expires ``ttl`` seconds (wall clock) from now.
+
+        Like a purge followed by a put in one write, the key's earlier revisions go (so the
+        expiry leaves nothing behind, as on NATS). Once expired the key reads as absent at
+        once; the connection's reaper then writes a PURGE marker (watches deliver it) and
+        the expired revision's bytes are dropped. A later write of the key cancels the TTL.
+
+        Raises:
+            OperationFailed: an invalid key, value or ``ttl`` (before any I/O).
+        """
+        validate_key(key)
+        seconds = check_ttl(ttl)
+        version = self._write(key, TAG_TTL, value, None, expires_at_ns(seconds))
+        self._conn._reaper.start()
+        return version
+
+    def _expire(self, key: str, expires_ns: int) -> bool:
+        """Write the PURGE marker of ``key`` if it still holds the TTL record expiring at
+        ``expires_ns`` and that time has passed; False when it does not (stale index row)."""
+        class _Stale(Exception):
+            pass
+
+        def check(cur: _Record | None) -> None:
+            if cur is None or cur.expires != expires_ns or not cur.expired():
+                raise _Stale
+
+        try:
+            self._write(key, TAG_PURGE, b"", check)
+        except _Stale:
+            return False
+        return True
 
     # -- KvPurge ---------------------------------------------------------------------------
 
@@ -533,9 +619,12 @@ class LocalWatch(WatchIteration):
         version = s.version
         if resume_rev is None:
             initial: list[tuple[int, KvUpdate]] = []
+            now = time.time_ns()
             for prefix in scope.list_prefixes():
                 for key, rec in bucket._scan_d(prefix, version):
-                    initial.append((rec.version, _update_of(rec.tag, key, rec.payload, rec.version)))
+                    # an expired TTL value not reaped yet is already gone: say so
+                    tag = TAG_PURGE if rec.expired(now) else rec.tag
+                    initial.append((rec.version, _update_of(tag, key, rec.payload, rec.version)))
             initial.sort(key=lambda t: t[0])
             self._pending.extend(u for _, u in initial)
             after = version

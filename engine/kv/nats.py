@@ -14,7 +14,10 @@ Notes on the mapping (details in ``docs/KV.md``):
 - resume uses ``BY_START_SEQUENCE`` at ``rev + 1`` and checks ``first_seq <= rev + 1``
   before and after creating the consumer, because the server silently clamps;
 - an ``All`` watch runs the live floor guard (a gap in delivered revisions, and a periodic
-  check, re-test the window; a trip raises :class:`WatchError`).
+  check, re-test the window; a trip raises :class:`WatchError`);
+- TTLs (``put_with_ttl``) are per-message TTLs (``Nats-TTL``, whole seconds), offered only by
+  2.11+ servers on streams that allow them; buckets created there also get server-placed
+  limit markers, so an expiry reaches watches as a PURGE.
 
 Notes: thread safety
     A connection and its buckets may be used from any number of threads (calls are
@@ -28,7 +31,9 @@ import asyncio
 import concurrent.futures
 import datetime
 import logging
+import math
 import queue
+import re
 import threading
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
@@ -48,6 +53,7 @@ from .errors import (
 )
 from .names import validate_bucket, validate_key, validate_prefix
 from .protocol import floor_guard_due, resume_window_ok
+from .ttl import check_ttl
 from .types import (
     Capabilities,
     Delete,
@@ -69,6 +75,7 @@ __all__ = [
     "NatsConnection",
     "NatsConnectionConfig",
     "NatsWatch",
+    "server_supports_ttl",
 ]
 
 log = logging.getLogger("tierdb.kv.nats")
@@ -77,9 +84,35 @@ T = TypeVar("T")
 NATS_CAPABILITIES: Final = Capabilities(
     streaming_watch=True, prefix_watch=True, purge=True, cas=True, ttl=False,
     transactions=False, global_ordering=False)
+NATS_TTL_CAPABILITIES: Final = Capabilities(
+    streaming_watch=True, prefix_watch=True, purge=True, cas=True, ttl=True,
+    transactions=False, global_ordering=False)
 KV_OP: Final = "KV-Operation"
 MARKER_REASON: Final = "Nats-Marker-Reason"
+MSG_TTL: Final = "Nats-TTL"
+ROLLUP: Final = "Nats-Rollup"
 _CAS_CODES: Final = (10071, 10164)
+TTL_MIN_SERVER: Final = (2, 11)
+_VERSION_RE: Final = re.compile(r"v?(\d+)\.(\d+)\.(\d+)")
+
+
+def server_supports_ttl(version: str | None) -> bool:
+    """Does a nats-server of ``version`` (``"2.15.1"``) honour per-message TTLs (2.11+)?
+
+    Older servers accept the ``Nats-TTL`` header and silently ignore it (2.9.10 keeps the
+    value forever), so the version is the only truthful test. Unknown -> False.
+    """
+    m = _VERSION_RE.match(version or "")
+    return m is not None and (int(m.group(1)), int(m.group(2))) >= TTL_MIN_SERVER
+
+
+def nats_ttl_header(ttl: float) -> str:
+    """The ``Nats-TTL`` value for ``ttl`` seconds: whole seconds, rounded up, at least 1.
+
+    The server refuses anything shorter than a second and counts whole seconds, so a value
+    never expires before ``ttl``.
+    """
+    return str(max(1, math.ceil(ttl)))
 
 
 @dataclass(frozen=True)
@@ -99,6 +132,12 @@ class NatsConnectionConfig:
     floor_check_interval: float = 30.0
     watch_capacity: int = 256
     name: str | None = None
+    # Buckets created on 2.11+ servers get server-placed limit markers that live this long
+    # (seconds), so TTL and max_age expiries reach live watches as PURGE markers. None: no
+    # markers (expiries are then silent, as on older servers). The server raises every
+    # per-message TTL below this value to it on buckets with max_history > 1 (nats-server
+    # #6741, #6818), so the default is its minimum, 1 s, which never raises a TTL.
+    limit_marker_ttl: float | None = 1.0
 
 
 def _kv_errors() -> tuple[Any, Any, Any]:
@@ -281,8 +320,18 @@ class NatsConnection:
         """The last connection event (connect/reconnect vs disconnect/close); no I/O."""
         return self._connected and self._healthy
 
+    def server_version(self) -> str | None:
+        """The version of the server this connection talks to now (None before connect)."""
+        nc = self._nc
+        if nc is None or not self._connected:
+            return None
+        info = getattr(nc, "_server_info", None) or {}
+        v = info.get("version")
+        return str(v) if v else None
+
     def capabilities(self) -> Capabilities:
-        return NATS_CAPABILITIES
+        """What the connected server offers: ``ttl`` only on 2.11+ (False before connect)."""
+        return NATS_TTL_CAPABILITIES if server_supports_ttl(self.server_version()) else NATS_CAPABILITIES
 
     def store(self, name: str) -> NatsBucket:
         return self.store_with_config(StoreConfig(validate_bucket(name)))
@@ -292,6 +341,7 @@ class NatsConnection:
         if not isinstance(config, StoreConfig):
             raise TypeError(f"config must be a StoreConfig, got {type(config).__name__}")
         js = self._js
+        markers = self.config.limit_marker_ttl if server_supports_ttl(self.server_version()) else None
 
         async def go() -> Any:
             _, _, jerr = _kv_errors()
@@ -305,7 +355,8 @@ class NatsConnection:
             try:
                 kv = await js.create_key_value(
                     bucket=config.name, history=config.max_history, ttl=config.max_age,
-                    max_bytes=config.max_bytes, storage=storage, replicas=config.num_replicas)
+                    max_bytes=config.max_bytes, storage=storage, replicas=config.num_replicas,
+                    limit_marker_ttl=markers)
             except jerr.BadRequestError as exc:
                 if getattr(exc, "err_code", None) == 10058:   # raced with a different config
                     return await js.key_value(config.name)
@@ -326,7 +377,10 @@ class NatsConnection:
 
 def _op_of(msg: Any) -> str | None:
     """``"DEL"``, ``"PURGE"``, None for a Put, or ``"?"`` for an unknown marker reason."""
-    hdr = msg.header
+    return _op_of_headers(msg.header)
+
+
+def _op_of_headers(hdr: Any) -> str | None:
     if not hdr:
         return None
     op = hdr.get(KV_OP)
@@ -364,41 +418,66 @@ class NatsBucket(BucketFacets["NatsWatch"]):
         self._name = name
         self._stream = f"KV_{name}"
         self._pre = f"$KV.{name}."
+        self._ttl_ok: bool | None = None
 
     @property
     def name(self) -> str:
         return self._name
 
-    def ttl_writer(self) -> None:
-        return None  # a TTL header would be a silent no-op on 2.9 servers
+    def _allows_ttl(self) -> bool:
+        """The server is 2.11+ and this bucket's stream allows per-message TTLs (cached)."""
+        if self._ttl_ok is None:
+            ok = server_supports_ttl(self._conn.server_version())
+            if ok:
+                ok = bool(getattr(self._status().config, "allow_msg_ttl", False))
+            self._ttl_ok = ok
+        return self._ttl_ok
+
+    def ttl_writer(self) -> NatsBucket | None:
+        """``self`` where TTLs work (2.11+ server, stream with ``allow_msg_ttl``), else None.
+
+        Older servers accept a TTL header and ignore it, so no TTL writer is offered there.
+        """
+        return self if self._allows_ttl() else None
 
     def _run(self, coro: Coroutine[Any, Any, T], what: str) -> T:
         return self._conn._submit(coro, f"{what} in bucket {self._name!r}")
 
     # -- reads -----------------------------------------------------------------------------
 
-    def _get_raw(self, key: str) -> Any:
-        kv = self._kv
+    async def _last(self, key: str) -> tuple[str | None, bytes, int] | None:
+        """The last message of ``key``: ``(op, data, revision)``; None when it has none.
 
-        async def go() -> Any:
-            _, _, jerr = _kv_errors()
-            try:
-                return await kv.get(key)
-            except jerr.KeyNotFoundError:
-                return None
-        return self._run(go(), f"get {key!r}")
+        Reads the raw stream message so that server-placed markers (``Nats-Marker-Reason``,
+        2.11+) count as markers too (nats-py's ``get`` only knows ``KV-Operation``).
+        """
+        _, _, jerr = _kv_errors()
+        js = self._conn._js
+        try:
+            msg = await js.get_msg(self._stream, subject=f"{self._pre}{key}",
+                                   direct=bool(getattr(self._kv, "_direct", False)))
+        except jerr.NotFoundError:
+            return None
+        return _op_of_headers(msg.headers), bytes(msg.data or b""), int(msg.seq)
+
+    def _get_put(self, key: str) -> tuple[bytes, int] | None:
+        """The latest Put of ``key`` (value, revision); None for markers and missing keys."""
+        last = self._run(self._last(key), f"get {key!r}")
+        if last is None or last[0] is not None:
+            return None
+        return last[1], last[2]
 
     def get(self, key: str) -> KvEntry | None:
-        e = self._get_raw(validate_key(key))
-        if e is None or not e.value:
+        e = self._get_put(validate_key(key))
+        if e is None or not e[0]:
             return None
-        return KvEntry(key, bytes(e.value), VersionToken.from_u64(e.revision))
+        return KvEntry(key, e[0], VersionToken.from_u64(e[1]))
 
     def entry(self, key: str) -> KvEntry | None:
-        e = self._get_raw(validate_key(key))
+        e = self._get_put(validate_key(key))
         if e is None:
             return None
-        return KvEntry(key, bytes(e.value or b""), VersionToken.from_u64(e.revision))
+        return KvEntry(key, e[0], VersionToken.from_u64(e[1]))
 
     def _subjects(self, prefixes: list[str]) -> list[str]:
         return [f"{self._pre}{p}>" for p in prefixes]
@@ -496,8 +575,17 @@ class NatsBucket(BucketFacets["NatsWatch"]):
             try:
                 return int(await kv.create(key, data))
             except jerr.KeyWrongLastSequenceError:
-                raise AlreadyExists(f"key {key!r} already exists in bucket {self._name!r}; "
-                                    "use update() with its version") from None
+                pass
+            # nats-py retries over KV-Operation markers only; a server-placed marker (an
+            # expiry on 2.11+) means "absent" too: CAS against its revision.
+            last = await self._last(key)
+            if last is not None and last[0] in ("DEL", "PURGE"):
+                try:
+                    return int(await kv.update(key, data, last=last[2]))
+                except jerr.KeyWrongLastSequenceError:
+                    pass
+            raise AlreadyExists(f"key {key!r} already exists in bucket {self._name!r}; "
+                                "use update() with its version")
         return VersionToken.from_u64(self._run(go(), f"create {key!r}"))
 
     def _cas(self, key: str, data: bytes, expected: VersionToken, what: str) -> VersionToken:
@@ -533,6 +621,35 @@ class NatsBucket(BucketFacets["NatsWatch"]):
         validate_key(key)
         self._run(self._kv.purge(key), f"purge {key!r}")
         return True
+
+    def put_with_ttl(self, key: str, value: bytes, ttl: float) -> VersionToken:
+        """Put ``value`` that the server removes ``ttl`` seconds from now (2.11+).
+
+        The TTL is rounded up to whole seconds (at least 1: the server's granularity) and
+        the server removes the value about a second after that. Like a purge followed by a
+        put in one message (``Nats-Rollup: sub``), the key's earlier revisions go, so the
+        expiry leaves the key absent rather than revealing an older value; with limit
+        markers (``NatsConnectionConfig.limit_marker_ttl``) the expiry reaches watches as a
+        PURGE.
+
+        Raises:
+            OperationFailed: an invalid key, value or ``ttl``, or a server or bucket that
+                does not honour TTLs (``ttl_writer()`` is None there).
+        """
+        validate_key(key)
+        data = self._value(key, value)
+        seconds = check_ttl(ttl)
+        if not self._allows_ttl():
+            raise OperationFailed(
+                f"bucket {self._name!r}: per-message TTLs need nats-server 2.11+ and a stream that "
+                f"allows them (server {self._conn.server_version()}); a TTL would be ignored here")
+        js = self._conn._js
+        headers = {MSG_TTL: nats_ttl_header(seconds), ROLLUP: "sub"}
+
+        async def go() -> int:
+            ack = await js.publish(f"{self._pre}{key}", data, headers=headers)
+            return int(ack.seq)
+        return VersionToken.from_u64(self._run(go(), f"put_with_ttl {key!r}"))
 
     def purge_deletes(self, older_than: float = 1800.0) -> int:
         """Remove DEL/PURGE markers older than ``older_than`` s entirely (younger ones stay
