@@ -223,10 +223,9 @@ class LocalConnection:
                 lock = self._bucket_locks[bucket] = threading.Lock()
             return lock
 
-    def _reap_one(self, bucket: str, key: str, expires_ns: int) -> bool:
-        """Write the PURGE marker of an expired TTL record (reaper callback); False if the
-        key no longer holds that record (the index row is stale)."""
-        return self.store(bucket)._expire(key, expires_ns)   # NotConnected after shutdown
+    def _reap_one(self, bucket: str, key: str, expires_ns: int, seq: int) -> str:
+        """Act on one due expiry index row (the reaper's callback; see ``LocalBucket._expire``)."""
+        return self.store(bucket)._expire(key, expires_ns, seq)   # NotConnected after shutdown
 
     def reap_expired(self) -> int:
         """Write the PURGE markers of every key whose TTL has passed now; returns how many.
@@ -425,15 +424,17 @@ class LocalBucket(BucketFacets["LocalWatch"]):
                     tx.set(self._F, self._fkey(seq), F_HEAD.pack(tag, len(kb)) + kb + payload)
                     if tag == TAG_TTL:
                         tx.set(self._M, index_key(expires_ns, self._name, key), U64.pack(seq))
-                    if cur is not None and cur.expires and cur.expires != expires_ns:
-                        tx.drop(self._M, index_key(cur.expires, self._name, key), force=True)
                     if cur is not None:
                         hist = [(v, r) for v, r in s.history(self._D, dk) if v <= rv and r is not None]
                         evicted = hist[keep - 1:]
                         if evicted:
-                            for _v, r in evicted:
+                            for v, r in evicted:
                                 assert r is not None
-                                tx.drop(self._F, self._fkey(D_HEAD.unpack_from(r, 0)[1]), force=True)
+                                old = _Record(r, v)
+                                tx.drop(self._F, self._fkey(old.seq), force=True)
+                                if old.expires and old.expires != expires_ns:
+                                    # the TTL'd revision goes now: so does its index row
+                                    tx.drop(self._M, index_key(old.expires, self._name, key), force=True)
                             tx.drop(self._D, dk, keep_last_versions=keep, force=True)
                     version = tx.commit()
                     return VersionToken.from_u64(version)
@@ -485,7 +486,9 @@ class LocalBucket(BucketFacets["LocalWatch"]):
         Like a purge followed by a put in one write, the key's earlier revisions go (so the
         expiry leaves nothing behind, as on NATS). Once expired the key reads as absent at
         once; the connection's reaper then writes a PURGE marker (watches deliver it) and
-        the expired revision's bytes are dropped. A later write of the key cancels the TTL.
+        the expired revision's bytes are dropped. A later write of the key cancels the TTL
+        for reads; the TTL'd revision still leaves the key's history at its expiry (as the
+        message does on NATS).
 
         Raises:
             OperationFailed: an invalid key, value or ``ttl`` (before any I/O).
@@ -496,21 +499,59 @@ class LocalBucket(BucketFacets["LocalWatch"]):
         self._conn._reaper.start()
         return version
 
-    def _expire(self, key: str, expires_ns: int) -> bool:
-        """Write the PURGE marker of ``key`` if it still holds the TTL record expiring at
-        ``expires_ns`` and that time has passed; False when it does not (stale index row)."""
-        class _Stale(Exception):
-            pass
+    def _expire(self, key: str, expires_ns: int, seq: int) -> str:
+        """Act on the expiry index row (``key``, ``expires_ns``, record ``seq``); returns
+        what it did (:data:`engine.kv.ttl.REAP_RESULTS`).
+
+        ``"early"``: the record has not expired (the wall clock stepped back): keep the row.
+        ``"marker"``: the key's current record is it: write a PURGE marker (one commit that
+        force-drops the revision and its feed row and removes the index row).
+        ``"superseded"``: a later write replaced it: force-drop that revision (and any older
+        one) with its feed row and the index row; reads are unchanged.
+        ``"stale"``: no revision of the key is that record any more: the caller drops the row.
+        """
+        if time.time_ns() < expires_ns:
+            return "early"
 
         def check(cur: _Record | None) -> None:
-            if cur is None or cur.expires != expires_ns or not cur.expired():
-                raise _Stale
+            if cur is None or cur.seq != seq or cur.expires != expires_ns:
+                raise _NotCurrent
 
         try:
             self._write(key, TAG_PURGE, b"", check)
-        except _Stale:
-            return False
-        return True
+            return "marker"
+        except _NotCurrent:
+            pass
+        dk = self._dkey(key)
+        s = self._s
+        with self._conn._bucket_lock(self._name):
+            for _ in range(MAX_RETRIES):
+                tx = s.begin()
+                try:
+                    tx.get(self._M, self._seq_key)   # conflicts with any write of the bucket
+                    rv = tx.read_version
+                    found = None
+                    for v, r in s.history(self._D, dk):
+                        if v <= rv and r is not None:
+                            rec = _Record(r, v)
+                            if rec.seq == seq and rec.expires == expires_ns:
+                                found = rec
+                                break
+                    if found is None:
+                        tx.rollback()
+                        return "stale"
+                    tx.drop(self._D, dk, up_to_version=found.version + 1, force=True)
+                    tx.drop(self._F, self._fkey(seq), force=True)
+                    tx.drop(self._M, index_key(expires_ns, self._name, key), force=True)
+                    tx.commit()
+                    return "superseded"
+                except ConflictError:
+                    continue
+                finally:
+                    if not tx.closed:
+                        tx.rollback()
+        raise OperationFailed(  # pragma: no cover - needs 1000 lost races in a row
+            f"expiry of key {key!r} in bucket {self._name!r} lost {MAX_RETRIES} races; retried later")
 
     # -- KvPurge ---------------------------------------------------------------------------
 
@@ -713,6 +754,10 @@ class LocalWatch(WatchIteration):
         self._pending.clear()
         self._closed_evt.set()
         self._b._conn._unregister(self)
+
+
+class _NotCurrent(Exception):
+    """The key's current record is not the TTL record being expired."""
 
 
 def _prefix_end(prefix: bytes) -> Bound:

@@ -13,9 +13,12 @@ by the first TTL write or by ``connect()`` when the index is not empty) makes th
 revision: when an index row is due it writes a PURGE marker for the key (one commit, like
 ``purge``: the expired revision and its feed row are force-dropped, so their bytes go) and
 removes the index row. Watches deliver that marker as a :class:`~engine.kv.types.Purge`, and
-folds and resume cursors see an ordinary purge. An index row whose key was rewritten before
-it expired is stale: a later write of the key removes it, and the reaper drops any it
-finds.
+folds and resume cursors see an ordinary purge. When a later write replaced the TTL'd
+revision before it expired, reads already show the new value; at the expiry the reaper
+still force-drops the old revision and its feed row (as NATS removes the message), which
+loses nothing a fold needs (a newer record of the key survives). A write that evicts a
+TTL'd revision (a rollup, ``max_history``) removes its index row; rows whose revision is
+gone otherwise are dropped when they come due.
 
 Notes: thread safety
     :class:`Reaper` methods may be called from any thread; reaping commits go through the
@@ -40,7 +43,7 @@ from .errors import OperationFailed
 if TYPE_CHECKING:
     from ..store import Store
 
-__all__ = ["TTL_PREFIX", "Reaper", "check_ttl", "index_key", "parse_index_key"]
+__all__ = ["REAP_RESULTS", "TTL_PREFIX", "Reaper", "check_ttl", "index_key", "parse_index_key"]
 
 log = logging.getLogger("tierdb.kv.ttl")
 
@@ -50,6 +53,11 @@ assert EXPIRES.size == 8
 MAX_TTL_SECONDS: Final = float(1 << 32)   # ~136 years: keeps expires_at_ns inside a u64
 IDLE_PAUSE: Final = 1.0        # look again this often with nothing due (other connections' rows)
 REAP_PAGE: Final = 256
+U64 = struct.Struct(">Q")
+# What acting on one due index row did: wrote the key's PURGE marker; dropped a revision a
+# later write had replaced; found no such revision (the row is dropped); or found the
+# record not expired yet (the wall clock stepped back; the row stays).
+REAP_RESULTS: Final = ("marker", "superseded", "stale", "early")
 
 
 def check_ttl(ttl: object) -> float:
@@ -85,16 +93,16 @@ def parse_index_key(raw: bytes) -> tuple[int, str, str]:
 class Reaper:
     """Turns due expiry index rows into PURGE markers (see module docstring).
 
-    ``reap_one(bucket, key, expires_ns)`` is the connection's: it writes the marker if the
-    key still holds that TTL record and reports whether it did.
+    ``reap_one(bucket, key, expires_ns, seq)`` is the connection's: it acts on one due row
+    and returns one of :data:`REAP_RESULTS`.
     """
 
     def __init__(self, store: Store, meta_table: EntryKind,
-                 reap_one: Callable[[str, str, int], bool]) -> None:
+                 reap_one: Callable[[str, str, int, int], str]) -> None:
         self._store = store
         self._meta = meta_table
         self._reap_one = reap_one
-        self.counters: dict[str, Any] = {"expired": 0, "stale": 0}
+        self.counters: dict[str, Any] = {r: 0 for r in REAP_RESULTS}
         self._loop = Background("tierdb-kv-ttl", self._tick, IDLE_PAUSE, self.counters)
 
     def pending(self) -> bool:
@@ -128,12 +136,14 @@ class Reaper:
                                           None, REAP_PAGE)
             for e in page.entries:
                 expires, bucket, key = parse_index_key(e.key)
-                if self._reap_one(bucket, key, expires):
+                assert e.value is not None
+                (seq,) = U64.unpack(e.value)
+                result = self._reap_one(bucket, key, expires, int(seq))
+                self.counters[result] += 1
+                if result == "marker":
                     written += 1
-                    self.counters["expired"] += 1
-                else:
+                elif result == "stale":
                     self._drop_row(e.key)
-                    self.counters["stale"] += 1
         return written
 
     def _drop_row(self, row: bytes) -> None:
