@@ -194,7 +194,7 @@ class Store:
         tiers: list[TierStorage] = []
         for name in layout.tiers:
             if name == "hot":
-                tiers.append(HotTier())
+                tiers.append(HotTier(clean_budget=layout.hot_cache_bytes if layout.tiers != ("hot",) else 0))
             elif name == "warm":
                 from .tiers.warm import WarmTier
                 tiers.append(WarmTier(path / "warm", block_cache_bytes=layout.warm_cache_bytes,
@@ -542,7 +542,7 @@ class Store:
                 self._check_open()
                 oracle.check(tx.read_version, (), tx._reads, tx._ranges, tx._read_all, serializable)
             tx._release()
-            self._gc.drop_explicit(tx._drops)
+            self._drop_explicit(tx._drops)
             return tx.read_version
         if not writes:
             if serializable and (tx._reads or tx._ranges or tx._read_all):
@@ -591,7 +591,7 @@ class Store:
         if self._track_gc:
             self._gc.note_commit(writes.keys())
         if tx._drops:
-            self._gc.drop_explicit(tx._drops)
+            self._drop_explicit(tx._drops)
         policies = self._policies.all() if len(self._policies) else None  # no copy per commit
         if policies:
             eager = [(t, k, None, policies[str(t)], False) for t, rows in batches.items()
@@ -609,6 +609,21 @@ class Store:
                 if hot_bytes > budget:
                     self._mover.wait_for_flush(timeout=10.0)
         return version
+
+    def _drop_explicit(self, drops: list[tuple[EntryKind, bytes, int | None, int | None, bool]]) -> None:
+        """Apply ``tx.drop`` requests. They may remove a key's newest version (``force``), so
+        the hot tier's clean copies of those tables go too, before and after (see HotTier)."""
+        forget = getattr(self._first, "forget_clean", None)
+        tables = {d[0] for d in drops}
+        if forget is not None:
+            for t in tables:
+                forget(t)
+        try:
+            self._gc.drop_explicit(drops)
+        finally:
+            if forget is not None:
+                for t in tables:
+                    forget(t)
 
     # -- pins --------------------------------------------------------------------------
 

@@ -53,6 +53,9 @@ class Layout:
         demote_interval: seconds between background demotions (0 disables it).
         zstd_level, block_size, cold_cache_bytes, bloom_bits_per_key: cold-tier knobs.
         warm_cache_bytes, warm_write_buffer_bytes: warm-tier (RocksDB) knobs.
+        hot_cache_bytes: bytes of flushed keys' newest versions the hot tier keeps for
+            point reads (a cache of latest values beside warm; 0 disables it). Layouts with
+            hot and warm only.
         background: run the background mover thread.
     """
 
@@ -69,6 +72,7 @@ class Layout:
     bloom_bits_per_key: int = 10
     warm_cache_bytes: int = 64 << 20
     warm_write_buffer_bytes: int = 16 << 20
+    hot_cache_bytes: int = 32 << 20
     background: bool = True
 
     def __post_init__(self) -> None:
@@ -84,6 +88,9 @@ class Layout:
             object.__setattr__(self, name, parse_size(getattr(self, name)))
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be positive")
+        object.__setattr__(self, "hot_cache_bytes", parse_size(self.hot_cache_bytes))
+        if self.hot_cache_bytes < 0:
+            raise ValueError("hot_cache_bytes must be >= 0")
         if not 1 <= self.zstd_level <= 22:
             raise ValueError(f"zstd_level must be in 1..22, got {self.zstd_level}")
         if self.demotion_age_versions < 0 or self.flush_lag_versions < 0:

@@ -154,6 +154,25 @@ class MergedScan:
                     yield buf.popleft()
 
 
+_MISSING: Any = object()  # "no version <= v in this tier": ask the next one
+
+
+def _get_or(tier: TierStorage) -> Callable[[EntryKind, bytes, int, Any], Any]:
+    """The tier's three-way point read (value / None for a tombstone / ``missing``):
+    its own ``get_or`` when it has one (no :class:`RawEntry` per read), else one built on
+    ``lookup``."""
+    fast = getattr(tier, "get_or", None)
+    if fast is not None:
+        return fast  # type: ignore[no-any-return]
+    lookup = tier.lookup
+
+    def get_or(table: EntryKind, key: bytes, version: int, missing: Any) -> Any:
+        e = lookup(table, key, version)
+        return missing if e is None else e.value
+
+    return get_or
+
+
 class Router:
     """Reads across an ordered list of tiers (hot first). See the module docstring."""
 
@@ -168,8 +187,8 @@ class Router:
         self.cold_skip_from: int | None = None
         self._upper = self.tiers[:-1]
         # Point-read chains: (lookup of every tier but the last, get of the last tier).
-        self._chain_all = ([t.lookup for t in self.tiers[:-1]], self.tiers[-1].get)
-        self._chain_upper = ([t.lookup for t in self._upper[:-1]], self._upper[-1].get) if self._upper else None
+        self._chain_all = ([_get_or(t) for t in self.tiers[:-1]], self.tiers[-1].get)
+        self._chain_upper = ([_get_or(t) for t in self._upper[:-1]], self._upper[-1].get) if self._upper else None
         # Point reads answered per tier (approximate under threads: no lock on the hot path).
         self.reads_served = [0] * len(self.tiers)
         self.scans = 0
@@ -199,11 +218,11 @@ class Router:
         else:
             lookups, last_get = self._chain_all
         i = 0
-        for lookup in lookups:
-            e = lookup(table, key, version)
-            if e is not None:
+        for get_or in lookups:
+            val = get_or(table, key, version, _MISSING)
+            if val is not _MISSING:
                 self.reads_served[i] += 1
-                return e.value
+                return val  # type: ignore[no-any-return]
             i += 1
         self.reads_served[i] += 1
         return last_get(table, key, version)

@@ -9,6 +9,16 @@ when a range or a flush needs order; removed keys stay in the ``SortedList`` as 
 half of it is dead, then it is rebuilt. Both keep ``set`` and flush eviction at one dict
 operation per key instead of a ``SortedList`` insert or removal each (bench_peers "load").
 
+Clean copies (a bounded cache of latest values): when a flush removes a key whose every
+version went to warm, the hot tier may keep that key's newest version in a separate
+``clean`` dict, within ``clean_budget`` bytes (oldest evicted first). Only point reads
+(``lookup``, ``get_or``, ``lookup_many``) consult it, and only after the key's own versions
+here: a clean copy is an identical copy of warm's newest version of the key, which DESIGN.md
+invariant 2 allows (as after a move interrupted between copy and delete), so every answer
+is the one warm would give. Ranges, ``iter_versions``, ``get_all_versions`` and the byte
+budget of unflushed data (:attr:`HotTier.bytes`) ignore them. Whoever removes a key's
+newest version below the hot tier (a forced drop, an erase) calls :meth:`forget_clean`.
+
 Notes: thread safety
     One writer at a time (``set``/``drop``/``clear_table`` take ``self._lock``); point reads
     take no lock. An in-order ``set`` on a :class:`_Chain` appends the value before the
@@ -71,7 +81,7 @@ def _make(versions: list[int], values: list[bytes | None]) -> _Entry:
 
 
 class _Table:
-    __slots__ = ("chains", "keys", "pending", "dead", "bytes", "nversions")
+    __slots__ = ("chains", "keys", "pending", "dead", "bytes", "nversions", "clean", "clean_bytes")
 
     def __init__(self) -> None:
         self.chains: dict[bytes, _Entry] = {}
@@ -80,6 +90,10 @@ class _Table:
         self.dead: set[bytes] = set()          # keys in ``keys`` but no longer in chains
         self.bytes = 0
         self.nversions = 0
+        # Clean copies: the newest version of flushed keys, also stored in warm, kept for
+        # point reads only (see HotTier "Clean copies"). Insertion order = eviction order.
+        self.clean: dict[bytes, tuple[int, bytes | None]] = {}
+        self.clean_bytes = 0
 
     def sorted_keys(self) -> SortedList:
         """The key index with pending keys merged in (call under the tier lock).
@@ -93,8 +107,13 @@ class _Table:
 
     def forget(self, key: bytes) -> None:
         """Record that ``key`` left ``chains`` (call under the tier lock). O(1) amortised."""
-        self.dead.add(key)
-        if len(self.dead) > 1024 and len(self.dead) * 2 > len(self.keys):
+        self.forget_many((key,))
+
+    def forget_many(self, keys: Iterable[bytes]) -> None:
+        """Record that ``keys`` left ``chains`` (under the tier lock). O(len(keys)) amortised."""
+        dead = self.dead
+        dead.update(keys)
+        if len(dead) > 1024 and len(dead) * 2 > len(self.chains) + len(dead):
             # Mostly dead (a flush emptied the table): rebuild from the live keys.
             self.keys = SortedList(self.chains)
             self.pending = []
@@ -134,8 +153,9 @@ class HotTier:
 
     name = "hot"
 
-    def __init__(self) -> None:
+    def __init__(self, clean_budget: int = 0) -> None:
         self._tables: dict[EntryKind, _Table] = {}
+        self.clean_budget = clean_budget  # bytes of clean copies to keep (0: none)
         # The table the last get() used, read and written as one tuple (atomic under the
         # GIL); reset whenever a table object is replaced or removed.
         self._last: tuple[EntryKind | None, _Table | None] = _NO_TABLE
@@ -155,20 +175,67 @@ class HotTier:
     def lookup(self, table: EntryKind, key: bytes, version: int) -> RawEntry | None:
         if type(key) is not bytes:
             key = as_bytes(key)
-        c = self._entry(table, key)
-        if c is None:
+        t = self._tables.get(table)
+        if t is None:
+            if self._closed:
+                raise ClosedError("hot tier is closed")
             return None
-        if c.__class__ is tuple:
-            lv, lval = c  # type: ignore[misc]
-            return RawEntry(key, lv, lval) if lv <= version else None
-        lv, lval = c.latest  # type: ignore[union-attr]
-        if lv <= version:
-            return RawEntry(key, lv, lval)
-        vs = c.versions  # type: ignore[union-attr]
-        i = bisect_right(vs, version, 0, len(vs))
-        if i == 0:
-            return None
-        return RawEntry(key, vs[i - 1], c.values[i - 1])  # type: ignore[union-attr]
+        c = t.chains.get(key)
+        if c is not None:
+            if c.__class__ is tuple:
+                lv, lval = c  # type: ignore[misc]
+                if lv <= version:
+                    return RawEntry(key, lv, lval)
+            else:
+                lv, lval = c.latest  # type: ignore[union-attr]
+                if lv <= version:
+                    return RawEntry(key, lv, lval)
+                vs = c.versions  # type: ignore[union-attr]
+                i = bisect_right(vs, version, 0, len(vs))
+                if i:
+                    return RawEntry(key, vs[i - 1], c.values[i - 1])  # type: ignore[union-attr]
+        cc = t.clean.get(key)
+        if cc is not None and cc[0] <= version:
+            return RawEntry(key, cc[0], cc[1])
+        return None
+
+    def get_or(self, table: EntryKind, key: bytes, version: int, missing: Any) -> Any:
+        """As :meth:`lookup`, three-way without a :class:`RawEntry`: the value, None for a
+        tombstone, or ``missing`` when no version <= ``version`` is here. O(1) at the newest
+        version (the read cascade's fast path)."""
+        last = self._last
+        if last[0] is table:
+            t = last[1]
+        else:
+            t = self._tables.get(table)
+            if t is None:
+                if self._closed:
+                    raise ClosedError("hot tier is closed")
+                return missing
+            self._last = (table, t)
+        try:
+            c = t.chains.get(key)  # type: ignore[union-attr]
+        except (TypeError, ValueError):  # an unhashable bytes-like key (bytearray, ...)
+            return self.get_or(table, as_bytes(key), version, missing)
+        if c is not None:
+            if c.__class__ is tuple:
+                if c[0] <= version:  # type: ignore[index,operator]
+                    return c[1]  # type: ignore[index]
+            else:
+                lv, lval = c.latest  # type: ignore[union-attr]
+                if lv <= version:
+                    return lval
+                vs = c.versions  # type: ignore[union-attr]
+                i = bisect_right(vs, version, 0, len(vs))
+                if i:
+                    return c.values[i - 1]  # type: ignore[union-attr]
+        else:
+            if type(key) is not bytes:
+                return self.get_or(table, as_bytes(key), version, missing)  # raises for str etc.
+        cc = t.clean.get(key)  # type: ignore[union-attr]
+        if cc is not None and cc[0] <= version:
+            return cc[1]
+        return missing
 
     def get(self, table: EntryKind, key: bytes, version: int) -> bytes | None:
         # The store's point-read fast path (bench_store "get"): no helper calls.
@@ -208,16 +275,19 @@ class HotTier:
                 raise ClosedError("hot tier is closed")
             return [None] * len(keys)
         cget = t.chains.get
+        clean = t.clean.get
+        lookup = self.lookup
         out: list[RawEntry | None] = []
         append = out.append
         for key in keys:
             c = cget(key)
             if c is None:
-                append(None)
-            elif c.__class__ is tuple:
-                append(RawEntry(key, c[0], c[1]) if c[0] <= version else None)  # type: ignore[index,arg-type,operator]
+                cc = clean(key)
+                append(RawEntry(key, cc[0], cc[1]) if cc is not None and cc[0] <= version else None)
+            elif c.__class__ is tuple and c[0] <= version:  # type: ignore[index,operator]
+                append(RawEntry(key, c[0], c[1]))  # type: ignore[index,arg-type]
             else:
-                append(self.lookup(table, key, version))
+                append(lookup(table, key, version))
         return out
 
     def get_many(self, table: EntryKind, keys: Sequence[bytes], version: int) -> list[bytes | None]:
@@ -555,7 +625,8 @@ class HotTier:
         """Remove every version <= ``watermark`` of ``keys`` (the upper copy after a flush).
 
         Equivalent to :meth:`drop` of exactly those versions, without building them: the
-        common case (a key whose every version was flushed) is one dict removal. O(keys).
+        common case (a single-version key, flushed) is one dict removal, and the counters
+        are updated once per call. O(keys).
         """
         with self._lock:
             if self._closed:
@@ -564,18 +635,84 @@ class HotTier:
             if t is None:
                 return
             chains = t.chains
+            cget = chains.get
+            keep = self.clean_budget > 0
+            clean = t.clean
+            cpop = clean.pop
+            gone: list[bytes] = []
+            gone_vals: list[bytes | None] = []
+            replaced = 0  # bytes of older clean copies replaced by newer ones
             for key in keys:
-                c = chains.get(key)
+                c = cget(key)
                 if c is None:
                     continue
                 if c.__class__ is tuple:
                     if c[0] <= watermark:  # type: ignore[index,operator]
                         del chains[key]
-                        t.bytes -= _entry_size(key, c[1]) + _KEY_OVERHEAD  # type: ignore[index,arg-type]
-                        t.nversions -= 1
-                        t.forget(key)
+                        gone.append(key)
+                        gone_vals.append(c[1])  # type: ignore[index]
+                        if keep:
+                            old = cpop(key, None)  # re-inserted: newest copies are evicted last
+                            if old is not None:
+                                replaced += _entry_size(key, old[1]) + _KEY_OVERHEAD
+                            clean[key] = c  # type: ignore[assignment]
                     continue
-                self._remove_versions(t, key, lambda v: v > watermark)
+                vs = c.versions  # type: ignore[union-attr]
+                i = bisect_right(vs, watermark)
+                if not i:
+                    continue
+                vals = c.values  # type: ignore[union-attr]
+                t.bytes -= sum(_entry_size(key, v) for v in vals[:i])
+                t.nversions -= i
+                if i < len(vs):
+                    chains[key] = _make(vs[i:], vals[i:])
+                else:
+                    del chains[key]
+                    t.bytes -= _KEY_OVERHEAD
+                    t.forget(key)
+                    if keep:
+                        old = cpop(key, None)
+                        if old is not None:
+                            replaced += _entry_size(key, old[1]) + _KEY_OVERHEAD
+                        clean[key] = (vs[-1], vals[-1])
+                        t.clean_bytes += _entry_size(key, vals[-1]) + _KEY_OVERHEAD
+            if gone:
+                nb = (sum(map(len, gone)) + sum(map(len, filter(None, gone_vals)))
+                      + len(gone) * (_VERSION_OVERHEAD + _KEY_OVERHEAD))
+                t.bytes -= nb
+                t.nversions -= len(gone)
+                t.forget_many(gone)
+                if keep:
+                    t.clean_bytes += nb
+            if keep:
+                t.clean_bytes -= replaced
+                self._evict_clean(t)
+
+    def _evict_clean(self, t: _Table) -> None:
+        """Drop the oldest clean copies until they fit ``clean_budget`` (under the lock)."""
+        over = t.clean_bytes - self.clean_budget
+        if over <= 0:
+            return
+        clean = t.clean
+        doomed = []
+        freed = 0
+        for key, (_v, val) in clean.items():  # insertion order: oldest first
+            doomed.append(key)
+            freed += _entry_size(key, val) + _KEY_OVERHEAD
+            if freed >= over:
+                break
+        for key in doomed:
+            del clean[key]
+        t.clean_bytes -= freed
+
+    def forget_clean(self, table: EntryKind | None = None) -> None:
+        """Drop every clean copy (of ``table``, or of all tables). Call whenever a key's
+        newest version may be removed from a lower tier (forced drops, erase). O(1)."""
+        with self._lock:
+            for name, t in self._tables.items():
+                if table is None or name == table:
+                    t.clean = {}
+                    t.clean_bytes = 0
 
     # -- maintenance -------------------------------------------------------------------
 
@@ -605,6 +742,8 @@ class HotTier:
                     nbytes += _KEY_OVERHEAD + sum(_entry_size(k, v) for v in vals)
                 if nv != t.nversions or nbytes != t.bytes:
                     raise CorruptionError(f"hot tier {table}: counters drifted")
+                if t.clean_bytes != sum(_entry_size(k, v) + _KEY_OVERHEAD for k, (_, v) in t.clean.items()):
+                    raise CorruptionError(f"hot tier {table}: clean-copy counter drifted")
 
     def stats(self) -> dict[str, Any]:
         tables = list(self._tables.values())
@@ -614,6 +753,8 @@ class HotTier:
             "keys": sum(len(t.chains) for t in tables),
             "versions": sum(t.nversions for t in tables),
             "bytes": sum(t.bytes for t in tables),
+            "clean_keys": sum(len(t.clean) for t in tables),
+            "clean_bytes": sum(t.clean_bytes for t in tables),
         }
 
     @property
