@@ -158,8 +158,7 @@ class LocalConnection:
         if self._store.closed:
             raise NotConnected("the tierdb store is closed; open it again and make a new LocalConnection")
         self._connected = True
-        if self._reaper.pending():
-            self._reaper.start()   # TTLs written earlier (by this or another process run)
+        self._reaper.enable()   # starts at once if TTLs were written earlier (any run)
 
     def shutdown(self) -> None:
         """Close every open watch and stop the TTL reaper; afterwards ``is_healthy()`` is False."""

@@ -31,6 +31,7 @@ from __future__ import annotations
 import logging
 import math
 import struct
+import threading
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final
@@ -104,21 +105,33 @@ class Reaper:
         self._reap_one = reap_one
         self.counters: dict[str, Any] = {r: 0 for r in REAP_RESULTS}
         self._loop = Background("tierdb-kv-ttl", self._tick, IDLE_PAUSE, self.counters)
+        self._lock = threading.Lock()
+        self._enabled = False
 
     def pending(self) -> bool:
         """Is any expiry index row stored (due or not)?"""
         return self._next_row() is not None
 
-    def start(self) -> None:
-        """Start the thread (idempotent) and look at the index at once."""
-        self._loop.start()
-        self._loop.kick()
+    def enable(self) -> None:
+        """Allow the thread to run (the connection connected); start it if rows are stored."""
+        with self._lock:
+            self._enabled = True
+        if self.pending():
+            self.start()
 
-    def kick(self) -> None:
+    def start(self) -> None:
+        """Start the thread if enabled (idempotent) and look at the index at once."""
+        with self._lock:
+            if not self._enabled:
+                return
+            self._loop.start()
         self._loop.kick()
 
     def stop(self) -> None:
-        self._loop.stop()
+        """Stop and join the thread; it stays stopped until :meth:`enable`."""
+        with self._lock:
+            self._enabled = False
+            self._loop.stop()
 
     def _next_row(self) -> bytes | None:
         page = self._store.range_next(self._meta, RangeCursor(), Bound.included(TTL_PREFIX),

@@ -21,6 +21,7 @@ import pytest
 import engine
 from engine.kv import (
     LocalConnection,
+    NotConnected,
     OperationFailed,
     Purge,
     Put,
@@ -324,3 +325,40 @@ def test_capabilities_truthful_on_a_server_without_ttl() -> None:
         conn.shutdown()
         srv.stop()
         shutil.rmtree(d, ignore_errors=True)
+
+
+def _reaper_threads() -> int:
+    import threading
+    return sum(1 for t in threading.enumerate() if t.name == "tierdb-kv-ttl")
+
+
+def test_local_one_reaper_thread_per_connection_and_none_after_shutdown() -> None:
+    import threading
+    store = engine.open(None)
+    conn = LocalConnection(store)
+    conn.connect()
+    before = _reaper_threads()
+    b = conn.store("b")
+    barrier = threading.Barrier(8)
+
+    def writer(i: int) -> None:
+        barrier.wait()
+        b.put_with_ttl(f"k{i}", b"v", 0.1)
+
+    threads = [threading.Thread(target=writer, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert _reaper_threads() == before + 1
+    assert wait_for(lambda: b.keys() == [] and all(
+        [type(u) for u in b.history(f"k{i}")] == [Purge] for i in range(8)))
+    conn.shutdown()
+    assert _reaper_threads() == before
+    with pytest.raises(NotConnected):
+        b.put_with_ttl("k", b"v", 1)   # and no thread is started
+    assert _reaper_threads() == before
+    conn.connect()                     # nothing pending: still no thread
+    assert _reaper_threads() == before
+    conn.shutdown()
+    store.close()
