@@ -29,6 +29,10 @@ __all__ = ["BlockCache"]
 class BlockCache:
     """Least-recently-used parsed blocks, at most ``capacity`` bytes (0 disables caching).
 
+    ``hits`` counts lookups answered from the cache, ``misses`` blocks read from disk (a
+    lookup that the caller then answers without reading, e.g. by the bloom filter, is
+    neither).
+
     Complexity: ``get``/``put`` O(1) amortised; ``discard_files`` O(entries).
     """
 
@@ -45,8 +49,7 @@ class BlockCache:
     def get(self, key: tuple[int, int]) -> BlockView | None:
         blk = self._map.get(key)
         if blk is None:
-            self.misses += 1
-            return None
+            return None  # counted as a miss by the put() of the block read instead
         try:
             self._map.move_to_end(key)
         except KeyError:
@@ -55,6 +58,9 @@ class BlockCache:
         return blk
 
     def put(self, key: tuple[int, int], blk: BlockView) -> None:
+        """Keep ``blk`` (just read from disk: counted as a miss), evicting the least
+        recently used blocks beyond the budget."""
+        self.misses += 1
         cost = blk.nbytes
         if cost > self.capacity:
             return

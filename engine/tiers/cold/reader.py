@@ -489,12 +489,13 @@ class Segment:
 
     def view(self, b: int) -> BlockView:
         """Parsed block ``b``, through the shared cache. O(1) on a hit."""
-        key = (self.file_no, b)
-        cache = self._cache
-        v = cache.get(key)
-        if v is None:
-            v = parse_block(self.read_raw(b), self.path, self.offsets[b])
-            cache.put(key, v)
+        v = self._cache.get((self.file_no, b))
+        return self._load(b) if v is None else v
+
+    def _load(self, b: int) -> BlockView:
+        """Read, verify, decompress and parse block ``b``; keep it in the cache."""
+        v = parse_block(self.read_raw(b), self.path, self.offsets[b])
+        self._cache.put((self.file_no, b), v)
         return v
 
     def block(self, b: int) -> DecodedBlock:
@@ -530,8 +531,10 @@ class Segment:
         """Newest version <= ``version`` of ``key`` here, skipping dropped ones.
 
         ``dv`` maps dropped versions of this key to their ``upto_seq``. Returns
-        (version, block view, index) or None. O(log blocks + key bytes of a block at C speed
-        + log run length); a cache miss adds one block read, check and decompression.
+        (version, block view, index) or None. O(log blocks + log keys-per-block + log run
+        length). The bloom filter is consulted only when the block is not cached (a cached
+        block answers as fast and exactly); a miss adds one block read, check and
+        decompression.
         """
         fk = self.first_keys
         b0 = tr.b0
@@ -541,10 +544,15 @@ class Segment:
         flags = self.block_flags
         if flags[b] & BLOCK_CONTINUES and fk[b] == key:
             b = self._first_block(tr, key)
+        v = self._cache.get((self.file_no, b))
+        if v is None:
+            bloom = self.bloom
+            if bloom is not None and not bloom.may_contain_hash(bloom_hash(key, tr.seed)):
+                return None
+            v = self._load(b)
         b1 = tr.b1
         seq = self.seq
-        while b < b1:
-            v = self.view(b)
+        while True:
             j = v.find(key)
             if j < 0:
                 return None
@@ -559,7 +567,7 @@ class Segment:
             if j != v.nk - 1 or b + 1 >= b1 or not flags[b + 1] & BLOCK_CONTINUES:
                 return None
             b += 1
-        return None
+            v = self.view(b)
 
     def versions_of(self, tr: TableRange, key: bytes,
                     dv: dict[int, int] | None) -> list[tuple[int, bytes | None]]:

@@ -67,11 +67,7 @@ class TableView:
             tr = seg.tables.get(table)
             if tr is None or seg.seq <= cleared:
                 continue
-            bloom = seg.bloom
-            rows.append((tr.min_key, tr.max_key, seg.min_version, seg.max_version,
-                         bloom.bits if bloom is not None else None,
-                         bloom.m if bloom is not None else 0,
-                         bloom.k if bloom is not None else 0, seg, tr))
+            rows.append((tr.min_key, tr.max_key, seg.min_version, seg.max_version, seg, tr))
         self.segs = tuple(rows)
         self.tdrops = drops.table(table)
         self.seed = table_seed(table)

@@ -40,7 +40,6 @@ from heapq import merge as heap_merge
 from operator import itemgetter
 from pathlib import Path
 from typing import Any, Self
-from zlib import crc32 as _crc32
 
 from ...errors import (
     ClosedError,
@@ -59,7 +58,6 @@ from ...types import (
     check_version,
 )
 from ..base import DropBatches, SetBatches, finish_page
-from .bloom import HASH_ADD, HASH_MUL, MASK64
 from .cache import BlockCache
 from .compaction import carry_over, merge_table, plan
 from .drops import DropGroup, DropIndex, decode_drops, encode_drops
@@ -168,11 +166,11 @@ class ColdTier:
 
     def _find(self, st: State, table: EntryKind, key: bytes,
               version: int) -> tuple[int, Any, int] | None:
-        """(version, block, index) of the newest live version <= ``version``, or None.
+        """(version, block view, index) of the newest live version <= ``version``, or None.
 
         The hot path of point reads: one table lookup, then per segment two key and two
-        version comparisons and an inlined bloom probe (same arithmetic as
-        :meth:`BloomFilter.may_contain_hash`) before any block is touched.
+        version comparisons before the segment's own lookup (block index, cache, bloom on
+        a cache miss only).
         """
         tv = st.by_table.get(table)
         if tv is None:
@@ -181,26 +179,8 @@ class ColdTier:
         dv = tdrops.get(key) if tdrops else None
         best = None
         bestv = -1
-        h1 = h2 = -1
-        for lo_k, hi_k, vmin, vmax, bits, m, k, seg, tr in tv.segs:
+        for lo_k, hi_k, vmin, vmax, seg, tr in tv.segs:
             if key < lo_k or key > hi_k or vmin > version or vmax <= bestv:
-                continue
-            if bits is not None:
-                if h1 < 0:
-                    h = ((_crc32(key, tv.seed) + HASH_ADD) * HASH_MUL) & MASK64
-                    h1 = h >> 32
-                    h2 = h & 0xFFFFFFFF
-                p = h1
-                for _ in range(k):
-                    q = p % m
-                    if not (bits[q >> 3] >> (q & 7)) & 1:
-                        break
-                    p += h2
-                else:
-                    r = seg.lookup(tr, key, version, dv)
-                    if r is not None and r[0] > bestv:
-                        best = r
-                        bestv = r[0]
                 continue
             r = seg.lookup(tr, key, version, dv)
             if r is not None and r[0] > bestv:
@@ -266,7 +246,7 @@ class ColdTier:
         if tv is None:
             return []
         out = []
-        for lo_k, hi_k, vmin, _vmax, _bits, _m, _k, seg, tr in tv.segs:
+        for lo_k, hi_k, vmin, _vmax, seg, tr in tv.segs:
             if vmin > version or (lo is not None and hi_k < lo) or (hi is not None and lo_k > hi):
                 continue
             out.append((seg, tr))
