@@ -446,9 +446,8 @@ class Store:
     def _range_iter(self, table: EntryKind, lo: Bound, hi: Bound, version: int, reverse: bool,
                     chunk: int, token: int) -> Iterator[tuple[bytes, bytes]]:
         try:
-            for e in self._router.scan(table, lo, hi, version, reverse, chunk):
-                if e.value is not None:
-                    yield e.key, e.value
+            for page in self._router.scan_pages(table, lo, hi, version, reverse, chunk):
+                yield from [(k, val) for k, _, val in page if val is not None]
         finally:
             self._readpoints.release(token)
 

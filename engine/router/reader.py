@@ -21,8 +21,9 @@ Notes: thread safety
 from __future__ import annotations
 
 import threading
-from collections import deque
+from bisect import bisect_right
 from collections.abc import Callable, Iterator, Sequence
+from operator import itemgetter
 from typing import Any
 
 from ..tiers.base import TierStorage
@@ -91,29 +92,41 @@ class ScanEpochs:
 
 
 class _Stream:
-    __slots__ = ("tier", "cursor", "buf", "table", "start", "end", "version", "chunk", "reverse", "fetch")
+    __slots__ = ("cursor", "buf", "pos", "table", "start", "end", "version", "chunk", "fetch")
 
     def __init__(self, tier: TierStorage, table: EntryKind, start: Bound, end: Bound,
                  version: int, chunk: int, reverse: bool) -> None:
-        self.tier = tier
         self.cursor = RangeCursor()
-        self.buf: deque[RawEntry] = deque()
+        self.buf: list[RawEntry] = []  # the current page; rows before ``pos`` are consumed
+        self.pos = 0
         self.table, self.start, self.end = table, start, end
-        self.version, self.chunk, self.reverse = version, chunk, reverse
+        self.version, self.chunk = version, chunk
         self.fetch = tier.range_rev_next if reverse else tier.range_next
 
-    def head(self) -> RawEntry | None:
-        buf = self.buf
-        while not buf:
+    def fill(self) -> bool:
+        """Make sure an unconsumed row is buffered; False when the tier is drained."""
+        while self.pos >= len(self.buf):
             if self.cursor.exhausted:
-                return None
-            page = self.fetch(self.table, self.cursor, self.start, self.end, self.version, self.chunk)
-            buf.extend(page.entries)
-        return buf[0]
+                return False
+            self.buf = self.fetch(self.table, self.cursor, self.start, self.end, self.version,
+                                  self.chunk).entries
+            self.pos = 0
+        return True
+
+
+_KEY = itemgetter(0)
+_KEY_VERSION = itemgetter(0, 1)
 
 
 class MergedScan:
-    """Iterator of the winning :class:`RawEntry` per key across tiers (tombstones included)."""
+    """Iterator of the winning :class:`RawEntry` per key across tiers (tombstones included).
+
+    Merges page by page: every live stream holds a page; the horizon is the nearest of the
+    pages' last keys among streams that may still return more (nothing beyond it is emitted
+    yet); the rows up to the horizon are merged with one C-level sort and de-duplicated
+    with a dict (the highest version of a key wins). :meth:`pages` yields the merged rows a
+    batch at a time. O(rows log tiers), with the per-row work in C.
+    """
 
     def __init__(self, tiers: Sequence[TierStorage], table: EntryKind, start: Bound, end: Bound,
                  version: int, reverse: bool, chunk: int) -> None:
@@ -121,37 +134,45 @@ class MergedScan:
         self._reverse = reverse
 
     def __iter__(self) -> Iterator[RawEntry]:
-        streams = [s for s in self._streams if s.head() is not None]
+        for page in self.pages():
+            yield from page
+
+    def pages(self) -> Iterator[list[RawEntry]]:
         reverse = self._reverse
+        streams = [s for s in self._streams if s.fill()]
         while len(streams) > 1:
-            heads: list[tuple[RawEntry, _Stream]] = []
-            live: list[_Stream] = []
+            # The horizon: no stream that may return more rows has buffered past it.
+            lasts = [s.buf[-1].key for s in streams if not s.cursor.exhausted]
+            if lasts:
+                horizon = min(lasts) if not reverse else max(lasts)
+            rows: list[RawEntry] = []
             for s in streams:
-                h = s.head()
-                if h is not None:
-                    heads.append((h, s))
-                    live.append(s)
-            streams = live
-            if len(heads) < 2:
-                break
+                buf, pos = s.buf, s.pos
+                if not lasts:
+                    cut = len(buf)
+                elif reverse:  # keys descending: take while key >= horizon
+                    cut = pos
+                    n = len(buf)
+                    while cut < n and buf[cut].key >= horizon:
+                        cut += 1
+                else:
+                    cut = bisect_right(buf, horizon, pos, len(buf), key=_KEY)
+                if cut > pos:
+                    rows.extend(buf[pos:cut] if pos or cut < len(buf) else buf)
+                    s.pos = cut
+            rows.sort(key=_KEY_VERSION)
+            merged = list(dict(zip(map(_KEY, rows), rows)).values())  # last (highest) version wins
             if reverse:
-                key = max(h.key for h, _ in heads)
-            else:
-                key = min(h.key for h, _ in heads)
-            best: RawEntry | None = None
-            for h, s in heads:
-                if h.key == key:
-                    s.buf.popleft()
-                    if best is None or h.version > best.version:
-                        best = h
-            assert best is not None
-            yield best
+                merged.reverse()
+            if merged:
+                yield merged
+            streams = [s for s in streams if s.fill()]
         # One stream left (or none): no merging needed, hand its pages straight through.
         for s in streams:
-            while s.head() is not None:
-                buf = s.buf
-                while buf:
-                    yield buf.popleft()
+            while s.fill():
+                page = s.buf if s.pos == 0 else s.buf[s.pos:]
+                s.pos = len(s.buf)
+                yield page
 
 
 _MISSING: Any = object()  # "no version <= v in this tier": ask the next one
@@ -263,10 +284,16 @@ class Router:
     def scan(self, table: EntryKind, start: Bound, end: Bound, version: int, reverse: bool,
              chunk: int) -> Iterator[RawEntry]:
         """Merged scan across tiers, registered with the scan epochs while it runs."""
+        for page in self.scan_pages(table, start, end, version, reverse, chunk):
+            yield from page
+
+    def scan_pages(self, table: EntryKind, start: Bound, end: Bound, version: int, reverse: bool,
+                   chunk: int) -> Iterator[list[RawEntry]]:
+        """:meth:`scan` a merged batch at a time (for callers that filter rows in bulk)."""
         epoch = self.epochs.enter()
         self.scans += 1
         try:
-            yield from MergedScan(self.tiers_for(version), table, start, end, version, reverse, chunk)
+            yield from MergedScan(self.tiers_for(version), table, start, end, version, reverse, chunk).pages()
         finally:
             self.epochs.exit(epoch)
 
