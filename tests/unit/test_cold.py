@@ -444,7 +444,7 @@ def test_writes_and_drops_during_compaction_merge(tmp_path):
         except BaseException as exc:  # noqa: BLE001 - handed to the main thread, re-raised there
             errors.append(exc)
 
-    import engine.tiers.cold.tier as tier_mod
+    import engine.tiers.cold.compactor as tier_mod
     tier_mod.merge_table = slow_merge  # type: ignore[assignment]
     try:
         th = threading.Thread(target=compactor)

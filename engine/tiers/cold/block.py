@@ -134,10 +134,7 @@ class BlockView:
         if w < 0:
             return -1
         j0 = w * SPARSE
-        j1 = j0 + SPARSE
-        nk = self.nk
-        if j1 > nk:
-            j1 = nk
+        j1 = min(j0 + SPARSE, self.nk)
         raw = self.raw
         if stride >= 0:
             if not kl:
