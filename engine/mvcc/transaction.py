@@ -29,6 +29,7 @@ __all__ = ["Transaction", "ISOLATION_LEVELS", "MAX_READ_RANGES"]
 
 ISOLATION_LEVELS = ("serializable", "snapshot")
 _ABSENT: Any = object()  # "no pending write" (None is a pending tombstone)
+_BYTES_ONLY = {bytes}
 _MIXED: Any = object()  # Transaction._table when writes went to several tables
 MAX_READ_RANGES = 64  # beyond this a transaction is treated as having read everything
 
@@ -211,16 +212,21 @@ class Transaction:
         t = check_table(table)
         try:
             pairs = list(items.items()) if isinstance(items, Mapping) else list(items)
-            if not all(type(k) is bytes and type(v) is bytes for k, v in pairs):
-                pairs = [(as_bytes(k), as_bytes(v, "value")) for k, v in pairs]
+            if not pairs:
+                return
+            if set(map(len, pairs)) != {2}:
+                raise ValueError("every item must be a (key, value) pair")
+            keys, values = zip(*pairs)
+            # Type checks in C: the set of the keys' (values') types must be {bytes}.
+            if set(map(type, keys)) != _BYTES_ONLY or set(map(type, values)) != _BYTES_ONLY:
+                keys = tuple(map(as_bytes, keys))
+                values = tuple(as_bytes(v, "value") for v in values)
         except (TypeError, ValueError) as exc:
             if isinstance(exc, InvalidKeyError):
                 raise
             raise InvalidKeyError(
                 f"set_many takes a mapping or an iterable of (key, value) pairs: {exc}") from None
-        if not pairs:
-            return
-        new = dict(zip(zip(repeat(t), map(itemgetter(0), pairs)), map(itemgetter(1), pairs)))
+        new = dict(zip(zip(repeat(t), keys), values))
         writes = self._writes
         size = sum(map(len, map(itemgetter(1), new))) + sum(map(len, new.values()))
         added = len(new)

@@ -30,6 +30,7 @@ import struct
 import threading
 import time
 from collections.abc import Callable
+from operator import itemgetter
 from typing import Any
 
 from ..background import Background
@@ -49,6 +50,7 @@ U64 = struct.Struct(">Q")
 DEMOTE_CHUNK_ENTRIES = 200_000
 FLUSH_CHUNK_ENTRIES = 20_000
 
+_KEY = itemgetter(0)  # RawEntry -> key
 Progress = Callable[[int, "int | None"], None]
 
 
@@ -179,7 +181,7 @@ class Mover:
         if not hasattr(hot, "drop_through"):
             self._drop_later(hot, {table: [(e.key, e.version) for e in rows]})
             return
-        keys = list(dict.fromkeys([e.key for e in rows]))  # a key's versions are adjacent
+        keys = list(dict.fromkeys(map(_KEY, rows)))  # a key's versions are adjacent
 
         def drop() -> None:
             try:

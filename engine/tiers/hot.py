@@ -35,6 +35,7 @@ from __future__ import annotations
 import threading
 from bisect import bisect_right
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from itertools import repeat
 from typing import Any, Union
 
 from sortedcontainers import SortedList
@@ -121,6 +122,9 @@ class _Table:
 
 
 _NO_TABLE: tuple[None, None] = (None, None)
+# RawEntry built in C from a ready tuple (NamedTuple's own __new__ is a Python function):
+# the flush builds one per flushed version.
+_new_entry = tuple.__new__
 
 
 def _entry_size(key: bytes, value: bytes | None) -> int:
@@ -463,7 +467,7 @@ class HotTier:
                             continue
                         if c.__class__ is tuple:
                             if c[0] <= watermark:  # type: ignore[index,operator]
-                                append(RawEntry(k, c[0], c[1]))  # type: ignore[index,arg-type]
+                                append(_new_entry(RawEntry, (k,) + c))  # type: ignore[operator]
                             else:
                                 continue
                         else:
@@ -523,6 +527,8 @@ class HotTier:
             for table, rows in batches.items():
                 t = self._table(table)
                 chains = t.chains
+                if rows and self._insert_new(t, version, rows):
+                    continue
                 cget = chains.get
                 new_keys: list[bytes] = []
                 add_key = new_keys.append
@@ -583,6 +589,35 @@ class HotTier:
                         nbytes += len(new_keys) * (_VERSION_OVERHEAD + _KEY_OVERHEAD)
                     t.bytes += nbytes
                     t.nversions += nvers
+
+    @staticmethod
+    def _insert_new(t: _Table, version: int, rows: Sequence[tuple[bytes, bytes | None]]) -> bool:
+        """The all-new-keys fast path of :meth:`apply` (a load, or keys written again after
+        a flush): every dict and index update in C. False (nothing done) when any key is
+        already here. O(rows)."""
+        keys, values = zip(*rows)
+        chains = t.chains
+        if not chains.keys().isdisjoint(keys):
+            return False
+        n0 = len(chains)
+        chains.update(zip(keys, zip(repeat(version), values)))
+        added = len(chains) - n0
+        if added != len(keys):  # a key repeated within the batch: the last row won
+            keys = tuple(dict.fromkeys(keys))
+            values = tuple(chains[k][1] for k in keys)  # type: ignore[index]
+        if t.dead:
+            dead = t.dead
+            for k in keys:
+                if k in dead:
+                    dead.discard(k)
+                else:
+                    t.pending.append(k)
+        else:
+            t.pending.extend(keys)
+        t.bytes += (sum(map(len, keys)) + sum(map(len, filter(None, values)))
+                    + len(keys) * (_VERSION_OVERHEAD + _KEY_OVERHEAD))
+        t.nversions += len(keys)
+        return True
 
     def _remove_versions(self, t: _Table, key: bytes, keep: Any) -> None:
         """Keep only the versions ``v`` of ``key`` with ``keep(v)`` true (under the lock)."""
