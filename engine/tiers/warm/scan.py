@@ -1,5 +1,10 @@
 """Range scans of the warm tier: bounded iterator pages that keep the newest visible version
-of each key, and the maintenance walk over every stored version."""
+of each key, and the maintenance walk over every stored version.
+
+Forward pages (the store's common scan) filter and decode rows a chunk at a time with
+C-level list operations (:func:`scan_fwd`, :func:`decode_rows`); reverse pages walk rows
+one by one (a key's versions arrive oldest first there).
+"""
 
 from __future__ import annotations
 
@@ -20,7 +25,7 @@ from ...types import (
     as_bytes,
     check_version,
 )
-from ..base import finish_page
+from ..base import DEFAULT_BATCH_SIZE, finish_page
 from .db import WarmDB, upper_bound_ro
 from .format import (
     ESCAPED_NUL,
@@ -29,21 +34,30 @@ from .format import (
     PAST_VERSIONS,
     SCAN_SKIP_LIMIT,
     SUFFIX_LEN,
-    TAG_TOMBSTONE_INT,
-    TAG_VALUE_INT,
     TERMINATOR,
     decode_key,
     decode_value,
     key_prefix,
     pack_inv,
 )
+from .rows import decode_items, decode_rows, select_fwd
 
 _from_bytes = int.from_bytes
 _raw_entry = RawEntry
 
 
+def scan_fwd(cf: Any, lo: bytes | None, hi: bytes | None, inv_read: bytes, batch_size: int,
+             table: EntryKind) -> tuple[list[RawEntry], bool]:
+    """Up to ``batch_size`` keys ascending from ``lo`` (< ``hi``) at their newest version whose
+    ``~version`` is >= ``inv_read``, and whether another such key follows."""
+    eks, sfx, vs = select_fwd(cf, lo, hi, inv_read, batch_size + 1)  # one more: exact has_more
+    if len(eks) > batch_size:
+        return decode_rows(eks[:batch_size], sfx[:batch_size], vs[:batch_size], table), True
+    return decode_rows(eks, sfx, vs, table), False
+
+
 class RangeScans(WarmDB):
-    """``range_next``, ``range_rev_next`` and ``iter_versions``."""
+    """``range_next``, ``range_rev_next``, ``scan_items`` and ``iter_versions``."""
 
     # -- ranges ------------------------------------------------------------------------------
 
@@ -102,61 +116,7 @@ class RangeScans(WarmDB):
                 raise ClosedError(f"warm tier {self.path} is closed") from e
         return finish_page(cursor, out, has_more)
 
-    @staticmethod
-    def _scan_fwd(
-        cf: Any, lo: bytes | None, hi: bytes | None, inv_read: bytes, batch_size: int, table: EntryKind
-    ) -> tuple[list[RawEntry], bool]:
-        ro = upper_bound_ro(hi)
-        out: list[RawEntry] = []
-        append = out.append
-        last_p: bytes | None = None  # prefix of the key just emitted
-        newer_p: bytes | None = None  # prefix whose too-new versions are being skipped
-        run = 0
-        from_key = lo
-        room = batch_size
-        # Locals for the per-row loop (each global/attribute load is ~2% of a row).
-        tv, tt, maxv, from_bytes = TAG_VALUE_INT, TAG_TOMBSTONE_INT, MAX_VERSION, _from_bytes
-        new_entry = RawEntry
-        while True:
-            reseek = None
-            for k, v in cf.items(from_key=from_key, read_opt=ro):
-                p = k[:-8]
-                if p == last_p:  # an older version of the key just emitted
-                    run += 1
-                    if run > SCAN_SKIP_LIMIT:
-                        reseek = p[:-1] + b"\x01"
-                        break
-                    continue
-                s = k[-8:]
-                if s < inv_read:  # newer than the read version
-                    if p != newer_p:
-                        newer_p = p
-                        run = 0
-                    run += 1
-                    if run > SCAN_SKIP_LIMIT:
-                        reseek = p + inv_read
-                        break
-                    continue
-                if not room:
-                    return out, True
-                room -= 1
-                last_p = p
-                run = 0
-                ek = k[:-SUFFIX_LEN]
-                if 0 in ek:
-                    ek = ek.replace(ESCAPED_NUL, NUL)
-                t = v[0] if v else -1
-                if t == tv:
-                    val: bytes | None = v[1:]
-                elif t == tt and len(v) == 1:
-                    val = None
-                else:
-                    val = decode_value(v, f"table {table} key {ek!r}")
-                append(new_entry(ek, maxv - from_bytes(s, "big"), val))
-            if reseek is None:
-                return out, False
-            from_key = reseek
-            run = 0
+    _scan_fwd = staticmethod(scan_fwd)
 
     @staticmethod
     def _scan_rev(
@@ -231,6 +191,59 @@ class RangeScans(WarmDB):
                        version: int, batch_size: int) -> RangeBatch:
         """As :meth:`range_next`, in descending key order."""
         return self._page(table, cursor, start, end, version, batch_size, True)
+
+    def scan_items(self, table: EntryKind, start: Bound, end: Bound, version: int, *,
+                   reverse: bool = False, page: int = DEFAULT_BATCH_SIZE) -> Iterator[tuple[bytes, bytes]]:
+        """``(key, value)`` of every key in ``start..end`` whose newest version <= ``version``
+        holds a value (tombstoned keys left out), ascending (descending if ``reverse``).
+
+        The scan fast path for a caller that reads this tier alone (e.g. a store whose only
+        tier is warm): no :class:`RawEntry` and no version decoding per row. Pages of ``page``
+        keys through short-lived iterators (none is held across a ``yield``), so, like
+        :meth:`iter_versions`, the walk is not one snapshot against concurrent writes; each
+        page is. Arguments are checked when called. O(log n + rows) per page.
+
+        Raises:
+            InvalidKeyError / InvalidVersionError: bad ``version``; ValueError: ``page`` < 1.
+            ClosedError: the tier is (or gets) closed.
+        """
+        if page < 1:
+            raise ValueError(f"page must be >= 1, got {page}")
+        self._cfs.get(table)  # raises ClosedError after close
+        try:
+            inv_read = pack_inv(MAX_VERSION - version)
+        except (struct.error, TypeError):
+            check_version(version)
+            raise
+        if reverse:
+            return self._items_rev(table, start, end, version, page)
+        lo = self._low(start, RangeCursor(), False)
+        hi = self._high(end, RangeCursor(), False)
+        return self._items_fwd(table, lo, hi, inv_read, page)
+
+    def _items_fwd(self, table: EntryKind, lo: bytes | None, hi: bytes | None, inv_read: bytes,
+                   page: int) -> Iterator[tuple[bytes, bytes]]:
+        while lo is None or hi is None or lo < hi:
+            cf = self._cfs.get(table)
+            if cf is None:
+                return
+            try:
+                eks, _, vs = select_fwd(cf, lo, hi, inv_read, page)
+            except rocksdict.DbClosedError as e:
+                raise ClosedError(f"warm tier {self.path} is closed") from e
+            if eks:
+                lo = eks[-1] + PAST_VERSIONS  # the escaped key: past every version of it
+            yield from decode_items(eks, vs, table)
+            if len(eks) < page:
+                return
+
+    def _items_rev(self, table: EntryKind, start: Bound, end: Bound, version: int,
+                   page: int) -> Iterator[tuple[bytes, bytes]]:
+        cursor = RangeCursor()
+        while not cursor.exhausted:
+            for e in self._page(table, cursor, start, end, version, page, True).entries:
+                if e.value is not None:
+                    yield e.key, e.value
 
     # -- maintenance -------------------------------------------------------------------------
 
