@@ -95,6 +95,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--gets", type=int, default=20_000)
     ap.add_argument("--no-sync", action="store_true", help="skip the sync-durability comparison")
     ap.add_argument("--sync-seconds", type=float, default=1.5)
+    ap.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                    help="rates in wall-clock seconds (default) or process CPU seconds (all threads of "
+                    "the target's process; steadier when other work shares the machine)")
     args = ap.parse_args(argv)
     if args.keys <= 0 or args.rounds <= 0 or args.gets <= 0:
         ap.error("--keys, --rounds and --gets must be positive")
@@ -115,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
             skipped.append(reason)
             peers.remove(p)
     targets = [f"tierdb:{lay}" for lay in layouts] + [f"peer:{p}" for p in peers]
-    params = Params(keys=args.keys, seed=args.seed, gets=args.gets)
+    params = Params(keys=args.keys, seed=args.seed, gets=args.gets, clock=args.clock)
 
     def params_for(workload: str, target: str) -> Params:
         if target == "peer:slatedb":
@@ -143,7 +146,7 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"tierdb peer benchmark (issue 10): {args.keys:,} keys x 16 B, {params.value_size} B values, "
           f"commits of {params.batch}; pass 2 rewrites/removes half; {args.rounds} interleaved rounds, "
-          f"median ± half-spread; seed {args.seed}; {elapsed:.0f} s")
+          f"median ± half-spread; seed {args.seed}; {args.clock} clock; {elapsed:.0f} s")
     print()
     print(figure_table(cells, COLUMNS, labels=LABELS))
     for line in skipped + status_lines(cells):

@@ -11,7 +11,6 @@ import argparse
 import json
 import shutil
 import sys
-import time
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
@@ -92,23 +91,37 @@ def _read_version(store: Any, args: argparse.Namespace) -> int | None:
     return args.version
 
 
-def _progress(label: str) -> Any:
-    """A small stderr progress reporter: call it with (done, total)."""
-    start = time.monotonic()
-    tty = sys.stderr.isatty()
+class _Progress:
+    """Maintenance progress on stderr through tqdm: call it with (done, total or None).
 
-    def report(done: int, total: int | None = None) -> None:
-        elapsed = time.monotonic() - start
-        if total:
-            pct = 100.0 * done / max(total, 1)
-            msg = f"\r{label}: {done}/{total} ({pct:5.1f}%) {elapsed:6.1f}s"
-        else:
-            msg = f"\r{label}: {done} {elapsed:6.1f}s"
-        if tty:
-            sys.stderr.write(msg)
-            sys.stderr.flush()
+    tqdm is optional (the ``bench`` and ``test`` extras install it); without it, or when
+    stderr is not a terminal, nothing is shown.
+    """
 
-    return report
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.bar: Any = None
+
+    def __call__(self, done: int, total: int | None = None) -> None:
+        if self.bar is None:
+            try:
+                from tqdm import tqdm
+            except ImportError:
+                return
+            self.bar = tqdm(desc=self.label, total=total, unit="item", file=sys.stderr, disable=None,
+                            leave=False, dynamic_ncols=True)
+        if total is not None and self.bar.total != total:
+            self.bar.total = total
+        self.bar.update(done - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _progress(label: str) -> _Progress:
+    """A maintenance progress reporter (see :class:`_Progress`)."""
+    return _Progress(label)
 
 
 # -- commands ------------------------------------------------------------------------------
@@ -191,9 +204,14 @@ def _maintenance(name: str) -> Any:
     def run(args: argparse.Namespace) -> int:
         with _open(args.path) as store:
             fn = getattr(store, name)
-            result = fn(progress=_progress(name)) if name in _WITH_PROGRESS else fn()
-            if sys.stderr.isatty():
-                sys.stderr.write("\n")
+            if name in _WITH_PROGRESS:
+                progress = _progress(name)
+                try:
+                    result = fn(progress=progress)
+                finally:
+                    progress.close()
+            else:
+                result = fn()
             print(json.dumps(result, indent=2, sort_keys=True, default=str))
         return 0
     return run
@@ -305,6 +323,9 @@ def build_parser() -> argparse.ArgumentParser:
         sp = sub.add_parser(name, help=help_text)
         with_path(sp); sp.set_defaults(func=_maintenance(name))
 
+    sub.add_parser("bench", add_help=False,
+                   help="benchmark layouts beside peers (tierdb bench --help; tierdb bench compare OLD NEW)")
+
     try:
         from .views.cli import add_graph_commands
     except ImportError:
@@ -315,6 +336,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["bench"]:
+        from .bench.command import main as bench_main
+
+        return bench_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -49,11 +49,13 @@ class Params:
         batch: writes per commit.
         seed: seeds every random choice (keys sampled, values, removes).
         gets: point reads per timed get figure.
+        ops: operations of the mixed workloads (YCSB, time-travel, history-heavy reads).
         scans: scans per timed scan figure, each of ``scan_rows`` rows.
         latency_samples: single operations timed one by one for p50/p99.
         threads: committing threads in the ``sync`` workload.
         seconds: duration of time-bounded workloads (``sync``).
         durability: tierdb durability for the load.
+        clock: ``"wall"`` or ``"cpu"`` (process CPU seconds, steadier on a shared machine).
         verify_full: also digest full scans (the first round does it).
         extra: workload-specific options (``--param key=value``).
     """
@@ -63,12 +65,14 @@ class Params:
     batch: int = 100
     seed: int = 42
     gets: int = 20_000
+    ops: int = 20_000
     scans: int = 100
     scan_rows: int = 1000
     latency_samples: int = 2000
     threads: int = 8
     seconds: float = 1.5
     durability: str = "normal"
+    clock: str = "wall"
     verify_full: bool = True
     extra: dict[str, Any] = field(default_factory=dict)
 

@@ -62,8 +62,19 @@ class Cell:
                  for r in self.runs]}
 
 
-def run_child(spec: dict[str, Any], timeout: float = 3600.0) -> dict[str, Any]:
-    """Run one spec in ``python -m engine.bench.child``; a crash becomes an error result."""
+def run_child(spec: dict[str, Any], timeout: float = 3600.0) -> Any:
+    """Run one spec (or ``{"batch": [...]}``) in ``python -m engine.bench.child``; a crash
+    becomes an error result (one per spec of a batch)."""
+    if "batch" in spec:
+        got = _run_child(spec, timeout)
+        if isinstance(got, list):
+            return got
+        return [dict(s_, error=got.get("error"), stderr=got.get("stderr", ""), target=s_["target"],
+                     workload=s_["workload"], round=s_["round"]) for s_ in spec["batch"]]
+    return _run_child(spec, timeout)
+
+
+def _run_child(spec: dict[str, Any], timeout: float) -> Any:
     env = dict(os.environ)
     pkg_root = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = pkg_root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
@@ -71,17 +82,15 @@ def run_child(spec: dict[str, Any], timeout: float = 3600.0) -> dict[str, Any]:
         proc = subprocess.run([sys.executable, "-m", "engine.bench.child"], input=json.dumps(spec),
                               capture_output=True, text=True, timeout=timeout, env=env)
     except subprocess.TimeoutExpired:
-        return {"target": spec["target"], "workload": spec["workload"], "round": spec["round"],
+        return {"target": spec.get("target"), "workload": spec.get("workload"), "round": spec.get("round"),
                 "error": f"timed out after {timeout:.0f} s"}
-    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(("{", "["))]
     if proc.returncode != 0 or not lines:
         tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-        return {"target": spec["target"], "workload": spec["workload"], "round": spec["round"],
+        return {"target": spec.get("target"), "workload": spec.get("workload"), "round": spec.get("round"),
                 "error": f"child exited {proc.returncode}: {tail[:300]}", "stderr": proc.stderr[-4000:]}
-    result: dict[str, Any] = json.loads(lines[-1])
-    if result.get("error") and proc.stderr:
-        result["stderr"] = proc.stderr[-4000:]
-    return result
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(("{", "["))]
+    return json.loads(lines[-1])
 
 
 def _spread(values: Sequence[float]) -> float:
@@ -108,6 +117,8 @@ def aggregate(cell: Cell) -> None:
         cell.latency_us[o] = {q: statistics.median(x[q] for x in ls) for q in ("p50", "p99")}
     for r in runs:
         cell.notes += [n for n in r.get("notes", []) if n not in cell.notes]
+    if runs and not cell.figures and cell.notes and cell.status in ("ok", "unverified"):
+        cell.status, cell.reason = "n/a", "; ".join(cell.notes)
 
 
 def _verify(cell: Cell, ref_runs: dict[int, dict[str, Any]]) -> None:
@@ -139,42 +150,63 @@ def run_matrix(targets: Sequence[str], workloads: Sequence[str], params: Params,
                knobs: dict[str, str] | None = None, workload_file: str | None = None,
                reference: bool = True, progress: ProgressFn | None = None,
                workdir: Path | None = None, keep_data: bool = False,
-               params_for: Callable[[str, str], Params] | None = None) -> list[Cell]:
+               params_for: Callable[[str, str], Params] | None = None, group: bool = False) -> list[Cell]:
     """Run every workload on every target for ``rounds`` interleaved rounds.
 
     ``reference`` adds the dict reference (:data:`REFERENCE`) when it is not among
     ``targets`` and verifies every target against it. ``params_for(workload, target)`` may
-    adjust parameters per run (e.g. fewer operations for a very slow peer).
+    adjust parameters per run (e.g. fewer operations for a very slow peer). ``group`` runs
+    all workloads of a target in one child per round (fewer interpreter starts).
     """
     tlist = list(dict.fromkeys(targets))
     if reference and REFERENCE not in tlist:
         tlist.append(REFERENCE)
     cells = {(w, t): Cell(w, t) for w in workloads for t in tlist}
     root = Path(tempfile.mkdtemp(prefix="tierdb-bench-", dir=workdir))
+
+    def spec_of(rnd: int, w: str, t: str) -> dict[str, Any]:
+        p = params_for(w, t) if params_for else params
+        p = Params.from_json(p.to_json())
+        p.verify_full = rnd == 0
+        d = root / f"r{rnd}-{w}-{t}".replace(":", "_").replace("+", "_").replace("/", "_")
+        return {"target": t, "workload": w, "round": rnd, "params": p.to_json(),
+                "knobs": knobs or {}, "dir": str(d), "workload_file": workload_file}
+
+    def record(res: dict[str, Any], rnd: int) -> None:
+        cell = cells[(res["workload"], res["target"])]
+        cell.runs.append(res)
+        if res.get("skipped"):
+            cell.status, cell.reason = "skipped", str(res["error"]).removeprefix("skipped: ")
+        elif res.get("error") and cell.status == "ok":
+            cell.status, cell.reason = "failed", f"round {rnd + 1}: {res['error']}"
+
     try:
         for rnd in range(rounds):
             order = tlist[rnd % len(tlist):] + tlist[: rnd % len(tlist)]
+            if group:
+                for t in order:
+                    specs = [spec_of(rnd, w, t) for w in workloads if cells[(w, t)].status != "skipped"]
+                    if not specs:
+                        continue
+                    if progress:
+                        progress(f"round {rnd + 1}/{rounds} {t}")
+                    for res in run_child({"batch": specs}):
+                        record(res, rnd)
+                    for sp in specs:
+                        if not keep_data:
+                            shutil.rmtree(sp["dir"], ignore_errors=True)
+                continue
             for w in workloads:
                 for t in order:
-                    cell = cells[(w, t)]
-                    if cell.status == "skipped":
+                    if cells[(w, t)].status == "skipped":
                         continue
-                    p = params_for(w, t) if params_for else params
-                    p = Params.from_json(p.to_json())
-                    p.verify_full = rnd == 0
-                    d = root / f"r{rnd}-{w}-{t}".replace(":", "_").replace("+", "_").replace("/", "_")
-                    spec = {"target": t, "workload": w, "round": rnd, "params": p.to_json(),
-                            "knobs": knobs or {}, "dir": str(d), "workload_file": workload_file}
+                    spec = spec_of(rnd, w, t)
                     if progress:
                         progress(f"round {rnd + 1}/{rounds} {w} {t}")
                     res = run_child(spec)
                     if not keep_data:
-                        shutil.rmtree(d, ignore_errors=True)
-                    cell.runs.append(res)
-                    if res.get("skipped"):
-                        cell.status, cell.reason = "skipped", str(res["error"]).removeprefix("skipped: ")
-                    elif res.get("error") and cell.status == "ok":
-                        cell.status, cell.reason = "failed", f"round {rnd + 1}: {res['error']}"
+                        shutil.rmtree(spec["dir"], ignore_errors=True)
+                    record(res, rnd)
     finally:
         if not keep_data:
             shutil.rmtree(root, ignore_errors=True)
