@@ -35,6 +35,7 @@ _CODES: Final = {1: "B", 2: "H", 4: "I", 8: "Q"}
 for _width, _code in _CODES.items():
     assert array(_code).itemsize == _width, f"array('{_code}') is not {_width} bytes here"
 assert array("q").itemsize == 8
+_WIDTHS: Final = frozenset((0, 1, 2, 4, 8))
 _BIG: Final = sys.byteorder == "big"
 SPARSE: Final = 16
 """Every SPARSE-th key of a block is kept as ``bytes`` (``BlockView.sparse``) to bisect on."""
@@ -236,7 +237,8 @@ def parse_block(raw: bytes, path: object, block_offset: int) -> BlockView:
     (nk, n, ver_base, run_base, klen_base, vlen_base,
      run_w, klen_w, ver_w, vlen_w, flags) = RAW_BLOCK_HEADER.unpack_from(raw, 0)
     if (not (0 < nk <= n < MAX_ENTRIES) or flags & ~FLAG_TOMBSTONES or run_base < 1
-            or any(w and w not in _CODES for w in (run_w, klen_w, ver_w, vlen_w))):
+            or run_w not in _WIDTHS or klen_w not in _WIDTHS or ver_w not in _WIDTHS
+            or vlen_w not in _WIDTHS):
         raise CorruptionError(f"cold block header invalid (nkeys={nk}, nentries={n}, flags={flags})",
                               path=path, offset=block_offset)
     tb = (n + 7) >> 3 if flags & FLAG_TOMBSTONES else 0
@@ -273,8 +275,8 @@ def parse_block(raw: bytes, path: object, block_offset: int) -> BlockView:
         raise CorruptionError("cold block: keys run past the block end", path=path,
                               offset=block_offset)
     v.kend = kend
-    v.sparse = [v.key_at(j) for j in range(0, nk, SPARSE)]
-    extra += 57 * len(v.sparse) + sum(map(len, v.sparse))
+    sparse = v.sparse = [v.key_at(0)] if nk <= SPARSE else [v.key_at(j) for j in range(0, nk, SPARSE)]
+    extra += 57 * len(sparse) + (kend - kpos) // SPARSE
     off += nk * klen_w
     v.ver_base = ver_base
     if ver_w == 0:
