@@ -140,7 +140,17 @@ class KvPurge(Protocol):
 
 @runtime_checkable
 class KvTtl(Protocol):
-    def put_with_ttl(self, key: str, value: bytes, ttl: float) -> VersionToken: ...
+    def put_with_ttl(self, key: str, value: bytes, ttl: float) -> VersionToken:
+        """Put ``value`` that expires ``ttl`` seconds from now (the key's earlier revisions go).
+
+        Once expired the key reads as absent (``get``, ``entry``, ``keys``, ``scan``) and
+        watches deliver the expiry as a ``Purge``. Offered only where it works
+        (``capabilities().ttl``; NATS 2.11+ rounds up to whole seconds).
+
+        Raises:
+            OperationFailed: invalid key, value or ``ttl``, or a server that ignores TTLs.
+        """
+        ...
 
 
 @runtime_checkable
