@@ -362,3 +362,29 @@ def test_local_one_reaper_thread_per_connection_and_none_after_shutdown() -> Non
     assert _reaper_threads() == before
     conn.shutdown()
     store.close()
+
+
+def test_local_reaped_ttl_stays_gone_across_reopen(tmp_path: Path) -> None:
+    # default layout: the reaper's forced drop of a hot-tier revision can come back from the
+    # commit log on reopen (store-level, issue 12 "erase"); the reaper removes it again and
+    # reads never show it
+    path = tmp_path / "db"
+    store = engine.open(path)
+    conn = LocalConnection(store)
+    conn.connect()
+    b = conn.store("b")
+    b.put_with_ttl("k", b"secret", 0.05)
+    assert wait_for(lambda: [type(u) for u in b.history("k")] == [Purge])
+    conn.shutdown()
+    store.close()
+    store = engine.open(path)
+    conn = LocalConnection(store)
+    conn.connect()
+    try:
+        b = conn.store("b")
+        assert b.get("k") is None and b.entry("k") is None and b.keys() == []
+        assert wait_for(lambda: [type(u) for u in b.history("k")] == [Purge])
+        assert _ttl_rows(store, conn) == []
+    finally:
+        conn.shutdown()
+        store.close()
