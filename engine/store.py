@@ -34,6 +34,7 @@ from .drop_worker.worker import DropWorker
 from .errors import (
     ClosedError,
     CorruptionError,
+    EngineError,
     FormatError,
     FutureVersionError,
     HistoryUnavailable,
@@ -56,6 +57,28 @@ from .tiers.hot import HotTier
 from .types import Bound, EntryKind, RangeBatch, RangeCursor, RawEntry, as_bytes, check_version
 
 _KEY_OF = itemgetter(1)  # (table, key) -> key
+
+
+def _release_frames(exc: BaseException) -> None:
+    """Clear the locals of the finished frames an I/O error passed through below the store.
+
+    A tier's frames hold RocksDB handles (column families, write batches); a caller that
+    keeps the error (a log, ``pytest.raises``, a retry loop) would otherwise keep RocksDB
+    and its LOCK alive after ``store.close()``, so the store could not be opened again in
+    this process. The traceback's file and line information stays.
+    """
+    seen: set[int] = set()
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        tb = e.__traceback__
+        while tb is not None:
+            try:
+                tb.tb_frame.clear()
+            except RuntimeError:  # a frame still executing (this one, its callers)
+                pass
+            tb = tb.tb_next
+        e = e.__cause__ or e.__context__
 
 __all__ = ["Store", "open"]
 
@@ -574,8 +597,12 @@ class Store:
             if self._log is not None:
                 end = self._log.append(version, ts, batches)
             if self._warm_first:
-                self._first.set(version, batches, sync=durability == "sync",  # type: ignore[call-arg]
-                                meta={VERSION_META: U64.pack(version)})
+                try:
+                    self._first.set(version, batches, sync=durability == "sync",  # type: ignore[call-arg]
+                                    meta={VERSION_META: U64.pack(version)})
+                except StorageIOError as exc:
+                    _release_frames(exc)
+                    raise
             else:
                 self._apply_first(version, batches)
             oracle.allocate()
@@ -794,13 +821,27 @@ class Store:
                 tm.close()
             except OSError as exc:
                 errors.append(exc)
-        for t in self._tiers:
-            t.close()
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)
-            self._lock_fd = None
+        # Every tier is closed and the store's LOCK released even when one of them fails
+        # (e.g. RocksDB cannot flush on a full disk): a failed close must not leave the store
+        # locked in this process for good. The first failure is raised afterwards.
+        try:
+            for t in self._tiers:
+                try:
+                    t.close()
+                except (OSError, EngineError) as exc:
+                    _release_frames(exc)
+                    errors.append(exc)
+        finally:
+            if self._lock_fd is not None:
+                os.close(self._lock_fd)
+                self._lock_fd = None
         if errors:
-            raise StorageIOError(f"errors while closing the store: {errors}")
+            first = errors[0]
+            if len(errors) == 1 and isinstance(first, StorageIOError):
+                raise first
+            raise StorageIOError(
+                f"errors while closing the store: {'; '.join(str(e) for e in errors)}; the store "
+                "is closed and unlocked: free the cause (e.g. disk space) and open it again") from first
 
     def __enter__(self) -> Store:
         return self
