@@ -9,8 +9,8 @@ no bytecode runs per row (bench_warm: scan).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from itertools import compress, islice, repeat
-from operator import itemgetter, ne
+from itertools import compress, count, islice, repeat
+from operator import itemgetter, ne, not_
 from typing import Any
 
 import numpy as np
@@ -33,6 +33,7 @@ __all__ = ["decode_items", "decode_rows", "select_fwd"]
 _version_of = itemgetter(slice(-8, None))  # physical key -> ~version
 _escaped_key = itemgetter(slice(None, -SUFFIX_LEN))  # physical key -> escape(key)
 _untag = itemgetter(slice(1, None))
+_tag = itemgetter(slice(0, 1))
 _first = itemgetter(0)
 _second = itemgetter(1)
 _tuple_new = tuple.__new__
@@ -59,9 +60,8 @@ def decode_rows(eks: list[bytes], sfx: list[bytes], vs: Sequence[bytes], table: 
     # Every value starts with TAG_VALUE exactly when the smallest and largest both do.
     if min(vs)[:1] != TAG_VALUE or max(vs)[:1] != TAG_VALUE:
         where = f"table {table}"
-        for i, v in enumerate(vs):
-            if v[:1] != TAG_VALUE:
-                vals[i] = decode_value(v, f"{where} key {eks[i]!r}")  # None for a tombstone
+        for i in compress(count(), map(TAG_VALUE.__ne__, map(_tag, vs))):
+            vals[i] = decode_value(vs[i], f"{where} key {eks[i]!r}")  # None for a tombstone
     return list(map(_tuple_new, repeat(RawEntry, n), zip(eks, versions, vals)))
 
 
@@ -87,8 +87,10 @@ def select_fwd(cf: Any, lo: bytes | None, hi: bytes | None, inv_read: bytes,
     while True:
         it = cf.items(from_key=from_key, read_opt=ro)
         reseek = None
+        rows_per_key = 1.0  # rows read per key taken so far: sizes the next chunk
         while len(sel_k) < want:
-            rows = list(islice(it, want - len(sel_k) + SCAN_SKIP_LIMIT))
+            taken = len(sel_k)
+            rows = list(islice(it, int((want - taken) * rows_per_key) + SCAN_SKIP_LIMIT))
             if not rows:
                 break
             # Two itemgetter passes, not zip(*rows): zip's argument iterators are GC-tracked
@@ -119,6 +121,7 @@ def select_fwd(cf: Any, lo: bytes | None, hi: bytes | None, inv_read: bytes,
                     sel_s += compress(vss, new)
                     sel_v += compress(vvs, new)
                 last_vk = vps[-1]
+            rows_per_key = min(len(rows) / max(len(sel_k) - taken, 1), 4.0)
             if len(ps) > SCAN_SKIP_LIMIT and ps[-1 - SCAN_SKIP_LIMIT] == ps[-1]:
                 # A long run of one key: if its last row read is visible, the key was taken
                 # (jump past it); else jump to its newest visible version.
@@ -145,11 +148,8 @@ def decode_items(eks: list[bytes], vs: Sequence[bytes], table: EntryKind) -> lis
         eks = [k.replace(ESCAPED_NUL, NUL) if 0 in k else k for k in eks]
     if min(vs)[:1] == TAG_VALUE and max(vs)[:1] == TAG_VALUE:
         return list(zip(eks, map(_untag, vs)))
-    out = []
+    live = list(map(TAG_VALUE.__eq__, map(_tag, vs)))
     where = f"table {table}"
-    for k, v in zip(eks, vs):
-        if v[:1] == TAG_VALUE:
-            out.append((k, v[1:]))
-        else:
-            decode_value(v, f"{where} key {k!r}")  # a tombstone (left out), or raises
-    return out
+    for i in compress(count(), map(not_, live)):
+        decode_value(vs[i], f"{where} key {eks[i]!r}")  # a tombstone (left out), or raises
+    return list(zip(compress(eks, live), map(_untag, compress(vs, live))))
