@@ -122,25 +122,27 @@ class _Record:
             self.expires = 0
             self.payload = raw[D_HEAD.size:]
 
-    def expired(self, now_ns: int | None = None) -> bool:
-        """Has this record's TTL passed (at ``now_ns``, default now)?"""
-        return self.expires != 0 and (time.time_ns() if now_ns is None else now_ns) >= self.expires
+    def expired(self, now_ns: int) -> bool:
+        """Has this record's TTL passed at ``now_ns`` (wall clock, ns)?"""
+        return self.expires != 0 and now_ns >= self.expires
 
-    def live_put(self) -> bool:
-        """A Put that has not expired (empty values included)."""
-        return self.tag == TAG_PUT and not self.expired()
+    def live_put(self, now_ns: int) -> bool:
+        """A Put that has not expired at ``now_ns`` (empty values included)."""
+        return self.tag == TAG_PUT and not self.expired(now_ns)
 
 
 class LocalConnection:
     """A :class:`~engine.kv.api.Connection` over a tierdb :class:`~engine.Store`.
 
     ``table_id`` chooses the three operator tables used (``table_id`` .. ``table_id + 2``).
-    The connection does not own the store: ``shutdown()`` leaves it open.
+    ``clock`` is the wall clock TTLs are measured on (nanoseconds since the epoch; tests
+    inject a fake one). The connection does not own the store: ``shutdown()`` leaves it open.
     """
 
     def __init__(self, store: Store, *, table_id: int = DEFAULT_TABLE_ID,
-                 poll_interval: float = POLL_MAX) -> None:
+                 poll_interval: float = POLL_MAX, clock: Callable[[], int] = time.time_ns) -> None:
         self._store = store
+        self._clock = clock
         self.data_table = EntryKind.operator(table_id)
         self.feed_table = EntryKind.operator(table_id + 1)
         self.meta_table = EntryKind.operator(table_id + 2)
@@ -149,7 +151,7 @@ class LocalConnection:
         self._lock = threading.Lock()
         self._bucket_locks: dict[str, threading.Lock] = {}
         self._watches: set[LocalWatch] = set()
-        self._reaper = Reaper(store, self.meta_table, self._reap_one)
+        self._reaper = Reaper(store, self.meta_table, self._reap_one, clock)
 
     # -- Connection ----------------------------------------------------------------------
 
@@ -319,7 +321,7 @@ class LocalBucket(BucketFacets["LocalWatch"]):
         """The latest value; None for missing keys, markers and empty values. O(log n)."""
         self._conn._check()
         rec = self._lookup(self._dkey(validate_key(key)))
-        if rec is None or not rec.payload or not rec.live_put():
+        if rec is None or not rec.payload or not rec.live_put(self._conn._clock()):
             return None
         return KvEntry(key, rec.payload, VersionToken.from_u64(rec.version))
 
@@ -327,7 +329,7 @@ class LocalBucket(BucketFacets["LocalWatch"]):
         """The raw latest Put (empty values included); None for markers and missing keys."""
         self._conn._check()
         rec = self._lookup(self._dkey(validate_key(key)))
-        if rec is None or not rec.live_put():
+        if rec is None or not rec.live_put(self._conn._clock()):
             return None
         return KvEntry(key, rec.payload, VersionToken.from_u64(rec.version))
 
@@ -339,7 +341,7 @@ class LocalBucket(BucketFacets["LocalWatch"]):
         self._conn._check()
         validate_prefix(prefix)
         out: list[KvEntry] = []
-        now = time.time_ns()
+        now = self._conn._clock()
         for key, rec in self._scan_d(prefix):
             if rec.tag == TAG_PUT and rec.payload and not rec.expired(now):
                 out.append(KvEntry(key, rec.payload, VersionToken.from_u64(rec.version)))
@@ -450,7 +452,7 @@ class LocalBucket(BucketFacets["LocalWatch"]):
 
     def create(self, key: str, value: bytes) -> VersionToken:
         def check(cur: _Record | None) -> None:
-            if cur is not None and cur.live_put():
+            if cur is not None and cur.live_put(self._conn._clock()):
                 raise AlreadyExists(f"key {key!r} already exists in bucket {self._name!r} "
                                     f"(revision {cur.version}); use update() with its version")
         return self._write(key, TAG_PUT, value, check)
@@ -460,9 +462,10 @@ class LocalBucket(BucketFacets["LocalWatch"]):
         validate_key(key)
 
         def check(cur: _Record | None) -> None:
-            if want == 0 or cur is None or cur.version != want or cur.expired():
+            gone = cur is not None and cur.expired(self._conn._clock())
+            if want == 0 or cur is None or cur.version != want or gone:
                 have = "no revision" if cur is None else \
-                    f"revision {cur.version}{' (expired)' if cur.expired() else ''}"
+                    f"revision {cur.version}{' (expired)' if gone else ''}"
                 raise RevisionMismatch(f"key {key!r} in bucket {self._name!r} is at {have}, "
                                        f"not the expected revision {want}; re-read and retry")
         return self._write(key, TAG_PUT, value, check)
@@ -494,7 +497,7 @@ class LocalBucket(BucketFacets["LocalWatch"]):
         """
         validate_key(key)
         seconds = check_ttl(ttl)
-        version = self._write(key, TAG_TTL, value, None, expires_at_ns(seconds))
+        version = self._write(key, TAG_TTL, value, None, expires_at_ns(seconds, self._conn._clock()))
         self._conn._reaper.start()
         return version
 
@@ -509,7 +512,7 @@ class LocalBucket(BucketFacets["LocalWatch"]):
         one) with its feed row and the index row; reads are unchanged.
         ``"stale"``: no revision of the key is that record any more: the caller drops the row.
         """
-        if time.time_ns() < expires_ns:
+        if self._conn._clock() < expires_ns:
             return "early"
 
         def check(cur: _Record | None) -> None:
@@ -659,7 +662,7 @@ class LocalWatch(WatchIteration):
         version = s.version
         if resume_rev is None:
             initial: list[tuple[int, KvUpdate]] = []
-            now = time.time_ns()
+            now = bucket._conn._clock()
             for prefix in scope.list_prefixes():
                 for key, rec in bucket._scan_d(prefix, version):
                     # an expired TTL value not reaped yet is already gone: say so

@@ -74,9 +74,9 @@ def check_ttl(ttl: object) -> float:
     return float(ttl)
 
 
-def expires_at_ns(ttl: float, now_ns: int | None = None) -> int:
-    """The wall-clock expiry, in nanoseconds, of a write made now with ``ttl`` seconds."""
-    return (time.time_ns() if now_ns is None else now_ns) + math.ceil(ttl * 1e9)
+def expires_at_ns(ttl: float, now_ns: int) -> int:
+    """The wall-clock expiry, in nanoseconds, of a write made at ``now_ns`` with ``ttl`` seconds."""
+    return now_ns + math.ceil(ttl * 1e9)
 
 
 def index_key(expires_ns: int, bucket: str, key: str) -> bytes:
@@ -99,8 +99,10 @@ class Reaper:
     """
 
     def __init__(self, store: Store, meta_table: EntryKind,
-                 reap_one: Callable[[str, str, int, int], str]) -> None:
+                 reap_one: Callable[[str, str, int, int], str],
+                 clock: Callable[[], int] = time.time_ns) -> None:
         self._store = store
+        self._clock = clock
         self._meta = meta_table
         self._reap_one = reap_one
         self.counters: dict[str, Any] = {r: 0 for r in REAP_RESULTS}
@@ -140,7 +142,7 @@ class Reaper:
 
     def reap_due(self, now_ns: int | None = None) -> int:
         """Reap every index row due at ``now_ns`` (default: now); returns markers written."""
-        now = time.time_ns() if now_ns is None else now_ns
+        now = self._clock() if now_ns is None else now_ns
         written = 0
         cursor = RangeCursor()   # one cursor: each row is looked at once per call
         end = Bound.excluded(TTL_PREFIX + EXPIRES.pack(now + 1))
@@ -177,4 +179,4 @@ class Reaper:
         if row is None:
             return IDLE_PAUSE
         expires, _, _ = parse_index_key(row)
-        return min(IDLE_PAUSE, max(0.0, (expires - time.time_ns()) / 1e9))
+        return min(IDLE_PAUSE, max(0.0, (expires - self._clock()) / 1e9))
