@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     def params_for(workload: str, target: str) -> Params:
         if target == "peer:slatedb":
             p = Params.from_json(params.to_json())
-            p.gets, p.scans, p.latency_samples = max(100, p.gets // 10), max(5, p.scans // 10), 200
+            p.gets, p.scans, p.latency_samples = max(100, p.gets // 10), max(10, p.scans // 10), 200
             return p
         return params
 

@@ -54,7 +54,7 @@ def _slow_params(cfg: BenchConfig, keys: int) -> Callable[[str, str], Any]:
         if target == "peer:slatedb":  # ~150 us per async call: a tenth of the reads
             p = type(base).from_json(base.to_json())
             p.gets, p.ops = max(100, p.gets // 10), max(100, p.ops // 10)
-            p.scans, p.latency_samples = max(5, p.scans // 10), min(p.latency_samples, 200)
+            p.scans, p.latency_samples = max(10, p.scans // 10), min(p.latency_samples, 200)
             return p
         if workload == "sync":
             p = type(base).from_json(base.to_json())

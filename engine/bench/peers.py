@@ -779,7 +779,7 @@ def unavailable(name: str) -> str | None:
     try:
         importlib.import_module(module)
     except ImportError as e:
-        pip = {"rocksdict": "rocksdict", "lmdb": "lmdb", "slatedb.uniffi": "slatedb"}[module]
+        pip = {"slatedb.uniffi": "slatedb"}.get(module, module.split(".")[0])
         return f"peer:{name} skipped: {module} is not installed ({e.__class__.__name__}); pip install 'tierdb[bench]' or {pip}"
     return None
 

@@ -117,8 +117,11 @@ def aggregate(cell: Cell) -> None:
         cell.latency_us[o] = {q: statistics.median(x[q] for x in ls) for q in ("p50", "p99")}
     for r in runs:
         cell.notes += [n for n in r.get("notes", []) if n not in cell.notes]
-    if runs and not cell.figures and cell.notes and cell.status in ("ok", "unverified"):
+    rates = [n for n, f in cell.figures.items() if f["unit"].endswith("/s")]
+    if runs and not rates and cell.notes and cell.status in ("ok", "unverified"):
+        # the workload declined this target (e.g. time travel on an unversioned store)
         cell.status, cell.reason = "n/a", "; ".join(cell.notes)
+        cell.figures, cell.latency_us = {}, {}
 
 
 def _verify(cell: Cell, ref_runs: dict[int, dict[str, Any]]) -> None:
