@@ -10,7 +10,9 @@ the decompressed size.
 
 :class:`DecodedBlock` is the row form scans use (one ``bytes`` per distinct key, versions
 and offsets as lists, numpy views on demand for the vectorized filters of large blocks). It
-is built from a view per visit and not cached.
+is built from a view the first time a scan visits the block and then kept with the view (and
+charged to the cache), so paging through a cached block does not rebuild it, while blocks
+that are only ever point-read never pay for it.
 
 Thread safety: both are immutable once built (lazy numpy views are idempotent); share freely.
 """
@@ -77,14 +79,16 @@ class BlockView:
     ``koff`` holds the nk + 1 key boundaries), ``sparse`` (keys 0, SPARSE, 2 * SPARSE, ...), ``kstart`` (nk + 1 run starts; key j owns
     entries ``kstart[j]:kstart[j+1]``, versions descending), ``voff`` (n + 1 value
     boundaries), ``tomb`` (tombstone bitmap or None), ``vmin``/``vmax``, ``single`` (one
-    version per key), ``nbytes`` (what the cache is charged).
+    version per key), ``rows`` (the :class:`DecodedBlock` once a scan asked for it, kept
+    with the view and charged to the cache: see ``BlockCache.attach_rows``), ``nbytes``
+    (what the cache is charged; grows by the rows' cost when they are attached).
 
     Complexity: :meth:`find` O(log keys) plus a C-speed ``bytes.find`` over at most
     ``SPARSE`` keys; the rest O(1) or O(log run length).
     """
 
     __slots__ = ("_ver", "kend", "koff", "kpos", "kstart", "kstride", "n", "nbytes", "nk", "raw",
-                 "single", "sparse", "tomb", "ver_base", "ver_col", "vmax", "vmin", "voff")
+                 "rows", "single", "sparse", "tomb", "ver_base", "ver_col", "vmax", "vmin", "voff")
 
     raw: bytes
     nk: int
@@ -103,6 +107,7 @@ class BlockView:
     vmax: int
     single: bool
     nbytes: int
+    rows: DecodedBlock | None
     _ver: np.ndarray | None
 
     def __len__(self) -> int:
@@ -252,6 +257,7 @@ def parse_block(raw: bytes, path: object, block_offset: int) -> BlockView:
     v.n = n
     v.kpos = kpos
     v._ver = None
+    v.rows = None
     extra = 0
     off = hs
     if run_w == 0 and run_base == 1:
@@ -322,11 +328,12 @@ class DecodedBlock:
     Attributes (read-only): ``keys`` (distinct keys ascending, ``list[bytes]``), ``kstart``
     (run starts, as in :class:`BlockView`), ``versions`` (``list[int]``), ``voff`` (value
     boundaries), ``tomb``, ``raw``, ``vmin``, ``vmax``, ``single``; ``ver`` and ``kid``
-    (numpy: versions, key index per entry) for vectorized filters.
+    (numpy: versions, key index per entry) for vectorized filters; ``nbytes`` (the estimated
+    size of the objects built here, beyond the view's).
     """
 
-    __slots__ = ("_kid", "_view", "keys", "kstart", "raw", "single", "tomb", "versions", "vmax",
-                 "vmin", "voff")
+    __slots__ = ("_kid", "_view", "keys", "kstart", "nbytes", "raw", "single", "tomb", "versions",
+                 "vmax", "vmin", "voff")
 
     def __init__(self, view: BlockView) -> None:
         self._view = view
@@ -358,6 +365,8 @@ class DecodedBlock:
         self.vmax = view.vmax
         self.single = view.single
         self._kid: np.ndarray | None = None
+        # key objects (~57 bytes + key bytes), version ints (~40 each), kid if ever built.
+        self.nbytes = 60 * nk + (view.kend - view.kpos) + 48 * n
 
     def __len__(self) -> int:
         return len(self.versions)

@@ -21,7 +21,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Iterable
 
-from .block import BlockView
+from .block import BlockView, DecodedBlock
 
 __all__ = ["BlockCache"]
 
@@ -74,6 +74,24 @@ class BlockCache:
             while self.size > self.capacity:
                 _, ev = m.popitem(last=False)
                 self.size -= ev.nbytes
+
+    def attach_rows(self, key: tuple[int, int], blk: BlockView, rows: DecodedBlock) -> DecodedBlock:
+        """Attach ``rows`` to ``blk`` (first caller wins) and charge their cost if ``blk``
+        is cached under ``key``, evicting least recently used blocks beyond the budget.
+        Returns the rows attached."""
+        with self._lock:
+            have = blk.rows
+            if have is not None:
+                return have  # another thread attached first
+            blk.rows = rows
+            if self._map.get(key) is blk:
+                blk.nbytes += rows.nbytes
+                self.size += rows.nbytes
+                m = self._map
+                while self.size > self.capacity and m:
+                    _, ev = m.popitem(last=False)
+                    self.size -= ev.nbytes
+            return rows
 
     def discard_files(self, file_nos: Iterable[int]) -> None:
         """Forget every block of the given segments (after compaction retired them)."""

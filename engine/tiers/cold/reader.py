@@ -36,8 +36,8 @@ import zstandard as zstd
 
 from ...errors import CorruptionError, FormatError, StorageIOError
 from ...types import EntryKind
-from .bloom import BloomFilter, bloom_hash
 from .block import BlockView, DecodedBlock, decode_block, parse_block
+from .bloom import BloomFilter, bloom_hash
 from .cache import BlockCache
 from .format import (
     BLOCK_HEADER,
@@ -499,8 +499,13 @@ class Segment:
         return v
 
     def block(self, b: int) -> DecodedBlock:
-        """Block ``b`` decoded into rows (the view through the cache, then O(entries))."""
-        return self.view(b).decoded()
+        """Block ``b`` decoded into rows: the cached view's rows, built (O(entries)) and
+        attached to the view on the first visit."""
+        v = self.view(b)
+        rows = v.rows
+        if rows is None:
+            rows = self._cache.attach_rows((self.file_no, b), v, v.decoded())
+        return rows
 
     def close(self) -> None:
         """Close the file descriptor now (idempotent). Only when no reader can still use it."""
