@@ -113,6 +113,22 @@ def summary_rows(cells: list[Cell], baseline: str) -> tuple[list[str], list[list
     return ["workload", "target", "figure", "median", f"vs {baseline}", "p50/p99 us"], rows
 
 
+def peer_ratio_rows(cells: list[Cell]) -> tuple[list[str], list[list[str]]]:
+    """Per workload and tierdb target: its primary figure over each peer's (same run)."""
+    peers = list(dict.fromkeys(c.target for c in cells if not c.target.startswith("tierdb:") and c.target != "peer:dict"))
+    rows = []
+    for w, cs in _by_workload(cells).items():
+        fig = PRIMARY.get(w, "")
+        by = {c.target: c for c in cs}
+        for t in (c for c in cs if c.target.startswith("tierdb:")):
+            row = [w, t.target, fig]
+            for p in peers:
+                r = ratio(t, by[p], fig) if p in by and fig in t.figures else None
+                row.append("-" if r is None else f"{r:.2f}x")
+            rows.append(row)
+    return ["workload", "tierdb target", "figure"] + [f"/ {p}" for p in peers], rows
+
+
 def summary_text(result: BenchResult, markdown: bool = False) -> str:
     base = result.config.chosen_baseline()
     parts = []
@@ -121,6 +137,11 @@ def summary_text(result: BenchResult, markdown: bool = False) -> str:
         if len(result.cells) > 1:
             parts.append(f"{n:,} keys" + (":" if not markdown else ""))
         parts.append(table(header, rows, markdown))
+        header, rows = peer_ratio_rows(cells)
+        if rows and len(header) > 3:
+            parts.append(("tierdb / each peer (primary figure; > 1 means tierdb is faster):"
+                          if not markdown else "tierdb / each peer (primary figure; > 1 means tierdb is faster):\n")
+                         + "\n" + table(header, rows, markdown))
     return "\n\n".join(parts)
 
 
