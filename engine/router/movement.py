@@ -49,6 +49,7 @@ COLD_SKIP_META = b"store.cold_skip_from"   # u64; 0 = never skip cold (an "age" 
 U64 = struct.Struct(">Q")
 DEMOTE_CHUNK_ENTRIES = 200_000
 FLUSH_CHUNK_ENTRIES = 20_000
+DEMOTE_COMPACT_MIN = 1_000  # a demotion moving at least this many versions compacts warm
 
 _KEY = itemgetter(0)  # RawEntry -> key
 Progress = Callable[[int, "int | None"], None]
@@ -169,6 +170,8 @@ class Mover:
                 moved += self._demote_chunk(chunk)
                 progress(moved, None)
             self._note_cold_skip(c if policy == "history" else 0)
+            if moved >= DEMOTE_COMPACT_MIN:
+                self._compact_warm_later()
             self.counters["demotions"] += 1
             self.counters["demoted_versions"] += moved
             self.counters["demoted_cutoff"] = max(self.counters["demoted_cutoff"], c)
@@ -190,6 +193,22 @@ class Mover:
                 log.info("deferred removal of %d flushed keys skipped: hot tier closed", len(keys))
 
         self.router.epochs.defer(drop)
+
+    def _compact_warm_later(self) -> None:
+        """Compact warm once the demoted versions' deferred removals ran: RocksDB keeps
+        deleted versions (and the flushes' WAL) on disk until a compaction rewrites them,
+        which after a large demotion would leave warm several times its live size. RocksDB
+        compacts without the interpreter lock; readers and committers go on."""
+        warm = self.warm
+
+        def compact() -> None:
+            try:
+                warm.compact()
+                self.counters["warm_compactions"] = self.counters.get("warm_compactions", 0) + 1
+            except ClosedError:
+                log.info("warm compaction after demotion skipped: warm tier closed")
+
+        self.router.epochs.defer(compact)
 
     def _drop_later(self, tier: Any, drops: dict[EntryKind, list[tuple[bytes, int]]]) -> None:
         """Remove the upper copy of a moved band once no older scan can still need it."""

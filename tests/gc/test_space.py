@@ -68,7 +68,9 @@ def test_overwrite_heavy_space_reclaimed(tmp_path, layout):
     reference = _physical(lean)
 
     total_after, total_ref = sum(after.values()), sum(reference.values())
-    assert sum(before.values()) > 3 * total_after, (before, after)
+    # GC removes REWRITES - 1 of every REWRITES versions. (Warm is already compacted after
+    # each demotion, so "before" holds no deleted-but-unreclaimed RocksDB data: 2x, not more.)
+    assert sum(before.values()) > 2 * total_after, (before, after)
     assert total_after <= 1.5 * total_ref + 4096, (after, reference)
     for tier, nbytes in after.items():
         # every tier fell to within 1.5x of the same tier of the lean store
