@@ -43,7 +43,7 @@ from typing import Any
 import rocksdict
 
 from engine.tiers.warm import WarmTier
-from engine.types import Bound, EntryKind, RangeCursor
+from engine.types import Bound, EntryKind, RangeCursor, RawEntry
 
 T = EntryKind.MULTI
 MAXV = (1 << 64) - 1
@@ -409,6 +409,63 @@ def compare_latest_strategies(nkeys: int, versions: int, repeat: int) -> list[tu
         shutil.rmtree(root, ignore_errors=True)
 
 
+def compare_flush_writes(nkeys: int, repeat: int) -> list[tuple[str, float, float]]:
+    """Flush-shaped writes (hot -> warm): ``nkeys`` entries of mixed versions in chunks of 5000,
+    then one synced metadata write, as ``Movement.flush`` does. Rows of (variant, entries/s in
+    process CPU seconds - RocksDB's background threads included -, entries/s wall). Every
+    variant ends with the data in SST files (a memtable flush is forced where RocksDB would
+    run it later), so the figures compare the whole work per entry:
+
+      logged     write_entries(sync=False) through RocksDB's WAL (before issue 10)
+      unlogged   write_entries(sync=False, logged=False): no WAL record; the synced write
+                 flushes the memtable first (kept)
+      ingest     SstFileWriter per chunk (sorted) + ingest_external_file (measured, dropped:
+                 see docs/FORMATS.md)
+    """
+    root = Path(tempfile.mkdtemp(prefix="tierdb-bench-flush-", dir="/tmp"))
+    rng = random.Random(3)
+    keys = sorted({b"user:%011d" % rng.randrange(nkeys * 10) for _ in range(nkeys)})
+    try:
+        tiers = {name: WarmTier(root / name) for name in ("logged", "unlogged", "ingest")}
+        version = [0]
+        rates: dict[str, list[tuple[float, float]]] = {name: [] for name in tiers}
+        opts = rocksdict.Options(raw_mode=True)
+
+        def run(name: str) -> None:
+            t = tiers[name]
+            version[0] += 1
+            v = version[0]
+            rows = [RawEntry(k, v, VALUE) for k in keys]
+            cpu, wall = time.process_time(), time.perf_counter()
+            for i in range(0, len(rows), 5000):
+                chunk = rows[i:i + 5000]
+                if name == "ingest":
+                    t.ensure_table(T)
+                    path = str(root / f"chunk-{v}-{i}.sst")
+                    w = rocksdict.SstFileWriter(opts)
+                    w.open(path)
+                    for e in chunk:
+                        w[e.key + b"\x00\x00" + _INV(MAXV - e.version)] = b"\x01" + e.value
+                    w.finish()
+                    t._cfs[T].ingest_external_file([path])
+                else:
+                    t.write_entries({T: chunk}, sync=False, logged=name == "logged")
+            t.write_entries({}, sync=True, meta={b"flushed": b"%d" % v})
+            if name == "logged":
+                t._cfs[T].flush(True)  # the memtable flush RocksDB runs later anyway
+            rates[name].append((len(rows) / (time.process_time() - cpu),
+                                len(rows) / (time.perf_counter() - wall)))
+
+        for _ in range(repeat):
+            for name in tiers:
+                run(name)
+        for t in tiers.values():
+            t.close()
+        return [(name, max(r[0] for r in rs), max(r[1] for r in rs)) for name, rs in rates.items()]
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--keys", type=int, default=20000)
@@ -416,6 +473,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeat", type=int, default=9)
     ap.add_argument("--compare-latest", action="store_true",
                     help="also measure the latest-read designs considered (docs/FORMATS.md)")
+    ap.add_argument("--flush", action="store_true",
+                    help="also compare flush-shaped write paths (logged, unlogged, SST ingest)")
     args = ap.parse_args(argv)
     print(f"warm tier bench: {args.keys} keys x {args.versions} versions, 100-byte values, "
           f"best of {args.repeat}, python {sys.version.split()[0]}, rocksdict, pid {os.getpid()}")
@@ -435,6 +494,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{'design':12s} {'latest get':>11s} {'old get':>9s} {'writes':>8s}")
         for name, latest, old, w in rows[1:]:
             print(f"{name:12s} {latest / base[1]:11.2f} {old / base[2]:9.2f} {w / base[3]:8.2f}")
+    if args.flush:
+        rows2 = compare_flush_writes(max(args.keys, 20000), args.repeat)
+        print("\nflush writes (entries/s; process CPU incl. RocksDB threads, and wall)")
+        for name, cpu, wall in rows2:
+            print(f"{name:12s} {cpu:12,.0f} cpu {wall:12,.0f} wall   x{cpu / rows2[0][1]:.2f} cpu vs logged")
     return 0 if ok else 1
 
 

@@ -108,6 +108,8 @@ class Peer:
         return v[1:] if v[0] == 1 else None
 
     def scan(self, start: bytes | None, limit: int, version: int | None = None) -> int:
+        """Live rows from ``start``: each key's newest version <= the read version, decoded to
+        ``(key, value)`` as a user needs them (tombstoned keys left out)."""
         inv = _INV(MAXV - (self.version if version is None else version))
         n = 0
         last = None
@@ -117,6 +119,8 @@ class Peer:
                 continue
             last = p
             if v[0] == 1:
+                key = k[:-10]
+                _row = (key.replace(b"\x00\xff", b"\x00") if 0 in key else key, v[1:])
                 n += 1
                 if n == limit:
                     break
@@ -136,7 +140,6 @@ def run(nkeys: int, rounds: int, layouts: list[str]) -> None:
         for c in commits:
             peer.commit(c)
         peer_load = len(commits) * BATCH / (time.perf_counter() - t)
-        peer.db.flush()
         stores: dict[str, Any] = {}
         loads: dict[str, float] = {}
         for name in layouts:

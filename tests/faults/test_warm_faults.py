@@ -16,7 +16,7 @@ import rocksdict
 from engine.errors import CorruptionError, FormatError, LockedError, StorageIOError
 from engine.tiers import WarmTier
 from engine.tiers.warm import FORMAT_VERSION, MARKER, MARKER_MAGIC, MARKER_NAME
-from engine.types import EntryKind, RawEntry
+from engine.types import Bound, EntryKind, RawEntry
 
 T = EntryKind.MULTI
 REPO = Path(__file__).resolve().parents[2]
@@ -228,3 +228,48 @@ def test_open_failure_is_storage_io_error(tmp_path):
         WarmTier(d)
     with WarmTier(d) as t:  # the stamped, half-created directory opens fine afterwards
         t.set(1, {T: [(b"a", b"1")]})
+
+
+# --- unlogged flush writes ----------------------------------------------------------------------
+
+
+def test_unlogged_writes_are_durable_after_the_next_synced_write(tmp_path):
+    # write_entries(logged=False) skips RocksDB's WAL; a later synced write (or
+    # flush_wal(sync=True)) must first persist them, so a kill -9 right after it loses nothing.
+    d = tmp_path / "w"
+    code = textwrap.dedent(f"""
+        import os, signal
+        from engine.tiers import WarmTier
+        from engine.types import EntryKind, RawEntry
+        T, S = EntryKind.MULTI, EntryKind.source(1)
+        t = WarmTier({str(d)!r})
+        t.write_entries({{T: [RawEntry(b"a", 1, b"1"), RawEntry(b"t", 1, None)],
+                          S: [RawEntry(b"s", 2, b"2")]}}, sync=False, logged=False)
+        t.write_entries({{}}, sync=True, meta={{b"flushed": b"2"}})
+        t.write_entries({{T: [RawEntry(b"b", 3, b"3")]}}, sync=False, logged=False)
+        t.flush_wal(sync=True)
+        t.write_entries({{T: [RawEntry(b"c", 4, b"4")]}}, sync=False, logged=False)
+        print("ready", flush=True)
+        os.kill(os.getpid(), signal.SIGKILL)
+    """)
+    r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True,
+                       timeout=60, check=False)
+    assert r.stdout.strip() == "ready", r.stdout + r.stderr
+    with WarmTier(d) as t:
+        assert t.get_meta(b"flushed") == b"2"
+        assert t.lookup(T, b"a", 9) == RawEntry(b"a", 1, b"1")
+        assert t.lookup(T, b"t", 9) == RawEntry(b"t", 1, None)
+        assert t.get(EntryKind.source(1), b"s", 9) == b"2"
+        assert t.get(T, b"b", 9) == b"3"
+        assert t.get(T, b"c", 9) in (None, b"4")  # never synced: may be lost, never wrong
+        t.check()
+
+
+def test_unlogged_writes_survive_close_and_are_read_at_once(tmp_path):
+    d = tmp_path / "w"
+    with WarmTier(d) as t:
+        t.write_entries({T: [RawEntry(b"a", 1, b"1")]}, sync=False, logged=False)
+        assert t.get(T, b"a", 1) == b"1"
+        assert list(t.scan_items(T, Bound.UNBOUNDED, Bound.UNBOUNDED, 1)) == [(b"a", b"1")]
+    with WarmTier(d) as t:
+        assert t.get(T, b"a", 1) == b"1"

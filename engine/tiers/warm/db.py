@@ -138,6 +138,11 @@ class WarmDB:
         self._point_ro.set_max_skippable_internal_keys(POINT_SKIP_LIMIT)
         self._wo_sync = rocksdict.WriteOptions()
         self._wo_sync.sync = True
+        self._wo_unlogged = rocksdict.WriteOptions()
+        self._wo_unlogged.disable_wal = True  # type: ignore[method-assign, assignment]  # a property; the stub says method
+        # Tables holding writes made without the WAL (write_entries(logged=False)), persisted
+        # by a memtable flush before the next synced write, flush_wal(sync=True) or close.
+        self._unlogged: set[EntryKind] = set()
 
     # -- open / close ------------------------------------------------------------------------
 
@@ -268,7 +273,10 @@ class WarmDB:
             if self._db is None:
                 return
             self._gen += 1
-            self._release()
+            try:
+                self._persist_unlogged()
+            finally:
+                self._release()
 
     def __enter__(self) -> Self:
         return self
@@ -332,15 +340,24 @@ class WarmDB:
             else:
                 wb.put(k, as_bytes(v, "meta value"), h)
 
-    def _commit(self, wb: Any, sync: bool, what: str, arg: object = "") -> None:
+    def _commit(self, wb: Any, sync: bool, what: str, arg: object = "", *, logged: bool = True,
+                tables: Iterable[EntryKind] = ()) -> None:
         """Apply ``wb`` atomically (caller holds the lock), then publish a new generation.
 
-        ``what`` and ``arg`` name the operation in errors (formatted only on failure).
+        A synced write first persists earlier unlogged writes (so it is durable only after
+        them). ``logged=False`` skips RocksDB's WAL: ``tables`` are then recorded as holding
+        unlogged writes. ``what`` and ``arg`` name the operation in errors (formatted only on
+        failure).
         """
         db = self._live_db()
+        if sync and self._unlogged:
+            self._persist_unlogged()
         try:
             if sync:
                 db.write(wb, self._wo_sync)
+            elif not logged:
+                self._unlogged.update(tables)  # before the write: a failed one is flushed too
+                db.write(wb, self._wo_unlogged)
             else:
                 # rocksdict's default write options; passing an explicit default
                 # WriteOptions() measured ~50% slower per entry (bench: writes).
@@ -351,6 +368,19 @@ class WarmDB:
             raise rocks_error(f"{what} {arg}".rstrip(), self.path, e) from e
         finally:
             self._invalidate_readers()
+
+    def _persist_unlogged(self) -> None:
+        """Flush the memtables of tables holding unlogged writes to SST files (caller holds
+        the lock). O(memtable bytes)."""
+        for table in sorted(self._unlogged):
+            cf = self._cfs.get(table)
+            if cf is None:
+                continue
+            try:
+                cf.flush(True)
+            except Exception as e:  # rocksdict raises bare Exception for every RocksDB status
+                raise rocks_error(f"persisting unlogged writes of table {table}", self.path, e) from e
+        self._unlogged.clear()
 
     def _invalidate_readers(self) -> None:
         self._gen += 1
@@ -424,8 +454,12 @@ class WarmDB:
 
 
     def flush_wal(self, sync: bool = True) -> None:
-        """Write RocksDB's WAL buffer to its file, and fsync it if ``sync``. O(buffer)."""
+        """Write RocksDB's WAL buffer to its file, and fsync it if ``sync`` (which also
+        persists unlogged writes: see ``write_entries(logged=False)``). O(buffer)."""
         db = self._live_db()
+        if sync and self._unlogged:
+            with self._lock:
+                self._persist_unlogged()
         try:
             db.flush_wal(sync)
         except Exception as e:  # rocksdict raises bare Exception for every RocksDB status

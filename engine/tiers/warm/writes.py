@@ -94,11 +94,20 @@ class Writes(WarmDB):
         *,
         sync: bool = True,
         meta: Mapping[bytes, bytes | None] | None = None,
+        logged: bool = True,
     ) -> None:
         """Write many ``RawEntry`` of any versions (tombstones included) in one atomic WriteBatch.
 
         Used by flush (hot -> warm); rewriting an existing ``(key, version)`` replaces it, so a
         re-run is idempotent. O(entries + bytes).
+
+        ``logged=False`` (with ``sync=False``) skips RocksDB's write-ahead log: the entries are
+        visible at once but durable only once a later synced write (``sync=True`` here or in
+        :meth:`set`), ``flush_wal(sync=True)`` or :meth:`close` returns - each first flushes
+        the tables' memtables to SST files. For writes whose source stays durable elsewhere
+        until that synced write (a flush: the commit log keeps every version above the flushed
+        watermark, written with ``sync=True`` last), this halves the work per entry (no WAL
+        record, and the memtable flush RocksDB would run anyway) - bench_warm: flush writes.
 
         Raises:
             InvalidKeyError / InvalidVersionError: bad input (nothing written).
@@ -109,27 +118,29 @@ class Writes(WarmDB):
             handles = self._handles_for(batches.keys(), lambda: self._validate_entries(batches))
             wb = rocksdict.WriteBatch(raw_mode=True)
             put = wb.put
+            # Locals for the per-entry loop; RawEntry is a tuple, so unpacking beats three
+            # attribute loads.
+            maxv, pack, term, tag_value, tombstone = MAX_VERSION, pack_inv, TERMINATOR, TAG_VALUE, TAG_TOMBSTONE
             for table, rows in batches.items():
                 h = handles[table]
-                for e in rows:
-                    key, version, value = e.key, e.version, e.value
+                for key, version, value in rows:
                     if type(key) is not bytes:
                         key = as_bytes(key)
                     if type(version) is not int:
                         check_version(version)
                     try:
-                        inv = pack_inv(MAX_VERSION - version)
+                        suffix = term + pack(maxv - version)
                     except struct.error:
                         check_version(version)
                         raise
                     if value is None:
-                        tagged = TAG_TOMBSTONE
+                        tagged = tombstone
                     else:
-                        tagged = TAG_VALUE + (value if type(value) is bytes else as_bytes(value, "value"))
-                    put((key.replace(NUL, ESCAPED_NUL) if 0 in key else key) + TERMINATOR + inv, tagged, h)
+                        tagged = tag_value + (value if type(value) is bytes else as_bytes(value, "value"))
+                    put((key.replace(NUL, ESCAPED_NUL) if 0 in key else key) + suffix, tagged, h)
             if meta:
                 self._add_meta(wb, meta)
-            self._commit(wb, sync, "write_entries")
+            self._commit(wb, sync, "write_entries", logged=logged or bool(meta), tables=batches.keys())
 
     @staticmethod
     def _validate_entries(batches: Mapping[EntryKind, Sequence[RawEntry]]) -> None:
