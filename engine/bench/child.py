@@ -30,11 +30,16 @@ __all__ = ["make_target", "load_workload", "run_spec", "main"]
 
 def make_target(name: str, path: Path, params: Params, knobs: dict[str, str] | None = None) -> Any:
     """Build target ``name``: ``tierdb:<layout>``, ``peer:<name>``, ``fsync-floor`` or
-    ``<file.py>:<factory>`` (a user target: ``factory(path, params)`` returns a Target)."""
+    ``<file.py>:<factory>`` (a user target: ``factory(path, params)`` returns a Target).
+
+    ``params.extra["history_versions"]`` opens tierdb with that retention (history-heavy).
+    """
     if name.startswith("tierdb:"):
         from .tierdb_target import TierdbTarget
 
-        return TierdbTarget(path, name[len("tierdb:"):], knobs=knobs, durability=params.durability)
+        hv = params.extra.get("history_versions")
+        return TierdbTarget(path, name[len("tierdb:"):], knobs=knobs, durability=params.durability,
+                            history_versions=int(hv) if hv else None)
     if name.startswith("peer:"):
         from .peers import VersionedRocksDB, make_peer, unavailable
 
@@ -110,6 +115,8 @@ def run_spec(spec: dict[str, Any]) -> dict[str, Any]:
     from .workloads import set_clock
 
     set_clock(params.clock)
+    if spec["workload"] == "history-heavy":
+        params.extra.setdefault("history_versions", 50)
     rec = Recorder()
     path = Path(spec["dir"])
     if spec["target"].startswith("peer:"):

@@ -1,6 +1,6 @@
 """PNG plots of a run (matplotlib, Agg backend, imported only here).
 
-- ``throughput.png``: each workload's primary figure per target (median, min-max bars, log).
+- ``throughput.png``: each workload's primary figure per target (median, min-max bars, labelled).
 - ``latency.png``: p50 and p99 of the point operations per workload and target (log axis).
 - ``resources.png``: disk MB after close and peak RSS added per target.
 - ``scale.png`` (several ``--keys``): each workload's primary figure against key count,
@@ -13,6 +13,7 @@ import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .report import fmt_value
 from .runner import Cell
 from .workloads import PRIMARY
 
@@ -80,12 +81,17 @@ def throughput(cells: list[Cell], path: Path, title: str) -> Path | None:
             meds.append(f["median"])
             lo.append(f["median"] - f["min"])
             hi.append(f["max"] - f["median"])
-        ax.bar(range(len(cs)), meds, color=[colors[c.target] for c in cs], yerr=[lo, hi], capsize=3)
+        bars = ax.bar(range(len(cs)), meds, color=[colors[c.target] for c in cs], yerr=[lo, hi], capsize=3)
+        unit = cs[0].figures[_primary(cs[0]) or ""]["unit"] if cs else ""
+        ax.bar_label(bars, labels=[fmt_value(m, unit) for m in meds], fontsize=7, padding=2)
+        ax.margins(y=0.15)
+        from matplotlib.ticker import FuncFormatter
+
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos, u=unit: fmt_value(v, u)))
         ax.set_xticks(range(len(cs)), names, fontsize=7)
         fname = _primary(cs[0]) if cs else ""
         ax.set_title(f"{w}", fontsize=10)
-        ax.set_yscale("log")
-        ax.set_ylabel(f"{fname}, log (median, min-max)", fontsize=8)
+        ax.set_ylabel(f"{fname} (median, min-max)", fontsize=8)
         ax.set_xlabel("target", fontsize=8)
         ax.tick_params(axis="y", labelsize=7)
     for ax in list(axes.flat)[len(workloads):]:

@@ -13,6 +13,7 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
+from ..drop_worker.retention import Retention
 from ..router.layout import Layout
 from ..store import open as engine_open
 from ..types import EntryKind
@@ -40,17 +41,18 @@ class TierdbTarget:
     versioned = True
 
     def __init__(self, path: Path, layout: str = "hot+warm+cold", *, knobs: dict[str, str] | None = None,
-                 durability: str = "normal") -> None:
+                 durability: str = "normal", history_versions: int | None = None) -> None:
         self.name = f"tierdb:{layout}"
         self.path = Path(path)
         self.layout = parse_layout(layout, knobs)
         self.durability = durability
+        self.retention = Retention(history_versions=history_versions) if history_versions else None
         self.store: Any = None
         self._open()
 
     def _open(self) -> None:
         path = None if self.layout.tiers == ("hot",) and self.durability == "none" else self.path
-        self.store = engine_open(path, layout=self.layout, durability=self.durability)
+        self.store = engine_open(path, layout=self.layout, durability=self.durability, retention=self.retention)
 
     @property
     def version(self) -> int:
