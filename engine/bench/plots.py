@@ -3,8 +3,8 @@
 - ``throughput.png``: each workload's primary figure per target (median, min-max bars, labelled).
 - ``latency.png``: p50 and p99 of the point operations per workload and target (log axis).
 - ``resources.png``: disk MB after close and peak RSS added per target.
-- ``scale.png`` (several ``--keys``): each workload's primary figure against key count,
-  log-log, one line per target.
+- ``scale.png`` (several ``--keys``): each workload's primary figure, disk MB and RSS
+  added against key count, log-log, one line per target.
 """
 
 from __future__ import annotations
@@ -174,8 +174,26 @@ def scale(by_keys: dict[int, list[Cell]], path: Path, title: str) -> Path | None
         return None
     targets = _targets(allcells)
     colors = _colors(targets)
-    rows, cols = _grid(len(workloads))
+    panels: list[str] = list(workloads) + ["disk MB", "RSS added MB"]
+    rows, cols = _grid(len(panels))
     fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.6 * rows), squeeze=False)
+    for ax, name in zip(list(axes.flat)[len(workloads):], panels[len(workloads):]):
+        for t in targets:
+            xs, ys = [], []
+            for n in sizes:
+                vals = [c.figures[name]["median"] for c in by_keys[n]
+                        if c.target == t and c.has_figures and name in c.figures]
+                if vals and max(vals) > 0:
+                    xs.append(n)
+                    ys.append(max(vals))
+            if xs:
+                ax.plot(xs, ys, marker="o", color=colors[t], label=t)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("keys (log)", fontsize=8)
+        ax.set_ylabel(f"{name}, max over workloads (log)", fontsize=8)
+        ax.set_title(name.replace(" MB", ""), fontsize=10)
+        ax.legend(fontsize=6)
     for ax, w in zip(axes.flat, workloads):
         fname = ""
         for t in targets:
@@ -194,7 +212,7 @@ def scale(by_keys: dict[int, list[Cell]], path: Path, title: str) -> Path | None
         ax.set_ylabel(f"{fname} (log)", fontsize=8)
         ax.set_title(w, fontsize=10)
         ax.legend(fontsize=6)
-    for ax in list(axes.flat)[len(workloads):]:
+    for ax in list(axes.flat)[len(panels):]:
         ax.axis("off")
     fig.suptitle(title, fontsize=11)
     fig.tight_layout()
@@ -212,6 +230,6 @@ def make_plots(result: BenchResult, out: Path) -> list[Path]:
         throughput(biggest, out / "throughput.png", f"throughput per workload and target ({sub})"),
         latency(biggest, out / "latency.png", f"point-operation latency ({sub})"),
         resources(biggest, out / "resources.png", f"disk and memory ({sub})"),
-        scale(result.cells, out / "scale.png", "scale: primary figure vs key count"),
+        scale(result.cells, out / "scale.png", "scale: each workload's primary figure, disk and memory vs key count"),
     ]
     return [p for p in made if p is not None]
