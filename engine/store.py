@@ -464,15 +464,9 @@ class Store:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         v, token = self._hold(version, t)
-        return self._range_iter(t, lo, hi, v, reverse, batch_size, token)
-
-    def _range_iter(self, table: EntryKind, lo: Bound, hi: Bound, version: int, reverse: bool,
-                    chunk: int, token: int) -> Iterator[tuple[bytes, bytes]]:
-        try:
-            for page in self._router.scan_pages(table, lo, hi, version, reverse, chunk):
-                yield from [(k, val) for k, _, val in page if val is not None]
-        finally:
-            self._readpoints.release(token)
+        # One generator for the whole scan: it releases the hold when exhausted or closed.
+        return self._router.scan_items(t, lo, hi, v, reverse, batch_size,
+                                       release=lambda: self._readpoints.release(token))
 
     def range_next(self, table: EntryKind, cursor: RangeCursor, start: Any = None, end: Any = None,
                    version: int | None = None, batch_size: int = DEFAULT_BATCH_SIZE, *,

@@ -92,10 +92,11 @@ class ScanEpochs:
 
 
 class _Stream:
-    __slots__ = ("cursor", "buf", "pos", "table", "start", "end", "version", "chunk", "fetch")
+    __slots__ = ("tier", "cursor", "buf", "pos", "table", "start", "end", "version", "chunk", "fetch")
 
     def __init__(self, tier: TierStorage, table: EntryKind, start: Bound, end: Bound,
                  version: int, chunk: int, reverse: bool) -> None:
+        self.tier = tier
         self.cursor = RangeCursor()
         self.buf: list[RawEntry] = []  # the current page; rows before ``pos`` are consumed
         self.pos = 0
@@ -132,6 +133,7 @@ class MergedScan:
                  version: int, reverse: bool, chunk: int) -> None:
         self._streams = [_Stream(t, table, start, end, version, chunk, reverse) for t in tiers]
         self._reverse = reverse
+        self._lone: _Stream | None = None  # set once the merge is down to one stream
 
     def __iter__(self) -> Iterator[RawEntry]:
         for page in self.pages():
@@ -168,11 +170,34 @@ class MergedScan:
                 yield merged
             streams = [s for s in streams if s.fill()]
         # One stream left (or none): no merging needed, hand its pages straight through.
+        self._lone = streams[0] if streams else None
         for s in streams:
             while s.fill():
                 page = s.buf if s.pos == 0 else s.buf[s.pos:]
                 s.pos = len(s.buf)
                 yield page
+
+    def items(self) -> Iterator[tuple[bytes, bytes]]:
+        """The live ``(key, value)`` pairs of the merged scan (tombstoned keys left out).
+
+        When the merge comes down to one stream whose tier has ``scan_items`` (warm), the
+        rest of the range is read through it: no :class:`RawEntry` per row.
+        """
+        self._lone = None
+        pages = self.pages()
+        for page in pages:
+            yield from [(k, val) for k, _, val in page if val is not None]
+            s = self._lone
+            if s is not None and not s.cursor.exhausted and s.cursor.last_key is not None:
+                fast = getattr(s.tier, "scan_items", None)
+                if fast is not None:
+                    pages.close()
+                    after = Bound.excluded(s.cursor.last_key)
+                    if self._reverse:
+                        yield from fast(s.table, s.start, after, s.version, reverse=True, page=s.chunk)
+                    else:
+                        yield from fast(s.table, after, s.end, s.version, page=s.chunk)
+                    return
 
 
 _MISSING: Any = object()  # "no version <= v in this tier": ask the next one
@@ -286,6 +311,22 @@ class Router:
         """Merged scan across tiers, registered with the scan epochs while it runs."""
         for page in self.scan_pages(table, start, end, version, reverse, chunk):
             yield from page
+
+    def scan_items(self, table: EntryKind, start: Bound, end: Bound, version: int, reverse: bool,
+                   chunk: int, release: Callable[[], object] | None = None
+                   ) -> Iterator[tuple[bytes, bytes]]:
+        """The live ``(key, value)`` pairs of a merged scan (see :meth:`MergedScan.items`);
+        ``release`` is called once when the scan is exhausted or closed."""
+        try:
+            epoch = self.epochs.enter()
+            self.scans += 1
+            try:
+                yield from MergedScan(self.tiers_for(version), table, start, end, version, reverse, chunk).items()
+            finally:
+                self.epochs.exit(epoch)
+        finally:
+            if release is not None:
+                release()
 
     def scan_pages(self, table: EntryKind, start: Bound, end: Bound, version: int, reverse: bool,
                    chunk: int) -> Iterator[list[RawEntry]]:
