@@ -35,11 +35,18 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engine.bench.data import Params  # noqa: E402
-from engine.bench.peers import PEERS, unavailable  # noqa: E402
-from engine.bench.report import figure_table, fmt_value, ratio, ratio_table, status_lines, table  # noqa: E402
-from engine.bench.runner import Cell, run_matrix  # noqa: E402
-from engine.bench.tierdb_target import parse_layout  # noqa: E402
+from engine.bench.data import Params
+from engine.bench.peers import PEERS, unavailable
+from engine.bench.report import (
+    figure_table,
+    fmt_value,
+    ratio,
+    ratio_table,
+    status_lines,
+    table,
+)
+from engine.bench.runner import Cell, run_matrix
+from engine.bench.tierdb_target import parse_layout
 
 COLUMNS = ["load writes/s", "get latest/s", "get old/s", "scan latest rows/s", "scan old rows/s",
            "full scan rows/s", "disk MB", "RSS added MB"]

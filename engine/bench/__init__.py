@@ -21,6 +21,18 @@ from .runner import Cell as Cell
 from .workloads import WORKLOADS as WORKLOADS
 
 __all__ = [
-    "run", "BenchResult", "BenchConfig", "BenchConfigError", "compare", "compare_files", "Change",
-    "Params", "Recorder", "Target", "Cell", "PEERS", "WORKLOADS", "ALL_WORKLOADS",
+    "ALL_WORKLOADS",
+    "PEERS",
+    "WORKLOADS",
+    "BenchConfig",
+    "BenchConfigError",
+    "BenchResult",
+    "Cell",
+    "Change",
+    "Params",
+    "Recorder",
+    "Target",
+    "compare",
+    "compare_files",
+    "run",
 ]

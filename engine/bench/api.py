@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ from .config import BenchConfig, BenchConfigError
 from .peers import unavailable
 from .runner import REFERENCE, Cell, run_matrix
 
-__all__ = ["run", "BenchResult"]
+__all__ = ["BenchResult", "run"]
 
 
 @dataclass
@@ -84,7 +84,7 @@ def run(config: BenchConfig | None = None, *, progress: Callable[[str], None] | 
         if quick:
             config.apply_quick()
     config.validate()
-    started = datetime.now(timezone.utc)
+    started = datetime.now(UTC)
     out = Path(config.out) if config.out is not None else Path("bench-results") / started.strftime("%Y%m%d-%H%M%S")
     skipped = []
     peers = []

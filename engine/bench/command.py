@@ -12,10 +12,17 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from .config import ALL_WORKLOADS, DEFAULT_PEERS, DURABILITY, EXTRA_WORKLOADS, BenchConfig, BenchConfigError
+from .config import (
+    ALL_WORKLOADS,
+    DEFAULT_PEERS,
+    DURABILITY,
+    EXTRA_WORKLOADS,
+    BenchConfig,
+    BenchConfigError,
+)
 from .peers import PEERS
 
-__all__ = ["main", "build_parser"]
+__all__ = ["build_parser", "main"]
 
 EPILOG = """\
 examples:
@@ -177,7 +184,7 @@ def run_bench(argv: Sequence[str]) -> int:
         try:
             bar = _Bar(count_runs(cfg))
         except ImportError:
-            bar = lambda label: print(label, file=sys.stderr, flush=True)  # noqa: E731 - no tqdm installed
+            bar = lambda label: print(label, file=sys.stderr, flush=True)
     try:
         result = run(cfg, progress=bar, command=["tierdb", "bench", *argv])
     finally:

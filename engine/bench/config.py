@@ -13,7 +13,7 @@ from ..errors import EngineError
 from .data import Params
 from .peers import PEERS
 
-__all__ = ["BenchConfig", "BenchConfigError", "ALL_WORKLOADS", "DEFAULT_PEERS", "DURABILITY"]
+__all__ = ["ALL_WORKLOADS", "DEFAULT_PEERS", "DURABILITY", "BenchConfig", "BenchConfigError"]
 
 ALL_WORKLOADS = ("load", "ycsb-a", "ycsb-b", "ycsb-c", "ycsb-e", "ycsb-f", "time-travel",
                  "history-heavy", "graph-checkpoints", "scan")

@@ -13,7 +13,7 @@ import random
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-__all__ = ["Params", "key_of", "ValueMaker", "zipfian_sampler"]
+__all__ = ["Params", "ValueMaker", "key_of", "zipfian_sampler"]
 
 _SPACE = 10 ** 12
 _MUL = 0x9E3779B97F4A7C15 % _SPACE

@@ -23,7 +23,7 @@ from .workloads import PRIMARY
 if TYPE_CHECKING:
     from .api import BenchResult
 
-__all__ = ["write_all", "machine_facts", "library_versions", "results_json", "report_md", "summary_text"]
+__all__ = ["library_versions", "machine_facts", "report_md", "results_json", "summary_text", "write_all"]
 
 RESULTS_FORMAT = 1
 
@@ -153,16 +153,16 @@ def report_md(result: BenchResult, plots: list[Path]) -> str:
     lines = [
         "# tierdb bench report", "",
         f"`{' '.join(result.command) or 'engine.bench.run(...)'}`", "",
-        f"Started {result.started}, {result.seconds:.0f} s; keys {', '.join(f'{k:,}' for k in cfg.keys)}; "
-        f"{cfg.value_size}-byte values; {cfg.rounds} interleaved round(s), each target in a fresh process; "
-        f"seed {cfg.seed}; durability {cfg.durability}; baseline **{base}**.",
-        f"Machine: {m.get('cpu', m['machine'])}, {m['cpus']} CPUs, {m.get('memory_mb', '?')} MB; "
-        f"Python {v['python']}, tierdb {v['tierdb']}, rocksdict {v['rocksdict']}, lmdb {v['lmdb']}, "
-        f"SQLite {v['sqlite']}, slatedb {v['slatedb']}.", "",
-        "Figures are medians over rounds, ± half the spread ((max - min) / median). Every target's "
-        "answers were compared with the dict reference before any figure is shown; a WRONG "
-        "target has no figures. Ratios are target / baseline (for rates higher is better; for "
-        "MB and seconds lower is better).", "",
+        (f"Started {result.started}, {result.seconds:.0f} s; keys {', '.join(f'{k:,}' for k in cfg.keys)}; "
+         f"{cfg.value_size}-byte values; {cfg.rounds} interleaved round(s), each target in a fresh process; "
+         f"seed {cfg.seed}; durability {cfg.durability}; {cfg.clock} clock; baseline **{base}**."),
+        (f"Machine: {m.get('cpu', m['machine'])}, {m['cpus']} CPUs, {m.get('memory_mb', '?')} MB; "
+         f"Python {v['python']}, tierdb {v['tierdb']}, rocksdict {v['rocksdict']}, lmdb {v['lmdb']}, "
+         f"SQLite {v['sqlite']}, slatedb {v['slatedb']}."), "",
+        ("Figures are medians over rounds, ± half the spread ((max - min) / median). Every target's "
+         "answers were compared with the dict reference before any figure is shown; a WRONG "
+         "target has no figures. Ratios are target / baseline (for rates higher is better; for "
+         "MB and seconds lower is better)."), "",
     ]
     notes = result.skipped + [s for cells in result.cells.values() for s in status_lines(cells)]
     if notes:

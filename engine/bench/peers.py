@@ -41,8 +41,17 @@ from pathlib import Path
 from typing import Any, Protocol
 
 __all__ = [
-    "Target", "PEERS", "make_peer", "unavailable", "disk_bytes",
-    "VersionedRocksDB", "LmdbPeer", "SqlitePeer", "RawRocksDB", "DictReference", "SlateDBPeer",
+    "PEERS",
+    "DictReference",
+    "LmdbPeer",
+    "RawRocksDB",
+    "SlateDBPeer",
+    "SqlitePeer",
+    "Target",
+    "VersionedRocksDB",
+    "disk_bytes",
+    "make_peer",
+    "unavailable",
 ]
 
 MAX_VERSION = (1 << 64) - 1
@@ -322,7 +331,7 @@ class RawRocksDB:
     def count(self, version: int | None = None) -> int:
         self._latest(version)
         n = 0
-        for _ in self.db.keys():
+        for _ in self.db.keys():  # noqa: SIM118 - rocksdict iterates keys, it is not a dict
             n += 1
         return n
 

@@ -178,6 +178,7 @@ def scale(by_keys: dict[int, list[Cell]], path: Path, title: str) -> Path | None
     rows, cols = _grid(len(panels))
     fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.6 * rows), squeeze=False)
     for ax, name in zip(list(axes.flat)[len(workloads):], panels[len(workloads):]):
+        plotted = False
         for t in targets:
             xs, ys = [], []
             for n in sizes:
@@ -188,6 +189,11 @@ def scale(by_keys: dict[int, list[Cell]], path: Path, title: str) -> Path | None
                     ys.append(max(vals))
             if xs:
                 ax.plot(xs, ys, marker="o", color=colors[t], label=t)
+                plotted = True
+        if not plotted:
+            ax.axis("off")
+            ax.set_title(f"{name}: not measured by these workloads", fontsize=9)
+            continue
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("keys (log)", fontsize=8)

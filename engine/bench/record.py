@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Recorder", "digest", "rss_bytes", "reset_peak_rss", "peak_rss_bytes", "percentile"]
+__all__ = ["Recorder", "digest", "peak_rss_bytes", "percentile", "reset_peak_rss", "rss_bytes"]
 
 
 def digest(answers: Any) -> str:
@@ -35,7 +35,7 @@ def _feed(h: Any, x: Any) -> None:
         b = bytes(x)
         h.update(b"B%d:" % len(b))
         h.update(b)
-    elif isinstance(x, bool) or isinstance(x, int):
+    elif isinstance(x, int):
         h.update(b"I%d;" % int(x))
     elif isinstance(x, (list, tuple)) or hasattr(x, "__iter__") and not isinstance(x, (str, dict)):
         h.update(b"[")
@@ -85,7 +85,7 @@ def percentile(sorted_values: list[float], q: float) -> float:
     """The ``q`` quantile (0..1) of an ascending list, nearest rank."""
     if not sorted_values:
         return float("nan")
-    i = min(len(sorted_values) - 1, max(0, int(round(q * (len(sorted_values) - 1)))))
+    i = min(len(sorted_values) - 1, max(0, round(q * (len(sorted_values) - 1))))
     return sorted_values[i]
 
 

@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 from .runner import Cell
 
-__all__ = ["fmt_value", "figure_table", "ratio_table", "higher_is_better", "table", "status_lines"]
+__all__ = ["figure_table", "fmt_value", "higher_is_better", "ratio_table", "status_lines", "table"]
 
 
 def higher_is_better(unit: str) -> bool:

@@ -25,7 +25,7 @@ from typing import Any
 
 from .data import Params
 
-__all__ = ["Cell", "run_matrix", "REFERENCE", "aggregate", "run_child"]
+__all__ = ["REFERENCE", "Cell", "aggregate", "run_child", "run_matrix"]
 
 REFERENCE = "peer:dict"
 ProgressFn = Callable[[str], None]
@@ -80,7 +80,7 @@ def _run_child(spec: dict[str, Any], timeout: float) -> Any:
     env["PYTHONPATH"] = pkg_root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     try:
         proc = subprocess.run([sys.executable, "-m", "engine.bench.child"], input=json.dumps(spec),
-                              capture_output=True, text=True, timeout=timeout, env=env)
+                              capture_output=True, text=True, timeout=timeout, env=env, check=False)
     except subprocess.TimeoutExpired:
         return {"target": spec.get("target"), "workload": spec.get("workload"), "round": spec.get("round"),
                 "error": f"timed out after {timeout:.0f} s"}

@@ -19,7 +19,7 @@ from ..store import open as engine_open
 from ..types import EntryKind
 from .peers import Removes, Sets, disk_bytes
 
-__all__ = ["TierdbTarget", "TABLE", "parse_layout"]
+__all__ = ["TABLE", "TierdbTarget", "parse_layout"]
 
 TABLE = EntryKind.source(1)
 

@@ -32,7 +32,7 @@ from typing import Any
 from .data import Params, ValueMaker, key_of
 from .record import Recorder
 
-__all__ = ["WORKLOADS", "PRIMARY", "Workload", "aged", "sync_commits", "FsyncFloor", "build_load"]
+__all__ = ["PRIMARY", "WORKLOADS", "FsyncFloor", "Workload", "aged", "build_load", "sync_commits"]
 
 Workload = Callable[[Any, Recorder, Params], None]
 
@@ -495,7 +495,13 @@ def graph_checkpoints(target: Any, rec: Recorder, params: Params) -> None:
     """
     import json
 
-    from ..views import Graph, RestoreOptions, attach_snapshot_storage, graph_storage, restore_snapshot
+    from ..views import (
+        Graph,
+        RestoreOptions,
+        attach_snapshot_storage,
+        graph_storage,
+        restore_snapshot,
+    )
 
     if not target.versioned:
         rec.notes.append("graph-checkpoints restores old versions; this target keeps only the latest")

@@ -30,7 +30,7 @@ INSTALLED = [p for p in PEERS if unavailable(p) is None and p != "dict"]
 
 def tierdb(*args: str, timeout: float = 600) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "engine.cli", *args], capture_output=True, text=True,
-                          timeout=timeout, cwd=ROOT)
+                          timeout=timeout, cwd=ROOT, check=False)
 
 
 def png_size(path: Path) -> tuple[int, int]:

@@ -100,7 +100,7 @@ def test_unknown_peer_gives_a_one_line_reason() -> None:
 
 
 def test_missing_peer_library_is_skipped_not_raised(monkeypatch: pytest.MonkeyPatch) -> None:
-    import engine.bench.peers as peers
+    from engine.bench import peers
 
     monkeypatch.setitem(peers.PEERS, "ghost", ("no_such_module_for_tierdb_tests", DictReference))
     reason = peers.unavailable("ghost")
