@@ -23,6 +23,7 @@ from .format import (
     PAST_VERSIONS,
     SCAN_SKIP_LIMIT,
     SUFFIX_LEN,
+    TAG_TOMBSTONE,
     TAG_VALUE,
     TERMINATOR,
     decode_value,
@@ -59,9 +60,11 @@ def decode_rows(eks: list[bytes], sfx: list[bytes], vs: Sequence[bytes], table: 
     vals: list[bytes | None] = list(map(_untag, vs))
     # Every value starts with TAG_VALUE exactly when the smallest and largest both do.
     if min(vs)[:1] != TAG_VALUE or max(vs)[:1] != TAG_VALUE:
-        where = f"table {table}"
         for i in compress(count(), map(TAG_VALUE.__ne__, map(_tag, vs))):
-            vals[i] = decode_value(vs[i], f"{where} key {eks[i]!r}")  # None for a tombstone
+            if vs[i] == TAG_TOMBSTONE:
+                vals[i] = None
+            else:
+                decode_value(vs[i], f"table {table} key {eks[i]!r}")  # raises: a bad tag
     return list(map(_tuple_new, repeat(RawEntry, n), zip(eks, versions, vals)))
 
 
@@ -149,7 +152,7 @@ def decode_items(eks: list[bytes], vs: Sequence[bytes], table: EntryKind) -> lis
     if min(vs)[:1] == TAG_VALUE and max(vs)[:1] == TAG_VALUE:
         return list(zip(eks, map(_untag, vs)))
     live = list(map(TAG_VALUE.__eq__, map(_tag, vs)))
-    where = f"table {table}"
     for i in compress(count(), map(not_, live)):
-        decode_value(vs[i], f"{where} key {eks[i]!r}")  # a tombstone (left out), or raises
+        if vs[i] != TAG_TOMBSTONE:  # a tombstone is left out; anything else is corrupt
+            decode_value(vs[i], f"table {table} key {eks[i]!r}")  # raises
     return list(zip(compress(eks, live), map(_untag, compress(vs, live))))
