@@ -562,8 +562,8 @@ class SqlitePeer:
 class DictReference:
     """Versions in plain dicts: the correctness oracle every other target is checked against.
 
-    Complexity: commit O(writes); get O(log versions of the key); scans O(log n + rows) over
-    a sorted key list rebuilt lazily after commits that add keys.
+    Complexity: commit O(writes, log n per new key); get O(log versions of the key); scans
+    O(log n + rows) over a ``SortedList`` of the keys.
     """
 
     versioned = True
@@ -573,8 +573,9 @@ class DictReference:
         self.version = 0
         self.versions: dict[bytes, list[int]] = {}
         self.values: dict[bytes, list[bytes | None]] = {}
-        self._sorted: list[bytes] = []
-        self._dirty = False
+        from sortedcontainers import SortedList
+
+        self._sorted: Any = SortedList()
 
     def commit(self, sets: Sets, removes: Removes = ()) -> int:
         self.version += 1
@@ -590,7 +591,7 @@ class DictReference:
         if vs is None:
             self.versions[k] = [v]
             self.values[k] = [val]
-            self._dirty = True
+            self._sorted.add(k)
         else:
             vs.append(v)
             self.values[k].append(val)
@@ -611,28 +612,22 @@ class DictReference:
         at = self._at
         return [at(k, version) for k in keys]
 
-    def _keys(self) -> list[bytes]:
-        if self._dirty:
-            self._sorted = sorted(self.versions)
-            self._dirty = False
-        return self._sorted
-
     def scan(self, start: bytes | None, limit: int, version: int | None = None) -> list[tuple[bytes, bytes]]:
-        keys = self._keys()
-        i = 0 if start is None else bisect.bisect_left(keys, start)
         out: list[tuple[bytes, bytes]] = []
+        if limit <= 0:
+            return out
         at = self._at
-        while i < len(keys) and len(out) < limit:
-            k = keys[i]
+        for k in self._sorted.irange(minimum=start):
             val = at(k, version)
             if val is not None:
                 out.append((k, val))
-            i += 1
+                if len(out) >= limit:
+                    break
         return out
 
     def count(self, version: int | None = None) -> int:
         at = self._at
-        return sum(1 for k in self._keys() if at(k, version) is not None)
+        return sum(1 for k in self._sorted if at(k, version) is not None)
 
     def iter_all(self, version: int | None = None) -> Iterator[tuple[bytes, bytes]]:
         return iter(self.scan(None, 1 << 62, version))
