@@ -41,17 +41,13 @@ def make_target(name: str, path: Path, params: Params, knobs: dict[str, str] | N
         return TierdbTarget(path, name[len("tierdb:"):], knobs=knobs, durability=params.durability,
                             history_versions=int(hv) if hv else None)
     if name.startswith("peer:"):
-        from .peers import VersionedRocksDB, make_peer, unavailable
+        from .peers import make_peer, unavailable
 
         peer = name[len("peer:"):]
         reason = unavailable(peer)
         if reason is not None:
             raise ImportError(reason)
-        if params.durability == "sync" and peer == "rocksdb":
-            return VersionedRocksDB(path, sync=True)
-        if params.durability == "sync" and peer != "rocksdb":
-            raise ValueError(f"{name} has no synced-commit mode in this benchmark")
-        return make_peer(peer, path)
+        return make_peer(peer, path, sync=params.durability == "sync")
     if name == "fsync-floor":
         from .workloads import FsyncFloor
 

@@ -78,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ops", type=_positive_int, default=None, help="operations per mixed workload (default 10000)")
     p.add_argument("--rounds", "-r", type=_positive_int, default=None, help="interleaved rounds (default 3)")
     p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--durability", choices=DURABILITY, default="normal", help="tierdb durability (default normal)")
+    p.add_argument("--durability", choices=DURABILITY, default="normal", help="tierdb durability; sync also makes the peers' commits durable (default normal)")
     p.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                    help="time rates in wall-clock or process CPU seconds (steadier on a busy machine)")
     p.add_argument("--out", "-o", default=None, metavar="DIR", help="output directory (default bench-results/<time>)")

@@ -10,7 +10,7 @@ key-value store on it (issue 10 names the practices):
                     Value = tag byte (0x01 value, 0x02 tombstone) + value. One WriteBatch per
                     commit; gets seek a reused iterator; scans iterate ``items(from_key)``
                     and keep the first visible version of each key.
-``lmdb``            the same key layout in LMDB; ``putmulti`` per commit, ``sync=False``; gets
+``lmdb``            the same key layout in LMDB; ``putmulti`` per commit, no sync; gets
                     and scans use a cursor of one reused read transaction.
 ``sqlite``          ``(key, version)`` WITHOUT ROWID table, WAL, ``synchronous=NORMAL``; a
                     tombstone is a NULL value; gets are one indexed ``LIMIT 1`` query.
@@ -23,7 +23,9 @@ key-value store on it (issue 10 names the practices):
 ==================  =========================================================================
 
 A missing library makes :func:`unavailable` return a one-line reason; nothing here imports a
-peer library at module import time.
+peer library at module import time. ``make_peer(..., sync=True)`` (``--durability sync``)
+makes every commit durable before it returns: RocksDB synced WAL writes, LMDB ``sync=True``,
+SQLite ``synchronous=FULL``; SlateDB writes are always durable; the dict oracle ignores it.
 
 Notes: thread safety - a target is used by one thread, except :meth:`commit` of the targets
 that :func:`sync_committer` drives from several threads (their libraries serialize writes).
@@ -273,10 +275,11 @@ class RawRocksDB:
 
     versioned = False
 
-    def __init__(self, path: Path, *, cache_bytes: int = 64 << 20) -> None:
+    def __init__(self, path: Path, *, cache_bytes: int = 64 << 20, sync: bool = False) -> None:
         self.name = "peer:rocksdb-raw"
         self.path = Path(path)
         self.cache_bytes = cache_bytes
+        self.sync = sync
         self.version = 0
         self._open()
 
@@ -292,6 +295,10 @@ class RawRocksDB:
         o.set_block_based_table_factory(bbo)
         o.set_compression_type(rocksdict.DBCompressionType.lz4())
         self.db: Any = rocksdict.Rdict(str(self.path), o)
+        self._wo: Any = None
+        if self.sync:
+            self._wo = rocksdict.WriteOptions()
+            self._wo.sync = True
 
     def commit(self, sets: Sets, removes: Removes = ()) -> int:
         self.version += 1
@@ -301,7 +308,10 @@ class RawRocksDB:
             put(k, v)
         for k in removes:
             delete(k)
-        self.db.write(wb)
+        if self._wo is None:
+            self.db.write(wb)
+        else:
+            self.db.write(wb, self._wo)
         return self.version
 
     def _latest(self, version: int | None) -> None:
@@ -360,10 +370,11 @@ class LmdbPeer:
 
     versioned = True
 
-    def __init__(self, path: Path, *, map_size: int = 64 << 30) -> None:
+    def __init__(self, path: Path, *, map_size: int = 64 << 30, sync: bool = False) -> None:
         self.name = "peer:lmdb"
         self.path = Path(path)
         self.map_size = map_size
+        self.sync = sync
         self.version = 0
         self._open()
 
@@ -371,7 +382,7 @@ class LmdbPeer:
         import lmdb
 
         self.path.mkdir(parents=True, exist_ok=True)
-        self.env = lmdb.open(str(self.path), map_size=self.map_size, sync=False, metasync=False,
+        self.env = lmdb.open(str(self.path), map_size=self.map_size, sync=self.sync, metasync=self.sync,
                              readahead=False, max_dbs=0)
         self._rtxn: Any = None
         self._cur: Any = None
@@ -568,7 +579,8 @@ class DictReference:
 
     versioned = True
 
-    def __init__(self, path: Path | None = None) -> None:
+    def __init__(self, path: Path | None = None, *, sync: bool = False) -> None:
+        # ``sync`` is accepted and ignored: the oracle runs in every mode and keeps nothing on disk.
         self.name = "peer:dict"
         self.version = 0
         self.versions: dict[bytes, list[int]] = {}
@@ -657,9 +669,11 @@ class SlateDBPeer:
 
     versioned = True
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, sync: bool = False) -> None:
         import asyncio
 
+        # ``sync`` is accepted and ignored: a SlateDB write returns once it is durable in the
+        # object store (the binding offers no weaker mode), so every mode is "sync" here.
         self.name = "peer:slatedb"
         self.path = Path(path).resolve()
         self.version = 0
@@ -788,9 +802,20 @@ def unavailable(name: str) -> str | None:
     return None
 
 
-def make_peer(name: str, path: Path) -> Any:
-    """A fresh peer target storing under ``path`` (which must not hold other data)."""
+SYNCABLE = ("rocksdb", "rocksdb-raw", "lmdb", "sqlite", "slatedb", "dict")  # accept sync=True
+
+
+def make_peer(name: str, path: Path, *, sync: bool = False) -> Any:
+    """A fresh peer target storing under ``path`` (which must not hold other data).
+
+    ``sync``: every commit durable before it returns (RocksDB synced WAL writes, LMDB
+    ``sync=True``, SQLite ``synchronous=FULL``); ValueError for a peer without such a mode.
+    """
     reason = unavailable(name)
     if reason is not None:
         raise ImportError(reason)
+    if sync:
+        if name not in SYNCABLE:
+            raise ValueError(f"peer:{name} has no synced-commit mode in this benchmark")
+        return PEERS[name][1](path, sync=True)
     return PEERS[name][1](path)
