@@ -164,3 +164,16 @@ def test_compare_bad_input_exits_2(tmp_path: Path) -> None:
     (tmp_path / "bad.json").write_text("{\"not\": 1}")
     r = tierdb("bench", "compare", str(tmp_path / "bad.json"), str(tmp_path / "bad.json"))
     assert r.returncode == 2 and "results.json" in r.stderr
+
+
+def test_sync_durability_and_group_commit_workload(tmp_path: Path) -> None:
+    peers = [p for p in ("rocksdb", "lmdb", "sqlite") if p in INSTALLED]
+    res = engine.bench.run(workloads=["load", "sync"], layouts=["hot+warm+cold"], peers=peers, keys=[200],
+                           durability="sync", quick=True, out=tmp_path / "sync")
+    cells = {(c.workload, c.target): c for c in res.cells[200]}
+    for p in ["tierdb:hot+warm+cold", *(f"peer:{x}" for x in peers)]:
+        assert cells[("load", p)].status == "ok", cells[("load", p)].reason
+    floor = cells[("sync", "fsync-floor")]
+    tier = cells[("sync", "tierdb:hot+warm+cold")]
+    assert floor.figures["sync commits/s"]["median"] > 0 and tier.figures["sync commits/s"]["median"] > 0
+    assert tier.status == "unverified"  # the sync workload reads nothing: no answers to compare
