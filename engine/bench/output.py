@@ -106,11 +106,11 @@ def summary_rows(cells: list[Cell], baseline: str) -> tuple[list[str], list[list
             f = c.figures[name]
             r = ratio(c, base, name) if base is not None else None
             spread = f" ±{100 * f['spread'] / 2:.0f}%" if len(f["values"]) > 1 else ""
-            lat = next(iter(c.latency_us.values()), None)
+            op, lat = next(iter(c.latency_us.items()), ("", None))
             rows.append([w, c.target, name, fmt_value(f["median"], f["unit"]) + spread,
                          "-" if r is None else f"{r:.2f}x",
-                         "" if lat is None else f"{lat['p50']:.0f} / {lat['p99']:.0f}"])
-    return ["workload", "target", "figure", "median", f"vs {baseline}", "p50/p99 us"], rows
+                         "" if lat is None else f"{op} {lat['p50']:.0f} / {lat['p99']:.0f}"])
+    return ["workload", "target", "figure", "median", f"vs {baseline}", "op p50 / p99 us"], rows
 
 
 def peer_ratio_rows(cells: list[Cell]) -> tuple[list[str], list[list[str]]]:
