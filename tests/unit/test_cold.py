@@ -82,6 +82,7 @@ def compare(tier, model: Model, rng: random.Random, universe: list[bytes], table
                 vis = [v for v in chain if v <= read]
                 want_e = RawEntry(k, max(vis), chain[max(vis)]) if vis else None
                 assert tier.lookup(table, k, read) == want_e, (table, k, read)
+            assert tier.get_many(table, universe, read) == [tier.get(table, k, read) for k in universe]
         for k in universe:
             chain = model.get((table, k), {})
             assert tier.get_all_versions(table, k) == sorted(chain.items(), reverse=True)
@@ -230,6 +231,70 @@ def test_block_cache_respects_byte_budget(tmp_path):
         for _ in range(100):
             t.get(T, rows[0][0], 1)
         assert t.stats()["cache_hits"] - h0 >= 99
+
+
+def test_scanned_blocks_keep_rows_within_the_budget(tmp_path):
+    budget = 48 * 1024
+    with ColdTier(tmp_path / "c", block_size=2048, cache_bytes=budget, dictionary=False) as t:
+        rows = [(b"k%06d" % i, b"v%d" % i * 3) for i in range(5000)]
+        t.set(1, {T: rows})
+        t.get(T, rows[0][0], 1)
+        point_only = t._cache.size
+        assert scan(t, end=Bound.excluded(b"k000010")) == [RawEntry(k, 1, v) for k, v in rows[:10]]
+        assert t._cache.size > point_only  # the scanned block's rows are charged
+        t._cache.check()
+        for start in range(0, 5000, 250):  # scans and point reads churn the cache
+            got = scan(t, start=Bound.included(b"k%06d" % start), end=Bound.excluded(b"k%06d" % (start + 300)))
+            assert got == [RawEntry(k, 1, v) for k, v in rows[start:start + 300]]
+            assert t.get(T, rows[start][0], 1) == rows[start][1]
+            assert t._cache.size <= budget
+            t._cache.check()
+
+
+def test_point_reads_of_keys_inside_other_keys(tmp_path):
+    # bytes.find meets many misaligned matches here; answers must come from key boundaries.
+    keys = sorted({b"a" * i for i in range(1, 60)} | {b"a" * i + b"b" for i in range(40)}
+                  | {b"ba" * i for i in range(1, 30)} | {b""})
+    fixed = [b"%03d" % i * 4 for i in range(300)]  # equal-length keys that recur inside others
+    for bs in (256, 65536):
+        with ColdTier(tmp_path / f"c{bs}", block_size=bs) as t:
+            t.write_entries({T: [RawEntry(k, 2, k + b"!") for k in keys] + [RawEntry(k, 1, None) for k in keys[::3]],
+                             S1: [RawEntry(k, 5, k) for k in fixed]})
+            for k in keys:
+                assert t.get(T, k, 9) == k + b"!"
+                assert t.lookup(T, k, 1) == (RawEntry(k, 1, None) if k in keys[::3] else None)
+            for k in fixed:
+                assert t.get(S1, k, 5) == k and t.get(S1, k, 4) is None
+            for absent in (b"aaba", b"ab" * 3, b"bb", b"a" * 70, b"000" * 4 + b"x", b"001002003004"):
+                assert t.get(T, absent, 9) is None and t.get(S1, absent, 9) is None
+            assert t.get_many(T, keys + [b"zz"], 9) == [k + b"!" for k in keys] + [None]
+
+
+def test_block_parse_rejects_inconsistent_columns():
+    from engine.tiers.cold.block import decode_block, parse_block
+    from engine.tiers.cold.format import RAW_BLOCK_HEADER, encode_block
+
+    raw = encode_block([b"a", b"b"], [2, 1], [5, 3, 4], [b"x", None, b"yz"])
+    v = parse_block(raw, "seg", 16)
+    assert [v.find(k) for k in (b"a", b"b", b"c", b"")] == [0, 1, -1, -1]
+    assert [v.value(i) for i in range(3)] == [b"x", None, b"yz"]
+    assert decode_block(raw, "seg", 16).keys == [b"a", b"b"]
+    head = list(RAW_BLOCK_HEADER.unpack_from(raw, 0))
+    for field, bad in ((1, 4), (0, 0), (8, 3), (10, 6)):  # nentries, nkeys, width, flags
+        h = list(head)
+        h[field] = bad
+        with pytest.raises(CorruptionError) as ei:
+            parse_block(RAW_BLOCK_HEADER.pack(*h) + raw[RAW_BLOCK_HEADER.size:], "seg", 16)
+        assert ei.value.offset == 16
+    with pytest.raises(CorruptionError):
+        parse_block(raw + b"!", "seg", 16)  # a byte no column accounts for
+    # A tombstone bit on an entry that has value bytes.
+    tomb_at = RAW_BLOCK_HEADER.size + 2 + 3  # after runs (w1) and the version column (w1)
+    bad = bytearray(raw)
+    assert head[9] == 1 and head[10] == 1
+    bad[tomb_at + 3] |= 1  # entry 0 ("x") marked as a tombstone
+    with pytest.raises(CorruptionError, match="tombstone"):
+        parse_block(bytes(bad), "seg", 16)
 
 
 def test_block_cache_disabled(tmp_path):

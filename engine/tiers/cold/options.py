@@ -17,7 +17,10 @@ class ColdOptions:
         zstd_level: zstd level for blocks (3; zstd's own default).
         bloom_bits_per_key: bloom filter bits per distinct key (10: ~0.8 % false positives;
             0 disables the filter).
-        cache_bytes: byte budget of the decoded-block LRU cache (64 MiB; 0 disables it).
+        cache_bytes: byte budget of the block LRU cache (64 MiB; 0 disables it). A cached
+            block costs its decompressed bytes plus a small index (8 bytes per entry where
+            lengths vary); a block a scan visited also keeps its row form (~100 bytes per
+            entry more). See block.py.
         dictionary: train a zstd dictionary per segment and keep it when it pays (True).
         compact_trigger: run compaction inline after a write once this many segments are
             live (8); None = only on demand (``compact()``). The merge runs without blocking

@@ -8,6 +8,7 @@ bloom filter may rule the key out before the block is read (reader.py).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from ...errors import ClosedError
@@ -69,6 +70,37 @@ class PointReads(TierCore):
         if r is None:
             return None
         return r[1].value(r[2])
+
+    def get_many(self, table: EntryKind, keys: Sequence[bytes], version: int) -> list[bytes | None]:
+        """``[get(table, k, version) for k in keys]`` in one call (the router's batch path).
+
+        One state read for the batch; with a single segment and no pending drops (an aged
+        store after compaction) each key costs only the segment's own lookup. O(len(keys) *
+        a point read).
+        """
+        st = self._state
+        if st is None:
+            raise ClosedError(f"cold tier {self.path} is closed; open it again")
+        keys = [k if type(k) is bytes else as_bytes(k) for k in keys]
+        tv = st.by_table.get(table)
+        if tv is None:
+            return [None] * len(keys)
+        out: list[bytes | None] = []
+        append = out.append
+        if len(tv.segs) == 1 and not tv.tdrops:
+            lo_k, hi_k, vmin, _vmax, seg, tr = tv.segs[0]
+            if vmin > version:
+                return [None] * len(keys)
+            lookup = seg.lookup
+            for key in keys:
+                r = lookup(tr, key, version, None) if lo_k <= key <= hi_k else None
+                append(None if r is None else r[1].value(r[2]))
+            return out
+        find = self._find
+        for key in keys:
+            r = find(st, table, key, version)
+            append(None if r is None else r[1].value(r[2]))
+        return out
 
     def contains(self, table: EntryKind, key: bytes, version: int) -> bool:
         return self.get(table, key, version) is not None
