@@ -114,7 +114,9 @@ class Mover:
             w = self._version() if watermark is None else min(watermark, self._version())
             total = 0
             for table, rows in self.hot.iter_versions_up_to(w, FLUSH_CHUNK_ENTRIES):
-                self.warm.write_entries({table: rows}, sync=False)
+                # Unlogged: the commit log keeps these versions until the synced watermark
+                # write below, which first persists warm's memtables (WarmTier.write_entries).
+                self.warm.write_entries({table: rows}, sync=False, logged=False)
                 self._drop_flushed_later(table, rows, w)
                 total += len(rows)
                 progress(total, None)
