@@ -14,6 +14,7 @@ from .errors import (
     InvalidVersionError as InvalidVersionError,
     LockedError as LockedError,
     ReadOnlyError as ReadOnlyError,
+    SavepointError as SavepointError,
     StorageIOError as StorageIOError,
     TransactionClosed as TransactionClosed,
     TransactionTooLarge as TransactionTooLarge,
@@ -35,5 +36,5 @@ __all__ = [
     "RangeCursor", "errors", "EngineError", "ConflictError", "TransactionTooOld",
     "TransactionTooLarge", "TransactionClosed", "FutureVersionError", "HistoryUnavailable",
     "CorruptionError", "StorageIOError", "ClosedError", "InvalidKeyError", "InvalidVersionError",
-    "ReadOnlyError", "LockedError", "FormatError",
+    "ReadOnlyError", "LockedError", "FormatError", "SavepointError",
 ]

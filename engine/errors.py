@@ -12,6 +12,7 @@ __all__ = [
     "TransactionTooOld",
     "TransactionTooLarge",
     "TransactionClosed",
+    "SavepointError",
     "FutureVersionError",
     "HistoryUnavailable",
     "CorruptionError",
@@ -48,6 +49,10 @@ class TransactionTooLarge(EngineError, ValueError):
 
 class TransactionClosed(EngineError, RuntimeError):
     """The transaction was already committed or rolled back. Begin a new one."""
+
+
+class SavepointError(EngineError, ValueError):
+    """A savepoint of another transaction, or one already released or rolled past."""
 
 
 class FutureVersionError(EngineError, ValueError):

@@ -400,7 +400,7 @@ class Store:
                 return self._get_first(table, key, self._version)
             return self._router.get(table, key, self._version)
         if not self._track_gc and type(version) is int and 0 <= version <= self._version \
-                and not self._policies:
+                and not self._policies._pins:  # the dict itself: PinStore.__len__ is a Python call
             # Fast path: all history is kept and no table policy trims it, so no GC can remove
             # a version this read needs (only tombstones no read can tell from "absent"): the
             # read needs no hold. bench_store "get old".
@@ -612,7 +612,7 @@ class Store:
             self._gc.note_commit(writes.keys())
         if tx._drops:
             self._drop_explicit(tx._drops)
-        policies = self._policies.all() if len(self._policies) else None  # no copy per commit
+        policies = self._policies.all() if self._policies._pins else None  # no copy per commit
         if policies:
             eager = [(t, k, None, policies[str(t)], False) for t, rows in batches.items()
                      if str(t) in policies for k, _ in rows]

@@ -18,14 +18,14 @@ from itertools import repeat
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
-from ..errors import InvalidKeyError, TransactionClosed, TransactionTooLarge
+from ..errors import InvalidKeyError, SavepointError, TransactionClosed, TransactionTooLarge
 from ..types import Bound, EntryKind, RawEntry, as_bound, as_bytes
 from .oracle import ReadRange, TableKey
 
 if TYPE_CHECKING:
     from ..store import Store
 
-__all__ = ["Transaction", "ISOLATION_LEVELS", "MAX_READ_RANGES"]
+__all__ = ["Transaction", "Savepoint", "ISOLATION_LEVELS", "MAX_READ_RANGES"]
 
 ISOLATION_LEVELS = ("serializable", "snapshot")
 _ABSENT: Any = object()  # "no pending write" (None is a pending tombstone)
@@ -87,6 +87,25 @@ def range_bounds(start: object, end: object, prefix: object) -> tuple[Bound, Bou
     return lo, hi
 
 
+class Savepoint:
+    """A point in a transaction's writes to roll back to (:meth:`Transaction.savepoint`).
+
+    Holds a copy of the pending writes: O(writes) to take and to roll back to.
+    """
+
+    __slots__ = ("_tx", "_writes", "_bytes", "_drops", "_table")
+
+    def __init__(self, tx: Transaction) -> None:
+        self._tx = tx
+        self._writes = dict(tx._writes)
+        self._bytes = tx._bytes
+        self._drops = len(tx._drops)
+        self._table = tx._table
+
+    def __repr__(self) -> str:
+        return f"<Savepoint writes={len(self._writes)}>"
+
+
 class Transaction:
     """A read-write transaction. Use as a context manager, or call commit()/rollback().
 
@@ -98,7 +117,7 @@ class Transaction:
 
     __slots__ = ("_store", "read_version", "isolation", "durability", "_writes", "_sorted",
                  "_reads", "_ranges", "_read_all", "_state", "_version", "_token", "_bytes", "_drops",
-                 "_active", "_table")
+                 "_active", "_table", "_savepoints")
 
     def __init__(self, store: Store, read_version: int, isolation: str, durability: str | None,
                  token: int) -> None:
@@ -120,6 +139,7 @@ class Transaction:
         # The one table every write so far went to (None: no write yet; _MIXED: several), so
         # a single-table commit builds its batch in C (store._commit).
         self._table: Any = None
+        self._savepoints: list[Savepoint] = []  # active ones, oldest first
 
     # -- state -------------------------------------------------------------------------
 
@@ -271,6 +291,54 @@ class Transaction:
             if val is not None and (isinstance(val, bool) or not isinstance(val, int) or val < 0):
                 raise ValueError(f"{name} must be an int >= 0 or None, got {val!r}")
         self._drops.append((t, k, up_to_version, keep_last_versions, bool(force)))
+
+    # -- savepoints -------------------------------------------------------------------
+
+    def savepoint(self) -> Savepoint:
+        """Mark the current writes; :meth:`rollback_to` returns to them. Savepoints nest.
+
+        Complexity: O(pending writes) (the mark is a copy). Raises: TransactionClosed.
+        """
+        self._check_open()
+        sp = Savepoint(self)
+        self._savepoints.append(sp)
+        return sp
+
+    def _index(self, sp: object) -> int:
+        self._check_open()
+        if not isinstance(sp, Savepoint) or sp._tx is not self:
+            raise SavepointError("not a savepoint of this transaction; use one returned by "
+                                 "this transaction's savepoint()")
+        for i in range(len(self._savepoints) - 1, -1, -1):
+            if self._savepoints[i] is sp:
+                return i
+        raise SavepointError("savepoint already released (or rolled back past); take a new "
+                             "one with tx.savepoint()")
+
+    def rollback_to(self, sp: Savepoint) -> None:
+        """Discard every write and drop made since ``sp`` (reads, ranges and the write set
+        follow); ``sp`` stays usable, savepoints taken after it are released.
+
+        Reads made since ``sp`` still count for conflict detection (serializable): they
+        were made, and forgetting them could only hide a conflict.
+
+        Raises: SavepointError (another transaction's, or a released one), TransactionClosed.
+        """
+        i = self._index(sp)
+        del self._savepoints[i + 1:]
+        self._writes = dict(sp._writes)
+        self._bytes = sp._bytes
+        del self._drops[sp._drops:]
+        self._table = sp._table
+        self._sorted = None
+
+    def release(self, sp: Savepoint) -> None:
+        """Forget ``sp`` and every savepoint taken after it; the writes stay.
+
+        Raises: SavepointError (another transaction's, or a released one), TransactionClosed.
+        """
+        i = self._index(sp)
+        del self._savepoints[i:]
 
     # -- reads -------------------------------------------------------------------------
 
