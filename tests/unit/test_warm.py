@@ -415,9 +415,16 @@ def test_scans_match_a_model_across_chunk_edges(warm, seed):
         live = [(e.key, e.value) for e in want if e.value is not None]
         for batch in (1, 2, 7, 16, 1000):
             assert drain(warm, version=read, batch=batch) == want
+            assert drain(warm, version=read, batch=batch, reverse=True) == want[::-1]
             assert list(warm.scan_items(T, U, U, read, page=batch)) == live
-        lo = Bound.excluded(b"k010")
-        assert drain(warm, start=lo, version=read, batch=5) == [e for e in want if e.key > b"k010"]
+            assert list(warm.scan_items(T, U, U, read, reverse=True, page=batch)) == live[::-1]
+        for lo, hi in ((Bound.excluded(b"k010"), U), (Bound.included(b"k010"), Bound.included(b"k040")),
+                       (U, Bound.excluded(b"n\x002")), (Bound.included(b"\x00"), Bound.excluded(b"k005"))):
+            sub = [e for e in want if lo.admits_low(e.key) and hi.admits_high(e.key)]
+            assert drain(warm, start=lo, end=hi, version=read, batch=5) == sub
+            assert drain(warm, start=lo, end=hi, version=read, batch=5, reverse=True) == sub[::-1]
+            assert list(warm.scan_items(T, lo, hi, read, reverse=True, page=3)) == [
+                (e.key, e.value) for e in sub[::-1] if e.value is not None]
 
 
 def test_scan_items_checks_arguments_when_called(warm):

@@ -29,7 +29,7 @@ from .format import (
     decode_value,
 )
 
-__all__ = ["decode_items", "decode_rows", "select_fwd"]
+__all__ = ["decode_items", "decode_rows", "select_fwd", "select_rev"]
 
 _version_of = itemgetter(slice(-8, None))  # physical key -> ~version
 _escaped_key = itemgetter(slice(None, -SUFFIX_LEN))  # physical key -> escape(key)
@@ -156,3 +156,88 @@ def decode_items(eks: list[bytes], vs: Sequence[bytes], table: EntryKind) -> lis
         if vs[i] != TAG_TOMBSTONE:  # a tombstone is left out; anything else is corrupt
             decode_value(vs[i], f"table {table} key {eks[i]!r}")  # raises
     return list(zip(compress(eks, live), map(_untag, compress(vs, live))))
+
+
+def select_rev(cf: Any, lo: bytes | None, hi: bytes | None, inv_read: bytes,
+               want: int) -> tuple[list[bytes], list[bytes], list[bytes]]:
+    """As :func:`select_fwd`, descending from ``hi`` (exclusive) down to ``lo`` (inclusive).
+
+    Walking backwards, a key's versions arrive oldest first, so its visible ones come first
+    and its answer is the *last* visible row of the key: a visible row is kept when the next
+    visible row has another key. The last visible row of a chunk waits for the next chunk
+    (its key may go on there). ``lo`` is checked by key comparison (rocksdict's lower-bound
+    option sets the upper bound). A chunk ending in a run of more than ``SCAN_SKIP_LIMIT``
+    rows of one key takes that key's answer with one bounded forward seek and jumps below
+    the key. O(log n + want + skipped versions).
+    """
+    ro = upper_bound_ro(hi)
+    sel_k: list[bytes] = []
+    sel_s: list[bytes] = []
+    sel_v: list[bytes] = []
+    pend: tuple[bytes, bytes, bytes] | None = None  # the last visible row read, not yet taken
+    from_key = hi
+    done = False
+    while not done:
+        it = cf.items(backwards=True, from_key=from_key, read_opt=ro)
+        rows_per_key = 1.0
+        while len(sel_k) < want:
+            taken = len(sel_k)
+            rows = list(islice(it, int((want - taken) * rows_per_key) + SCAN_SKIP_LIMIT))
+            if not rows:
+                done = True
+                break
+            ks = list(map(_first, rows))
+            if lo is not None and ks[-1] < lo:  # the range ends in this chunk
+                done = True
+                del ks[sum(map(lo.__le__, ks)):]  # descending: the rows >= lo are a prefix
+                if not ks:
+                    break
+            vs = list(map(_second, rows[:len(ks)]))
+            ps = list(map(_escaped_key, ks))
+            ss = list(map(_version_of, ks))
+            if min(ss) >= inv_read:
+                vps, vss, vvs = ps, ss, vs
+            else:
+                vis = list(map(inv_read.__le__, ss))
+                vps = list(compress(ps, vis))
+                vss = list(compress(ss, vis))
+                vvs = list(compress(vs, vis))
+            if pend is not None:
+                vps.insert(0, pend[0])
+                vss.insert(0, pend[1])
+                vvs.insert(0, pend[2])
+                pend = None
+            if vps:
+                last = list(map(ne, vps, vps[1:]))  # row i is its key's last visible row
+                sel_k += compress(vps, last)
+                sel_s += compress(vss, last)
+                sel_v += compress(vvs, last)
+                pend = (vps[-1], vss[-1], vvs[-1])
+            rows_per_key = min(len(ks) / max(len(sel_k) - taken, 1), 4.0)
+            if done:
+                break
+            if len(ps) > SCAN_SKIP_LIMIT and ps[-1 - SCAN_SKIP_LIMIT] == ps[-1]:
+                # A long run of one key: take its answer with a bounded forward seek to its
+                # newest visible version, then go on below the key.
+                key = ps[-1]
+                if pend is not None and pend[0] == key:
+                    pend = None
+                for k, v in cf.items(from_key=key + TERMINATOR + inv_read,
+                                     read_opt=upper_bound_ro(key + PAST_VERSIONS)):
+                    sel_k.append(key)
+                    sel_s.append(k[-8:])
+                    sel_v.append(v)
+                    break
+                from_key = key + TERMINATOR  # seek_for_prev lands on the key below
+                break
+        else:
+            break  # want reached
+        if len(sel_k) >= want:
+            break
+    if pend is not None and len(sel_k) < want:
+        sel_k.append(pend[0])
+        sel_s.append(pend[1])
+        sel_v.append(pend[2])
+    if len(sel_k) > want:
+        return sel_k[:want], sel_s[:want], sel_v[:want]
+    return sel_k, sel_s, sel_v

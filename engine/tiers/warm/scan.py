@@ -26,21 +26,19 @@ from ...types import (
     check_version,
 )
 from ..base import DEFAULT_BATCH_SIZE, finish_page
-from .db import WarmDB, upper_bound_ro
+from .db import WarmDB
 from .format import (
     ESCAPED_NUL,
     ITER_CHUNK,
     NUL,
     PAST_VERSIONS,
-    SCAN_SKIP_LIMIT,
-    SUFFIX_LEN,
     TERMINATOR,
     decode_key,
     decode_value,
     key_prefix,
     pack_inv,
 )
-from .rows import decode_items, decode_rows, select_fwd
+from .rows import decode_items, decode_rows, select_fwd, select_rev
 
 _from_bytes = int.from_bytes
 _raw_entry = RawEntry
@@ -51,6 +49,15 @@ def scan_fwd(cf: Any, lo: bytes | None, hi: bytes | None, inv_read: bytes, batch
     """Up to ``batch_size`` keys ascending from ``lo`` (< ``hi``) at their newest version whose
     ``~version`` is >= ``inv_read``, and whether another such key follows."""
     eks, sfx, vs = select_fwd(cf, lo, hi, inv_read, batch_size + 1)  # one more: exact has_more
+    if len(eks) > batch_size:
+        return decode_rows(eks[:batch_size], sfx[:batch_size], vs[:batch_size], table), True
+    return decode_rows(eks, sfx, vs, table), False
+
+
+def scan_rev(cf: Any, lo: bytes | None, hi: bytes | None, inv_read: bytes, batch_size: int,
+             table: EntryKind) -> tuple[list[RawEntry], bool]:
+    """As :func:`scan_fwd`, descending from ``hi`` (exclusive) to ``lo``."""
+    eks, sfx, vs = select_rev(cf, lo, hi, inv_read, batch_size + 1)
     if len(eks) > batch_size:
         return decode_rows(eks[:batch_size], sfx[:batch_size], vs[:batch_size], table), True
     return decode_rows(eks, sfx, vs, table), False
@@ -118,66 +125,7 @@ class RangeScans(WarmDB):
 
     _scan_fwd = staticmethod(scan_fwd)
 
-    @staticmethod
-    def _scan_rev(
-        cf: Any, lo: bytes | None, hi: bytes | None, inv_read: bytes, batch_size: int, table: EntryKind
-    ) -> tuple[list[RawEntry], bool]:
-        # Walking backwards, a key's versions arrive oldest first: the answer for the key is the
-        # last one seen that is still <= the read version.
-        ro = upper_bound_ro(hi)
-        out: list[RawEntry] = []
-        group: bytes | None = None
-        cand: tuple[bytes, bytes] | None = None  # best (k, v) of the current group so far
-        done = False  # the current group's answer is final (remaining versions too new)
-        run = 0
-        from_key = hi
-        where = f"table {table}"
-
-        def emit(k: bytes, v: bytes) -> None:
-            ek = k[:-SUFFIX_LEN]
-            if 0 in ek:
-                ek = ek.replace(ESCAPED_NUL, NUL)
-            out.append(_raw_entry(ek, MAX_VERSION - _from_bytes(k[-8:], "big"), decode_value(v, where)))
-
-        while True:
-            reseek = None
-            for k, v in cf.items(backwards=True, from_key=from_key, read_opt=ro):
-                if lo is not None and k < lo:
-                    break  # below the range (lower bounds are manual: see upper_bound_ro)
-                p = k[:-8]
-                if p != group:
-                    if cand is not None:
-                        emit(*cand)
-                        cand = None
-                    group = p
-                    run = 0
-                    if k[-8:] >= inv_read:  # its oldest version is visible: the key is visible
-                        if len(out) == batch_size:
-                            return out, True
-                        cand = (k, v)
-                        done = False
-                    else:
-                        done = True
-                    continue
-                run += 1
-                if not done:
-                    if k[-8:] >= inv_read:
-                        cand = (k, v)
-                    else:
-                        done = True
-                if run > SCAN_SKIP_LIMIT:
-                    if not done:  # a long history: seek straight to the newest visible version
-                        for kv in cf.items(from_key=p + inv_read, read_opt=upper_bound_ro(p[:-1] + b"\x01")):
-                            cand = kv
-                            break
-                        done = True
-                    reseek = p  # seek_for_prev(p) lands on the previous key
-                    break
-            if reseek is None:
-                if cand is not None:
-                    emit(*cand)
-                return out, False
-            from_key = reseek
+    _scan_rev = staticmethod(scan_rev)
 
     def range_next(self, table: EntryKind, cursor: RangeCursor, start: Bound, end: Bound,
                    version: int, batch_size: int) -> RangeBatch:
@@ -215,10 +163,10 @@ class RangeScans(WarmDB):
         except (struct.error, TypeError):
             check_version(version)
             raise
+        lo = self._low(start, RangeCursor(), reverse)
+        hi = self._high(end, RangeCursor(), reverse)
         if reverse:
-            return self._items_rev(table, start, end, version, page)
-        lo = self._low(start, RangeCursor(), False)
-        hi = self._high(end, RangeCursor(), False)
+            return self._items_rev(table, lo, hi, inv_read, page)
         return self._items_fwd(table, lo, hi, inv_read, page)
 
     def _items_fwd(self, table: EntryKind, lo: bytes | None, hi: bytes | None, inv_read: bytes,
@@ -237,13 +185,21 @@ class RangeScans(WarmDB):
             if len(eks) < page:
                 return
 
-    def _items_rev(self, table: EntryKind, start: Bound, end: Bound, version: int,
+    def _items_rev(self, table: EntryKind, lo: bytes | None, hi: bytes | None, inv_read: bytes,
                    page: int) -> Iterator[tuple[bytes, bytes]]:
-        cursor = RangeCursor()
-        while not cursor.exhausted:
-            for e in self._page(table, cursor, start, end, version, page, True).entries:
-                if e.value is not None:
-                    yield e.key, e.value
+        while lo is None or hi is None or lo < hi:
+            cf = self._cfs.get(table)
+            if cf is None:
+                return
+            try:
+                eks, _, vs = select_rev(cf, lo, hi, inv_read, page)
+            except rocksdict.DbClosedError as e:
+                raise ClosedError(f"warm tier {self.path} is closed") from e
+            if eks:
+                hi = eks[-1] + TERMINATOR  # the escaped key: below every version of it
+            yield from decode_items(eks, vs, table)
+            if len(eks) < page:
+                return
 
     # -- maintenance -------------------------------------------------------------------------
 
