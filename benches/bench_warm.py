@@ -18,8 +18,10 @@ Operations:
               write txn of 100 puts)
   get latest  newest version (warm ``get(table, key, MAX)`` vs raw ``get``)
   get old     the oldest version (version 1) vs raw ``get``
+  get_many    ``get_many`` in batches of 100 at the latest version vs raw ``get`` per key
   scan        rows/s of a full table scan at the latest version through ``range_next``
               pages of 1024 vs raw ``items()``
+  scan_items  the same through ``scan_items`` (live ``(key, value)`` pairs, no RawEntry)
 Each operation reports the best of ``repeat`` rounds timed in thread CPU seconds, engines
 interleaved round by round so that background load hits them alike. ``--compare-latest`` adds the latest-read
 design comparison of docs/FORMATS.md (current-value CF vs fresh vs cached iterators).
@@ -51,7 +53,8 @@ _INV = struct.Struct(">Q").pack
 VALUE = b"v" * 100
 BATCH = 100
 
-TARGETS = {"writes": 0.7, "get latest": 0.8, "get old": 0.6, "scan": 0.5}
+TARGETS = {"writes": 0.7, "get latest": 0.8, "get old": 0.6, "get_many": 0.8, "scan": 0.5,
+           "scan_items": 0.5}
 
 
 def _lmdb_key(key: bytes, version: int) -> bytes:
@@ -173,6 +176,17 @@ def warm_get(e: Engines, version: int | None) -> Callable[[], int]:
     return run
 
 
+def warm_get_many(e: Engines) -> Callable[[], int]:
+    sample = e.wl.sample
+    get_many = e.warm.get_many
+
+    def run() -> int:
+        for i in range(0, len(sample), 100):
+            get_many(T, sample[i:i + 100], MAXV)
+        return len(sample)
+    return run
+
+
 def raw_get(e: Engines) -> Callable[[], int]:
     sample = e.wl.sample
     get = e.raw.get
@@ -212,6 +226,15 @@ def warm_scan(e: Engines) -> Callable[[], int]:
             n += len(b.entries)
             if not b.has_more:
                 return n
+    return run
+
+
+def warm_scan_items(e: Engines) -> Callable[[], int]:
+    def run() -> int:
+        n = 0
+        for _ in e.warm.scan_items(T, Bound.UNBOUNDED, Bound.UNBOUNDED, MAXV):
+            n += 1
+        return n
     return run
 
 
@@ -263,7 +286,9 @@ def run_all(nkeys: int, versions: int, repeat: int) -> list[tuple[str, float, fl
             ops: list[tuple[str, Callable[[], int], Callable[[], int], Callable[[], int]]] = [
                 ("get latest", warm_get(e, None), raw_get(e), lmdb_get(e, None)),
                 ("get old", warm_get(e, 1), raw_get(e), lmdb_get(e, 1)),
+                ("get_many", warm_get_many(e), raw_get(e), lmdb_get(e, None)),
                 ("scan", warm_scan(e), raw_scan(e), lmdb_scan(e)),
+                ("scan_items", warm_scan_items(e), raw_scan(e), lmdb_scan(e)),
                 ("writes", warm_writes(e), raw_writes(e), lmdb_writes(e)),
             ]
             rows = []
@@ -526,7 +551,8 @@ if pytest is not None:
         "warm-get-latest": lambda e: warm_get(e, None), "raw-get": raw_get,
         "lmdb-get-latest": lambda e: lmdb_get(e, None),
         "warm-get-old": lambda e: warm_get(e, 1), "lmdb-get-old": lambda e: lmdb_get(e, 1),
-        "warm-scan": warm_scan, "raw-scan": raw_scan, "lmdb-scan": lmdb_scan,
+        "warm-get-many": warm_get_many,
+        "warm-scan": warm_scan, "warm-scan-items": warm_scan_items, "raw-scan": raw_scan, "lmdb-scan": lmdb_scan,
     }
 
     @pytest.mark.parametrize("op", list(OPS))
