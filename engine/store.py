@@ -630,6 +630,44 @@ class Store:
                     self._mover.wait_for_flush(timeout=10.0)
         return version
 
+    def erase(self, table: EntryKind, key: bytes) -> int:
+        """Remove every version of ``key`` from every tier, history and tombstones included,
+        whatever the retention, pins or open snapshots (readers at old versions then see
+        the key as absent). Returns the number of versions removed.
+
+        After the next :meth:`compact` returns, the erased values' bytes are in no file under
+        the store's directory: the commit log is flushed past the key's versions and
+        retired (or, without a warm tier, rewritten without them), RocksDB compaction drops
+        them from SST and WAL files, and the cold tier rewrites its segments. Costs a flush
+        (or a commit-log rewrite) now and a full compaction later; see docs/DECISIONS.md.
+
+        Raises: InvalidKeyError, ClosedError, StorageIOError.
+        """
+        self._check_open()
+        t = check_table(table)
+        k = key if type(key) is bytes else as_bytes(key)
+        before = {v for tier in self._tiers for v, _ in tier.get_all_versions(t, k)}
+        self._forget_logged({(t, k): None})
+        self._drop_explicit([(t, k, None, None, True)])
+        after = {v for tier in self._tiers for v, _ in tier.get_all_versions(t, k)}
+        return len(before - after)
+
+    def _forget_logged(self, doomed: dict[tuple[EntryKind, bytes], set[int] | None]) -> None:
+        """Make the commit log forget ``doomed`` rows ((table, key) -> versions, None = all),
+        so a reopen cannot replay versions an erase or a drop removed from the hot tier: with
+        a warm tier, flush past them (the closed log files are then deleted); without one,
+        rewrite the closed files without those rows."""
+        log_ = self._log
+        if log_ is None or not doomed:
+            return
+        with self._commit_lock:
+            self._check_open()
+            log_.rotate()   # every record of those versions now sits in a closed file
+            if not self._mover.can_flush:
+                log_.rewrite_without(doomed)
+        if self._mover.can_flush:
+            self.flush()    # closed files are all <= the watermark: they are deleted
+
     def _drop_explicit(self, drops: list[tuple[EntryKind, bytes, int | None, int | None, bool]]) -> None:
         """Apply ``tx.drop`` requests. They may remove a key's newest version (``force``), so
         the hot tier's clean copies of those tables go too, before and after (see HotTier)."""
@@ -638,12 +676,24 @@ class Store:
         if forget is not None:
             for t in tables:
                 forget(t)
+        hot = self._first if self._first.name == "hot" and self._log is not None else None
+        held: dict[tuple[EntryKind, bytes], set[int]] = {}
+        if hot is not None:  # versions only the commit log keeps durable: see _forget_logged
+            for d in drops:
+                held[(d[0], d[1])] = {v for v, _ in hot.get_all_versions(d[0], d[1])}
         try:
             self._gc.drop_explicit(drops)
         finally:
             if forget is not None:
                 for t in tables:
                     forget(t)
+        if hot is not None:
+            gone: dict[tuple[EntryKind, bytes], set[int] | None] = {}
+            for (t, k), vs in held.items():
+                left = vs.difference(v for v, _ in hot.get_all_versions(t, k))
+                if left:
+                    gone[(t, k)] = left
+            self._forget_logged(gone)
 
     # -- pins --------------------------------------------------------------------------
 

@@ -486,6 +486,69 @@ class CommitLog:
             _fsync_dir(self.dir)
         return removed
 
+    def rotate(self) -> None:
+        """Start a new active file now (call under the store's commit lock, so the file
+        boundary is a version boundary). No-op when the active file holds no record."""
+        with self._write_lock:
+            if self._closed:
+                raise ClosedError("commit log is closed")
+            if self._fd is not None and self._active_records:
+                try:
+                    self._rotate(self._active_last + 1)
+                except OSError as exc:
+                    raise StorageIOError(f"commit log rotation failed ({exc.strerror or exc})") from exc
+
+    def rewrite_without(self, doomed: Mapping[tuple[EntryKind, bytes], "set[int] | None"]) -> int:
+        """Rewrite every closed log file without the rows ``doomed`` names: ``(table, key)``
+        -> the versions to remove, or None for every version (erase, and forced drops in a
+        store whose only durable copy of hot data is this log). Call under the store's
+        commit lock, after :meth:`rotate`. Each file is rewritten to a temporary file,
+        fsynced and renamed over the old one, so a crash leaves the old or the new file,
+        never a mix. Returns the number of rows removed. O(log bytes).
+
+        Raises: StorageIOError.
+        """
+        removed = 0
+        with self._files_lock:
+            files = [p for _f, p in self._files if p != self._file]
+        hdr = LOG_MAGIC + struct.pack("<I", LOG_FORMAT_VERSION)
+        hdr += struct.pack("<I", zlib.crc32(hdr))
+        tables = {t for t, _k in doomed}
+        for p in files:
+            out = [hdr]
+            hit = 0
+            for rec in self._read_file(p, False, RecoveryReport()):
+                batches = rec.batches
+                if not tables.isdisjoint(batches):
+                    batches = dict(batches)
+                    for table in tables.intersection(batches):
+                        rows = batches[table]
+                        kept = []
+                        for k, v in rows:
+                            vs = doomed.get((table, k), ())
+                            if vs is None or rec.version in vs:  # type: ignore[operator]
+                                continue
+                            kept.append((k, v))
+                        hit += len(rows) - len(kept)
+                        batches[table] = kept
+                payload = encode_batches(rec.version, rec.timestamp, batches)
+                out.append(REC_HEADER.pack(len(payload), zlib.crc32(payload)) + payload)
+            if not hit:
+                continue
+            tmp = p.with_name(p.name + ".tmp")
+            try:
+                with open(tmp, "wb") as fh:
+                    fh.write(b"".join(out))
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                os.replace(tmp, p)
+                _fsync_dir(self.dir)
+            except OSError as exc:
+                tmp.unlink(missing_ok=True)
+                raise StorageIOError(f"commit log rewrite of {p.name} failed ({exc.strerror or exc})") from exc
+            removed += hit
+        return removed
+
     def size_bytes(self) -> int:
         with self._files_lock:
             files = list(self._files)

@@ -467,6 +467,10 @@ class WarmDB:
 
     def compact(self) -> None:
         """Compact every column family fully (drops deleted data). O(data); blocks the caller."""
+        # Cached read iterators pin the SST files they started on: release them first, or
+        # the files compaction makes obsolete (and the dropped data in them) stay on disk.
+        with self._lock:
+            self._invalidate_readers()
         cfs = list(dict(self._cfs.items()).values())
         meta = self._meta
         # Force the bottommost level too: by default RocksDB skips rewriting it, which
