@@ -294,14 +294,22 @@ class Router:
                     out[i] = val
                 self.reads_served[ti] += len(pending)
                 break
-            many = getattr(tier, "lookup_many", None)
-            found = many(table, ks, version) if many is not None else [tier.lookup(table, k, version) for k in ks]
             rest: list[int] = []
-            for i, e in zip(pending, found):
-                if e is None:
-                    rest.append(i)
-                else:
-                    out[i] = e.value
+            three_way = getattr(tier, "get_or_many", None)
+            if three_way is not None:
+                for i, val in zip(pending, three_way(table, ks, version, _MISSING)):
+                    if val is _MISSING:
+                        rest.append(i)
+                    else:
+                        out[i] = val
+            else:
+                many = getattr(tier, "lookup_many", None)
+                found = many(table, ks, version) if many is not None else [tier.lookup(table, k, version) for k in ks]
+                for i, e in zip(pending, found):
+                    if e is None:
+                        rest.append(i)
+                    else:
+                        out[i] = e.value
             self.reads_served[ti] += len(pending) - len(rest)
             pending = rest
         return out

@@ -294,6 +294,33 @@ class HotTier:
                 append(lookup(table, key, version))
         return out
 
+    def get_or_many(self, table: EntryKind, keys: Sequence[bytes], version: int, missing: Any) -> list[Any]:
+        """``[get_or(table, k, version, missing) for k in keys]``: the batch cascade step
+        without a :class:`RawEntry` per answer. Dict probes run in C (``map``). O(len(keys))."""
+        t = self._tables.get(table)
+        if t is None:
+            if self._closed:
+                raise ClosedError("hot tier is closed")
+            return [missing] * len(keys)
+        out: list[Any] = [missing] * len(keys)
+        if t.clean:  # clean copies first: a key's own versions below override them
+            for i, cc in enumerate(map(t.clean.get, keys)):
+                if cc is not None and cc[0] <= version:
+                    out[i] = cc[1]
+        if t.chains:
+            get_or = self.get_or
+            for i, c in enumerate(map(t.chains.get, keys)):
+                if c is None:
+                    continue
+                if c.__class__ is tuple:
+                    if c[0] <= version:  # type: ignore[index,operator]
+                        out[i] = c[1]  # type: ignore[index]
+                else:
+                    val = get_or(table, keys[i], version, missing)
+                    if val is not missing:
+                        out[i] = val
+        return out
+
     def get_many(self, table: EntryKind, keys: Sequence[bytes], version: int) -> list[bytes | None]:
         """``[get(table, k, version) for k in keys]`` in one call. O(len(keys))."""
         t = self._tables.get(table)
