@@ -1,0 +1,123 @@
+"""Torture harness, crash loop (issue 12): SIGKILL a random workload, reopen, verify.
+
+A child (``torture_child.py``) runs a seeded random workload with the background mover
+and GC running; it records each returned commit, erase and pin in an expected-state log
+outside the store. The parent SIGKILLs it at a random moment, reopens the store and checks
+it against the oracle rebuilt from that log (``torture_oracle.verify``): every acknowledged
+commit is there entirely at its version, the interrupted one entirely or not at all, the
+latest state and random retained past versions (and pinned ones) read exactly as the oracle
+says, ``history`` keeps every retained version, ``check()`` passes, a new commit lands at
+version + 1. Then the next child continues on the same store.
+
+The quick variant runs in the default suite; the full one is behind ``-m stress``:
+
+    TIERDB_TORTURE_TRIALS=200 .venv/bin/python -m pytest -m stress tests/stress/test_torture.py -s
+
+(``TIERDB_TORTURE_SEED`` fixes the seed; figures are printed per layout with ``-s``.)
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from torture_config import DURABILITIES, LAYOUTS, open_store
+from torture_oracle import Figures, Oracle, parent_commit, verify
+
+CHILD = Path(__file__).with_name("torture_child.py")
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run_child_and_kill(path: Path, layout: str, durability: str, explog: Path,
+                       rng: random.Random, max_delay: float) -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen([sys.executable, str(CHILD), str(path), layout, durability,
+                             str(rng.randrange(1 << 30)), str(explog)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    try:
+        if rng.random() < 0.1:
+            time.sleep(rng.uniform(0.0, 0.5))  # sometimes during start-up / recovery
+        else:
+            line = proc.stdout.readline()
+            if line != b"ready\n":
+                proc.wait(timeout=30)
+                raise AssertionError(f"child did not start: {proc.stderr.read().decode()[-3000:]}")
+            time.sleep(rng.uniform(0.0, max_delay))
+        if proc.poll() is not None:
+            raise AssertionError(f"child exited by itself ({proc.returncode}): "
+                                 f"{proc.stderr.read().decode()[-3000:]}")
+        proc.send_signal(signal.SIGKILL)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == -signal.SIGKILL, f"child died otherwise: {err.decode()[-3000:]}"
+
+
+def crash_loop(tmp_path: Path, layout: str, durability: str, trials: int, seed: int,
+               max_delay: float = 0.8) -> Figures:
+    rng = random.Random(seed)
+    path = tmp_path / "db"
+    explog = tmp_path / "expected.jsonl"
+    oracle = Oracle(explog)
+    figs = Figures()
+    prev_top = 0
+    for trial in range(trials):
+        context = f"seed={seed} trial={trial} layout={layout} durability={durability}"
+        run_child_and_kill(path, layout, durability, explog, rng, max_delay)
+        figs.trials += 1
+        store = open_store(path, layout, durability, background=False)
+        try:
+            verify(store, oracle, rng, durability, prev_top, figs, context)
+            if figs.failures:
+                break
+            parent_commit(store, oracle, rng, context, figs)
+            prev_top = oracle.top
+        finally:
+            store.close()
+    return figs
+
+
+def report(name: str, figs: Figures, started: float) -> None:
+    print(f"\n[torture] {name}: {figs.as_dict()} in {time.monotonic() - started:.1f}s")
+
+
+def assert_clean(figs: Figures) -> None:
+    assert not figs.failures, "\n".join(figs.failures[:20])
+    assert figs.lost == figs.partial == figs.wrong_reads == 0, figs.as_dict()
+
+
+# -- quick variant (default suite) --------------------------------------------------------
+
+QUICK = [("hot+warm+cold", "normal", 5), ("memory", "sync", 3), ("warm+cold", "none", 3)]
+
+
+@pytest.mark.parametrize("layout,durability,trials", QUICK)
+def test_torture_crash_loop_quick(tmp_path, layout, durability, trials):
+    started = time.monotonic()
+    figs = crash_loop(tmp_path, layout, durability, trials, seed=1201, max_delay=0.5)
+    report(f"{layout}/{durability}", figs, started)
+    assert_clean(figs)
+    assert figs.commits_acked > 0 and figs.commits_verified > 0
+
+
+# -- stress variant (-m stress) ----------------------------------------------------------
+
+@pytest.mark.stress
+@pytest.mark.parametrize("durability", DURABILITIES)
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_torture_crash_loop(tmp_path, layout, durability):
+    seed = int(os.environ.get("TIERDB_TORTURE_SEED", random.randrange(1 << 30)))
+    trials = int(os.environ.get("TIERDB_TORTURE_TRIALS", "40"))
+    started = time.monotonic()
+    figs = crash_loop(tmp_path, layout, durability, trials, seed)
+    report(f"{layout}/{durability} seed={seed}", figs, started)
+    assert_clean(figs)
+    assert figs.commits_acked > 0
