@@ -76,7 +76,7 @@ class RangeReads(TierCore):
     @staticmethod
     def _merged_rows(srcs: list[tuple[Segment, Any]], tdrops: Any, lo: bytes | None, lo_inc: bool,
                      hi: bytes | None, hi_inc: bool, version: int, reverse: bool,
-                     want: int) -> tuple[list[Candidate], bool]:
+                     want: int) -> tuple[list[tuple[bytes, int, bytes | None]], bool]:
         """Up to ``want`` winning rows across several segments, in key order, and whether
         more may follow.
 
@@ -84,16 +84,18 @@ class RangeReads(TierCore):
         buffer of its visible rows; all rows up to the horizon (the nearest last buffered
         key among sources not yet drained, so every source's rows up to it are buffered)
         are taken, sorted by key (stable: newer segments first among equal keys) and
-        reduced to the highest version per key. O(rows log sources) at C speed for the
-        sort plus one Python step per row.
+        reduced to the highest version per key. Values are sliced per block batch as the
+        buffers fill, so rows come out as ``(key, version, value)``. O(rows log sources) at C
+        speed for the sort plus one Python step per row.
         """
         its = [seg.visible_blocks(tr, lo, lo_inc, hi, hi_inc, version, tdrops, reverse)
                for seg, tr in srcs]
         nsrc = len(its)
-        bufs: list[list[Candidate]] = [[] for _ in its]
+        Row = tuple[bytes, int, bytes | None]
+        bufs: list[list[Row]] = [[] for _ in its]
         pos = [0] * nsrc
         live = [True] * nsrc
-        out: list[Candidate] = []
+        out: list[Row] = []
         while len(out) < want:
             for s in range(nsrc):
                 if live[s] and pos[s] >= len(bufs[s]):
@@ -102,13 +104,13 @@ class RangeReads(TierCore):
                         live[s] = False
                     else:
                         ks, vl, blk, el = nxt
-                        bufs[s] = list(zip(ks, vl, repeat(blk, len(ks)), el))
+                        bufs[s] = list(zip(ks, vl, blk.values(el)))
                         pos[s] = 0
             active = [s for s in range(nsrc) if pos[s] < len(bufs[s])]
             if not active:
                 return out, False
             lasts = [bufs[s][-1][0] for s in active if live[s]]
-            batch: list[Candidate] = []
+            batch: list[Row] = []
             for s in active:
                 b = bufs[s]
                 p = pos[s]
@@ -178,7 +180,7 @@ class RangeReads(TierCore):
         elif srcs:
             rows, has_more = self._merged_rows(srcs, st.drops.keys.get(table), lo, lo_inc, hi,
                                                hi_inc, version, reverse, batch_size)
-            out = [_tuple_new(RawEntry, (key, ver, blk.value(i))) for key, ver, blk, i in rows]
+            out = list(map(_tuple_new, repeat(RawEntry, len(rows)), rows))
         return finish_page(cursor, out, has_more)
 
     def range_next(self, table: EntryKind, cursor: RangeCursor, start: Bound, end: Bound,
