@@ -10,7 +10,7 @@ Workload (``engine.bench.workloads.aged``): 16-byte keys, 100-byte values, commi
 writes; pass 1 writes every key, pass 2 overwrites or removes (1 in 5) a seeded half of the
 keys; load writes/s is timed with tierdb's background movement running (default layout,
 durability ``normal``). Then the store ages: tierdb ``store.flush()`` + ``store.demote(latest)``
-(every superseded version goes to cold), RocksDB/SlateDB flush their memtables, SQLite
+(every superseded version goes to cold), RocksDB flushes and compacts, SlateDB flushes, SQLite
 checkpoints its WAL. Then random gets (``get_many`` chunks of 100; tierdb uses
 ``store.get_many`` when it exists) at the latest version and at the version that ended
 pass 1, 1000-row scans from random keys at both versions, full scans; disk bytes after

@@ -25,7 +25,7 @@ from typing import Any
 from .data import Params
 from .record import Recorder, peak_rss_bytes, reset_peak_rss, rss_bytes
 
-__all__ = ["load_workload", "main", "make_target", "run_spec"]
+__all__ = ["TargetUnavailable", "load_workload", "main", "make_target", "run_spec"]
 
 
 def make_target(name: str, path: Path, params: Params, knobs: dict[str, str] | None = None) -> Any:
@@ -81,6 +81,10 @@ def load_workload(name: str, workload_file: str | None = None) -> Any:
     return WORKLOADS[name]
 
 
+class TargetUnavailable(Exception):
+    """The target's library is missing: the run is skipped, not failed."""
+
+
 class _LazyTarget:
     """Opens the real target on first use, recording the RSS baseline just before."""
 
@@ -100,7 +104,10 @@ class _LazyTarget:
                     reset_peak_rss()
                     self.baseline = rss_bytes()
                     t0 = time.perf_counter()
-                    self._t = self._open_fn()
+                    try:
+                        self._t = self._open_fn()
+                    except ImportError as e:  # a missing peer library; other ImportErrors fail
+                        raise TargetUnavailable(str(e)) from e
                     self._rec.put("open s", time.perf_counter() - t0, "s")
         return getattr(self._t, name)
 
@@ -133,7 +140,7 @@ def run_spec(spec: dict[str, Any]) -> dict[str, Any]:
             except Exception as e:  # noqa: BLE001 - the figures stand; say why close failed
                 rec.notes.append(f"close after the run failed: {type(e).__name__}: {e}")
         result["error"] = None
-    except ImportError as e:
+    except TargetUnavailable as e:
         result["error"] = f"skipped: {e}"
         result["skipped"] = True
     except Exception as e:  # noqa: BLE001 - one line to the runner, traceback to stderr
