@@ -116,7 +116,6 @@ class _Stream:
 
 
 _KEY = itemgetter(0)
-_KEY_VERSION = itemgetter(0, 1)
 
 
 class MergedScan:
@@ -124,8 +123,9 @@ class MergedScan:
 
     Merges page by page: every live stream holds a page; the horizon is the nearest of the
     pages' last keys among streams that may still return more (nothing beyond it is emitted
-    yet); the rows up to the horizon are merged with one C-level sort and de-duplicated
-    with a dict (the highest version of a key wins). :meth:`pages` yields the merged rows a
+    yet); the rows up to the horizon are merged with one C-level stable sort and
+    de-duplicated with a dict (the upper tier's row of a key wins: by band order it is the
+    newest; identical copies during a move are equal). :meth:`pages` yields the merged rows a
     batch at a time. O(rows log tiers), with the per-row work in C.
     """
 
@@ -162,10 +162,13 @@ class MergedScan:
                 if cut > pos:
                     rows.extend(buf[pos:cut] if pos or cut < len(buf) else buf)
                     s.pos = cut
-            rows.sort(key=_KEY_VERSION)
-            merged = list(dict(zip(map(_KEY, rows), rows)).values())  # last (highest) version wins
-            if reverse:
-                merged.reverse()
+            # Stable sort on the key alone (no key tuple per row): a key's rows stay in tier
+            # order, upper tier first, and band order makes the upper tier's row the newest.
+            # Reversed, a dict keeps the last row per key, i.e. the upper tier's.
+            rows.sort(key=_KEY, reverse=reverse)
+            rows.reverse()
+            merged = list(dict(zip(map(_KEY, rows), rows)).values())
+            merged.reverse()
             if merged:
                 yield merged
             streams = [s for s in streams if s.fill()]
