@@ -29,6 +29,7 @@ import weakref
 from array import array
 from bisect import bisect_left, bisect_right
 from collections.abc import Iterator
+from operator import neg
 from pathlib import Path
 
 import numpy as np
@@ -562,10 +563,17 @@ class Segment:
             if j < 0:
                 return None
             ks = v.kstart
+            i = ks[j]
             e = ks[j + 1]
-            i = v.at_most(ks[j], e, version)
+            col = v.ver_col
+            base = v.ver_base
+            # BlockView.at_most and .version inlined (the point-read hot path).
+            if version < base:
+                i = e
+            elif col is not None and col[i] > version - base:
+                i = bisect_left(col, base - version, i + 1, e, key=neg)
             while i < e:
-                ver = v.version(i)
+                ver = base if col is None else base + col[i]
                 if dv is None or dv.get(ver, -1) < seq:
                     return ver, v, i
                 i += 1
