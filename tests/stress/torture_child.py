@@ -103,47 +103,54 @@ def do_commit(store: engine.Store, rng: random.Random, elog: ExpectedLog, tag: s
     elog.write({"op": "commit", "v": v, "writes": wlist}, sync=True)
 
 
+def step(store: engine.Store, rng: random.Random, elog: ExpectedLog, tag: str,
+         reopen: object) -> engine.Store:
+    """One random operation; returns the store (a new one after close + reopen)."""
+    r = rng.random()
+    if r < 0.80:
+        do_commit(store, rng, elog, tag)
+    elif r < 0.83:
+        t, k = rng.choice(list(TABLES)), rng.choice(KEYS)
+        elog.write({"op": "erase-intent", "t": t, "k": k}, sync=False)
+        store.erase(TABLES[t], k.encode())
+        elog.write({"op": "erase", "t": t, "k": k, "at": store.version}, sync=True)
+    elif r < 0.86:
+        if store.version:
+            floor = max(1, store.history_floor())
+            v = rng.randint(floor, store.version)
+            name = f"p{rng.randrange(6)}"
+            elog.write({"op": "pin-intent", "name": name, "v": v}, sync=False)
+            store.pin(v, name)
+            elog.write({"op": "pin", "name": name, "v": v}, sync=True)
+    elif r < 0.88:
+        name = f"p{rng.randrange(6)}"
+        elog.write({"op": "unpin-intent", "name": name}, sync=False)
+        store.unpin(name)
+        elog.write({"op": "unpin", "name": name}, sync=True)
+    elif r < 0.91:
+        store.gc()
+    elif r < 0.94:
+        store.flush()
+    elif r < 0.97:
+        store.demote(policy=rng.choice(("history", "age")))
+    elif r < 0.98:
+        store.compact()
+    else:
+        store.close()
+        store = reopen()  # type: ignore[operator]
+    return store
+
+
 def main() -> None:
     path, layout, durability, seed, explog = sys.argv[1:6]
     rng = random.Random(int(seed))
     elog = ExpectedLog(explog)
     store = open_store(path, layout, durability)
     print("ready", flush=True)
-    step = 0
+    n = 0
     while True:
-        step += 1
-        r = rng.random()
-        if r < 0.80:
-            do_commit(store, rng, elog, f"{seed}.{step}")
-        elif r < 0.83:
-            t, k = rng.choice(list(TABLES)), rng.choice(KEYS)
-            elog.write({"op": "erase-intent", "t": t, "k": k}, sync=False)
-            store.erase(TABLES[t], k.encode())
-            elog.write({"op": "erase", "t": t, "k": k, "at": store.version}, sync=True)
-        elif r < 0.86:
-            if store.version:
-                floor = max(1, store.history_floor())
-                v = rng.randint(floor, store.version)
-                name = f"p{rng.randrange(6)}"
-                elog.write({"op": "pin-intent", "name": name, "v": v}, sync=False)
-                store.pin(v, name)
-                elog.write({"op": "pin", "name": name, "v": v}, sync=True)
-        elif r < 0.88:
-            name = f"p{rng.randrange(6)}"
-            elog.write({"op": "unpin-intent", "name": name}, sync=False)
-            store.unpin(name)
-            elog.write({"op": "unpin", "name": name}, sync=True)
-        elif r < 0.91:
-            store.gc()
-        elif r < 0.94:
-            store.flush()
-        elif r < 0.97:
-            store.demote(policy=rng.choice(("history", "age")))
-        elif r < 0.98:
-            store.compact()
-        else:
-            store.close()
-            store = open_store(path, layout, durability)
+        n += 1
+        store = step(store, rng, elog, f"{seed}.{n}", lambda: open_store(path, layout, durability))
 
 
 if __name__ == "__main__":
