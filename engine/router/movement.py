@@ -81,6 +81,12 @@ class Mover:
                 self._cold_skip = U64.unpack(raw)[0]
                 router.cold_skip_from = self._cold_skip or None
         self._move_lock = threading.Lock()
+        # Rewritten keys flushed since the last "history" demotion, and the newest version
+        # among them: a background demotion scans warm only when it can find something
+        # (a full scan is Python work per stored version), or every 10 intervals anyway.
+        self._rewrites = 0
+        self._rewrites_upto = 0
+        self._last_full_demote = time.monotonic()
         self._flushed = threading.Event()
         self._last_flush = self._last_demote = time.monotonic()
         intervals = [x for x in (layout.flush_interval, layout.demote_interval) if x > 0]
@@ -172,6 +178,9 @@ class Mover:
                 moved += self._demote_chunk(chunk)
                 progress(moved, None)
             self._note_cold_skip(c if policy == "history" else 0)
+            self._last_full_demote = time.monotonic()
+            if c >= self._rewrites_upto:
+                self._rewrites = 0
             if moved >= DEMOTE_COMPACT_MIN:
                 self._compact_warm_later()
             self.counters["demotions"] += 1
@@ -188,13 +197,22 @@ class Mover:
             return
         keys = list(dict.fromkeys(map(_KEY, rows)))  # a key's versions are adjacent
 
+        # Keys flushed with several versions, or again after an earlier flush, may have made
+        # older warm versions superseded: the background "history" demotion runs only then.
+        multi = len(rows) - len(keys)
+
         def drop() -> None:
             try:
-                hot.drop_through(table, keys, watermark)
+                self._note_rewrites(multi + hot.drop_through(table, keys, watermark), watermark)
             except ClosedError:
                 log.info("deferred removal of %d flushed keys skipped: hot tier closed", len(keys))
 
         self.router.epochs.defer(drop)
+
+    def _note_rewrites(self, n: int, version: int) -> None:
+        if n:
+            self._rewrites += n
+            self._rewrites_upto = max(self._rewrites_upto, version)
 
     def _compact_warm_later(self) -> None:
         """Compact warm once the demoted versions' deferred removals ran: RocksDB keeps
@@ -273,7 +291,13 @@ class Mover:
                 self.flush(max(0, self._version() - lag))
         if self.can_demote and lay.demote_interval > 0 and now - self._last_demote >= lay.demote_interval:
             self._last_demote = now
-            self.demote(max(0, self._version() - lay.demotion_age_versions))
+            cutoff = max(0, self._version() - lay.demotion_age_versions)
+            useful = (lay.demotion_policy != "history" or self._rewrites > 0
+                      or now - self._last_full_demote >= 10 * lay.demote_interval)
+            if useful:
+                self.demote(cutoff)
+            else:
+                self.counters["demotions_skipped"] = self.counters.get("demotions_skipped", 0) + 1
         return self._loop_pause
 
     def stop(self) -> None:

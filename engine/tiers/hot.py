@@ -34,8 +34,10 @@ from __future__ import annotations
 
 import threading
 from bisect import bisect_right
+from collections import deque
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from itertools import repeat
+from itertools import compress, islice, repeat
+from operator import itemgetter
 from typing import Any, Union
 
 from sortedcontainers import SortedList
@@ -125,6 +127,10 @@ _NO_TABLE: tuple[None, None] = (None, None)
 # RawEntry built in C from a ready tuple (NamedTuple's own __new__ is a Python function):
 # the flush builds one per flushed version.
 _new_entry = tuple.__new__
+_FIRST: Any = itemgetter(0)
+_SECOND: Any = itemgetter(1)
+_TUPLE_ONLY = {tuple}
+_CONCAT: Any = tuple.__add__
 
 
 def _entry_size(key: bytes, value: bytes | None) -> int:
@@ -472,46 +478,55 @@ class HotTier:
         """Every stored version <= ``watermark`` as ``(table, rows)`` chunks.
 
         Rows are in (key asc, version desc) order; a key's versions never straddle two
-        chunks. The lock is held per chunk, not for the whole walk. O(keys + versions).
+        chunks. The lock is held per chunk, not for the whole walk (nor while the caller
+        consumes a chunk). A chunk of single-version keys all <= ``watermark`` (a load
+        being flushed) is built in C. O(keys + versions).
         """
         for table in list(self._tables):
             t = self._tables.get(table)
             if t is None:
                 continue
             last: bytes | None = None
-            while True:
-                rows: list[RawEntry] = []
-                append = rows.append
+            done = False
+            while not done:
                 with self._lock:
                     keys = t.sorted_keys()
                     it = keys.irange(last, None, (False, True)) if last is not None else iter(keys)
-                    cget = t.chains.get
-                    done = True
-                    for k in it:
-                        last = k
-                        c = cget(k)
-                        if c is None:
-                            continue
-                        if c.__class__ is tuple:
-                            if c[0] <= watermark:  # type: ignore[index,operator]
-                                append(_new_entry(RawEntry, (k,) + c))  # type: ignore[operator]
-                            else:
-                                continue
-                        else:
-                            vs = c.versions  # type: ignore[union-attr]
-                            if vs[0] > watermark:
-                                continue
-                            i = bisect_right(vs, watermark)
-                            vals = c.values  # type: ignore[union-attr]
-                            for j in range(i - 1, -1, -1):
-                                append(RawEntry(k, vs[j], vals[j]))
-                        if len(rows) >= chunk_entries:
-                            done = False
-                            break
+                    batch = list(islice(it, chunk_entries))
+                    done = len(batch) < chunk_entries
+                    if batch:
+                        last = batch[-1]
+                    rows = self._rows_up_to(t, batch, watermark)
                 if rows:
                     yield table, rows
-                if done:
-                    break
+
+    @staticmethod
+    def _rows_up_to(t: _Table, batch: list[bytes], watermark: int) -> list[RawEntry]:
+        """The versions <= ``watermark`` of ``batch``'s keys (sorted), newest first per key."""
+        items = list(map(t.chains.get, batch))
+        if None in items:  # dead keys (removed, still indexed)
+            batch = list(compress(batch, items))
+            items = list(filter(None, items))
+        if not batch:
+            return []
+        if set(map(type, items)) == _TUPLE_ONLY and max(map(_FIRST, items)) <= watermark:
+            # (key,) + (version, value), made a RawEntry: no bytecode per row.
+            return list(map(_new_entry, repeat(RawEntry), map(_CONCAT, zip(batch), items)))
+        rows: list[RawEntry] = []
+        append = rows.append
+        for k, c in zip(batch, items):
+            if c.__class__ is tuple:
+                if c[0] <= watermark:  # type: ignore[index,operator]
+                    append(_new_entry(RawEntry, (k,) + c))  # type: ignore[operator]
+                continue
+            vs = c.versions  # type: ignore[union-attr]
+            if vs[0] > watermark:
+                continue
+            i = bisect_right(vs, watermark)
+            vals = c.values  # type: ignore[union-attr]
+            for j in range(i - 1, -1, -1):
+                append(RawEntry(k, vs[j], vals[j]))
+        return rows
 
     # -- writes ------------------------------------------------------------------------
 
@@ -683,27 +698,34 @@ class HotTier:
                 for key, versions in by_key.items():
                     self._remove_versions(t, key, lambda v, vs=versions: v not in vs)  # type: ignore[misc]
 
-    def drop_through(self, table: EntryKind, keys: Iterable[bytes], watermark: int) -> None:
+    def drop_through(self, table: EntryKind, keys: Iterable[bytes], watermark: int) -> int:
         """Remove every version <= ``watermark`` of ``keys`` (the upper copy after a flush).
 
         Equivalent to :meth:`drop` of exactly those versions, without building them: the
         common case (a single-version key, flushed) is one dict removal, and the counters
-        are updated once per call. O(keys).
+        are updated once per call. Returns how many of the keys replaced an older clean
+        copy (keys flushed before: their older versions below may now be superseded).
+        O(keys).
         """
         with self._lock:
             if self._closed:
                 raise ClosedError("hot tier is closed")
             t = self._tables.get(table)
             if t is None:
-                return
+                return 0
             chains = t.chains
             cget = chains.get
             keep = self.clean_budget > 0
             clean = t.clean
+            keys = list(keys)
+            fast = self._drop_flushed_fast(t, keys, watermark, keep)
+            if fast is not None:
+                return fast
             cpop = clean.pop
             gone: list[bytes] = []
             gone_vals: list[bytes | None] = []
             replaced = 0  # bytes of older clean copies replaced by newer ones
+            rewrites = 0
             for key in keys:
                 c = cget(key)
                 if c is None:
@@ -716,6 +738,7 @@ class HotTier:
                         if keep:
                             old = cpop(key, None)  # re-inserted: newest copies are evicted last
                             if old is not None:
+                                rewrites += 1
                                 replaced += _entry_size(key, old[1]) + _KEY_OVERHEAD
                             clean[key] = c  # type: ignore[assignment]
                     continue
@@ -735,6 +758,7 @@ class HotTier:
                     if keep:
                         old = cpop(key, None)
                         if old is not None:
+                            rewrites += 1
                             replaced += _entry_size(key, old[1]) + _KEY_OVERHEAD
                         clean[key] = (vs[-1], vals[-1])
                         t.clean_bytes += _entry_size(key, vals[-1]) + _KEY_OVERHEAD
@@ -749,6 +773,34 @@ class HotTier:
             if keep:
                 t.clean_bytes -= replaced
                 self._evict_clean(t)
+            return rewrites
+
+    def _drop_flushed_fast(self, t: _Table, keys: list[bytes], watermark: int, keep: bool) -> int | None:
+        """:meth:`drop_through` when every key is a single version <= ``watermark`` (a load
+        being flushed), all in C; None (nothing done) otherwise. Under the lock."""
+        chains, clean = t.chains, t.clean
+        items = list(map(chains.get, keys))
+        if not items or None in items or set(map(type, items)) != _TUPLE_ONLY \
+                or max(map(_FIRST, items)) > watermark or len(set(keys)) != len(keys):
+            return None
+        deque(map(chains.pop, keys), 0)
+        vals = list(map(_SECOND, items))
+        nb = (sum(map(len, keys)) + sum(map(len, filter(None, vals)))
+              + len(keys) * (_VERSION_OVERHEAD + _KEY_OVERHEAD))
+        t.bytes -= nb
+        t.nversions -= len(keys)
+        t.forget_many(keys)
+        if not keep:
+            return 0
+        olds = list(map(clean.pop, keys, repeat(None)))
+        rewrites = len(olds) - olds.count(None)
+        if rewrites:
+            t.clean_bytes -= sum(_entry_size(k, o[1]) + _KEY_OVERHEAD
+                                 for k, o in zip(keys, olds) if o is not None)
+        clean.update(zip(keys, items))  # type: ignore[arg-type]
+        t.clean_bytes += nb
+        self._evict_clean(t)
+        return rewrites
 
     def _evict_clean(self, t: _Table) -> None:
         """Drop the oldest clean copies until they fit ``clean_budget`` (under the lock)."""
@@ -756,16 +808,15 @@ class HotTier:
         if over <= 0:
             return
         clean = t.clean
-        doomed = []
-        freed = 0
-        for key, (_v, val) in clean.items():  # insertion order: oldest first
-            doomed.append(key)
-            freed += _entry_size(key, val) + _KEY_OVERHEAD
-            if freed >= over:
-                break
-        for key in doomed:
-            del clean[key]
-        t.clean_bytes -= freed
+        # Evict in batches sized from the average entry (no Python call per key).
+        avg = max(1, t.clean_bytes // max(1, len(clean)))
+        while over > 0 and clean:
+            doomed = list(islice(clean, over // avg + 1))  # insertion order: oldest first
+            vals = [clean.pop(k)[1] for k in doomed]
+            freed = (sum(map(len, doomed)) + sum(map(len, filter(None, vals)))
+                     + len(doomed) * (_VERSION_OVERHEAD + _KEY_OVERHEAD))
+            t.clean_bytes -= freed
+            over -= freed
 
     def forget_clean(self, table: EntryKind | None = None) -> None:
         """Drop every clean copy (of ``table``, or of all tables). Call whenever a key's
