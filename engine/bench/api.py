@@ -11,6 +11,7 @@ Notes: thread safety - one run at a time per process (children run sequentially)
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -76,13 +77,13 @@ def run(config: BenchConfig | None = None, *, progress: Callable[[str], None] | 
         BenchConfigError: a bad option (nothing runs).
     """
     if config is None:
-        quick = bool(options.pop("quick", False))
+        config = BenchConfig()
+        if options.pop("quick", False):
+            config.apply_quick()  # first: the options given explicitly win
         try:
-            config = BenchConfig(**options)
+            config = dataclasses.replace(config, **options)
         except TypeError as e:
             raise BenchConfigError(str(e)) from None
-        if quick:
-            config.apply_quick()
     config.validate()
     started = datetime.now(UTC)
     out = Path(config.out) if config.out is not None else Path("bench-results") / started.strftime("%Y%m%d-%H%M%S")

@@ -113,6 +113,8 @@ def _kv(items: list[str], what: str) -> dict[str, str]:
 
 def config_from_args(args: argparse.Namespace) -> BenchConfig:
     cfg = BenchConfig()
+    if args.quick:
+        cfg.apply_quick()  # first: the sizes given explicitly below win
     if args.workload:
         cfg.workloads = list(dict.fromkeys(args.workload))
     if args.layout:
@@ -136,8 +138,6 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
         except ValueError:
             extra[k] = v
     cfg.extra = extra
-    if args.quick:
-        cfg.apply_quick()
     if args.rounds is not None:
         cfg.rounds = args.rounds
     if args.ops is not None:
