@@ -751,6 +751,12 @@ class HotTier:
                 t.nversions -= i
                 if i < len(vs):
                     chains[key] = _make(vs[i:], vals[i:])
+                    # An older clean copy would now answer reads between it and the newer
+                    # versions left here, hiding the versions just flushed: drop it.
+                    old = cpop(key, None)
+                    if old is not None:
+                        rewrites += 1
+                        replaced += _entry_size(key, old[1]) + _KEY_OVERHEAD
                 else:
                     del chains[key]
                     t.bytes -= _KEY_OVERHEAD

@@ -100,3 +100,26 @@ def test_cache_off_and_memory_layout(tmp_path):
     with pytest.raises(ValueError):
         engine.Layout.parse("hot+warm", hot_cache_bytes=-1)
     assert engine.Layout.parse("hot+warm:hot_cache_bytes=1MiB").hot_cache_bytes == 1 << 20
+
+
+def test_a_partial_flush_retires_the_older_clean_copy():
+    """A key flushed once (clean copy v1), written twice more (v5, v9), then flushed up to
+    v6 (v5 to warm, v9 stays): a read at v7 must fall through to warm (v5), not answer the
+    stale clean copy v1 (found by the GC-with-readers test as a snapshot reading an older
+    value than before)."""
+    from engine.tiers import HotTier
+
+    missing = object()
+    h = HotTier(clean_budget=1 << 20)
+    h.set(1, {T: [(b"k", b"v1")]})
+    h.drop_through(T, [b"k"], 1)
+    assert h.get_or(T, b"k", 3, missing) == b"v1"
+    h.set(5, {T: [(b"k", b"v5")]})
+    h.set(9, {T: [(b"k", b"v9")]})
+    h.drop_through(T, [b"k"], 6)
+    assert h.get_or(T, b"k", 7, missing) is missing
+    assert h.lookup(T, b"k", 7) is None
+    assert h.get_or_many(T, [b"k"], 7, missing) == [missing]
+    assert h.lookup_many(T, [b"k"], 7) == [None]
+    assert h.get_or(T, b"k", 9, missing) == b"v9"
+    h.check()
