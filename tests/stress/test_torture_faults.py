@@ -261,10 +261,10 @@ KNOWN_DEFECT_FAILED_CREATE = "test_failed_create_leaves_an_openable_store"
 FAULT_LAYOUTS = ["memory", "warm", "hot+warm", "hot+warm+cold", "warm+cold"]
 
 
-@pytest.mark.parametrize("layout,durability", [("hot+warm+cold", "sync"), ("memory", "normal")])
-def test_io_faults_quick(tmp_path, layout, durability):
+@pytest.mark.parametrize("layout,durability,per_kind", [("hot+warm+cold", "sync", 1), ("memory", "normal", 2)])
+def test_io_faults_quick(tmp_path, layout, durability, per_kind):
     started = time.monotonic()
-    figs, tally = fault_run(tmp_path, layout, durability, seed=77, per_kind=2)
+    figs, tally = fault_run(tmp_path, layout, durability, seed=77, per_kind=per_kind)
     print(f"\n[torture] faults {layout}/{durability}: {dict(tally)} in {time.monotonic() - started:.1f}s")
     assert not figs.failures, "\n".join(figs.failures[:10])
     assert tally["fault_points"] > 0 and tally["failures_to_recover"] == 0
@@ -384,9 +384,9 @@ def big_commit(store, rng: random.Random, elog: ExpectedLog, tag: str) -> None:
 
 
 def full_disk_round(tmp: Path, layout: str, durability: str, seed: int, figs: Figures,
-                    tally: Counter) -> None:
+                    tally: Counter, size: str = "3m") -> None:
     mnt = tmp / "mnt"
-    mount_small(mnt)
+    mount_small(mnt, size)
     try:
         path, explog = mnt / "db", tmp / "expected.jsonl"
         context = f"full disk seed={seed} layout={layout} durability={durability}"
@@ -451,7 +451,7 @@ def full_disk_round(tmp: Path, layout: str, durability: str, seed: int, figs: Fi
 def test_full_disk_quick(tmp_path):
     started = time.monotonic()
     figs, tally = Figures(), Counter()
-    full_disk_round(tmp_path, "hot+warm+cold", "normal", 5, figs, tally)
+    full_disk_round(tmp_path, "hot+warm+cold", "normal", 5, figs, tally, size="1m")
     print(f"\n[torture] full disk hot+warm+cold: {dict(tally)} {figs.as_dict()} in {time.monotonic() - started:.1f}s")
     assert not figs.failures, "\n".join(figs.failures[:10])
     assert tally["full_disk_rounds"] == 1
