@@ -187,6 +187,17 @@ class MergedScan:
         rest of the range is read through it: no :class:`RawEntry` per row.
         """
         self._lone = None
+        fast_streams = [s for s in self._streams if getattr(s.tier, "scan_items", None) is not None]
+        if len(fast_streams) == 1:
+            # If every other tier has nothing in the range (hot after a flush; cold skipped
+            # at recent versions), read the whole range through the fast tier's scan_items,
+            # without a first page of RawEntry.
+            lone = fast_streams[0]
+            if not any(s.fill() for s in self._streams if s is not lone):
+                yield from lone.tier.scan_items(  # type: ignore[attr-defined]
+                    lone.table, lone.start, lone.end, lone.version, reverse=self._reverse,
+                    page=lone.chunk)
+                return
         pages = self.pages()
         for page in pages:
             yield from [(k, val) for k, _, val in page if val is not None]
