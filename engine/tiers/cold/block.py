@@ -23,7 +23,7 @@ import sys
 from array import array
 from bisect import bisect_left, bisect_right
 from itertools import accumulate, repeat
-from operator import add, neg
+from operator import add
 from typing import Final
 
 import numpy as np
@@ -84,7 +84,8 @@ class BlockView:
     (what the cache is charged; grows by the rows' cost when they are attached).
 
     Complexity: :meth:`find` O(log keys) plus a C-speed ``bytes.find`` over at most
-    ``SPARSE`` keys; the rest O(1) or O(log run length).
+    ``SPARSE`` keys; the rest O(1). (The newest version <= v in a key's run is a bisect
+    over ``ver_col``, inlined in ``Segment.lookup``.)
     """
 
     __slots__ = ("_ver", "kend", "koff", "kpos", "kstart", "kstride", "n", "nbytes", "nk", "raw",
@@ -185,20 +186,6 @@ class BlockView:
         """Version of entry ``i``. O(1)."""
         col = self.ver_col
         return self.ver_base if col is None else self.ver_base + col[i]
-
-    def at_most(self, a: int, e: int, version: int) -> int:
-        """First entry in ``a:e`` (one key's run, versions descending) whose version is
-        <= ``version``; ``e`` if none. O(log run)."""
-        col = self.ver_col
-        base = self.ver_base
-        if version < base:
-            return e
-        if col is None:
-            return a
-        limit = version - base
-        if col[a] <= limit:
-            return a
-        return bisect_left(col, -limit, a + 1, e, key=neg)
 
     def value(self, i: int) -> bytes | None:
         """Value of entry ``i`` (None for a tombstone). O(len(value))."""

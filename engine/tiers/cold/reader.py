@@ -567,7 +567,7 @@ class Segment:
             e = ks[j + 1]
             col = v.ver_col
             base = v.ver_base
-            # BlockView.at_most and .version inlined (the point-read hot path).
+            # Versions descend in a run: bisect the deltas (the point-read hot path, inlined).
             if version < base:
                 i = e
             elif col is not None and col[i] > version - base:
