@@ -200,7 +200,7 @@ def test_bloom_false_positive_rate_matches_bits_per_key():
 
 
 def test_bloom_rejects_misses_in_tier(tmp_path):
-    with ColdTier(tmp_path / "c", cache_bytes=1 << 20) as t:
+    with ColdTier(tmp_path / "c", cache_bytes=1 << 20, cache_on_write=False) as t:
         t.set(1, {T: [(b"user:%08d" % i, b"x" * 50) for i in range(0, 20_000, 2)]})
         before = t.stats()["cache_misses"]
         for i in range(1, 20_000, 2):
@@ -295,6 +295,24 @@ def test_block_parse_rejects_inconsistent_columns():
     bad[tomb_at + 3] |= 1  # entry 0 ("x") marked as a tombstone
     with pytest.raises(CorruptionError, match="tombstone"):
         parse_block(bytes(bad), "seg", 16)
+
+
+def test_cache_on_write(tmp_path):
+    rows = [(b"k%05d" % i, b"v%d" % i * 4) for i in range(3000)]
+    for fill in (True, False):
+        with ColdTier(tmp_path / str(fill), block_size=1024, cache_on_write=fill) as t:
+            t.set(1, {T: rows})
+            assert (t._cache.size > 0) == fill
+            assert all(t.get(T, k, 1) == v for k, v in rows)
+            st = t.stats()
+            assert (st["cache_misses"] == 0) == fill and st["cache_hits"] > 0
+            t.set(2, {T: rows[:5]})
+            t.compact(full=True)  # the merged output is cached as it is written
+            m0 = t.stats()["cache_misses"]
+            assert all(t.get(T, k, 1) == v for k, v in rows[100:200])
+            assert (t.stats()["cache_misses"] == m0) == fill
+            t._cache.check()
+            t.check()
 
 
 def test_block_cache_disabled(tmp_path):

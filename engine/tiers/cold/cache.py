@@ -57,10 +57,12 @@ class BlockCache:
         self.hits += 1
         return blk
 
-    def put(self, key: tuple[int, int], blk: BlockView) -> None:
-        """Keep ``blk`` (just read from disk: counted as a miss), evicting the least
-        recently used blocks beyond the budget."""
-        self.misses += 1
+    def put(self, key: tuple[int, int], blk: BlockView, count_miss: bool = True) -> None:
+        """Keep ``blk`` (just read from disk: counted as a miss unless ``count_miss`` is
+        False, as for blocks cached while being written), evicting the least recently used
+        blocks beyond the budget."""
+        if count_miss:
+            self.misses += 1
         cost = blk.nbytes
         if cost > self.capacity:
             return

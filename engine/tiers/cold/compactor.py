@@ -93,14 +93,16 @@ class Compactor(TierCore):
         # Merge without the writer lock: readers and writers carry on.
         w = SegmentWriter(self.path, out_no, out_seq, block_size=opts.block_size,
                           zstd_level=opts.zstd_level, bloom_bits_per_key=opts.bloom_bits_per_key,
-                          dictionary=opts.dictionary, size_hint=size_hint)
+                          dictionary=opts.dictionary, size_hint=size_hint,
+                          on_block=self._cache_filler(out_no))
         newest_first = inputs[::-1]
         try:
             for table in sorted({t for s in inputs for t in s.tables}):
                 w.add(table, ((k, v, val) for k, v, val, _s in merge_table(newest_first, table, snap)))
             ws = w.finish()
-        except BaseException:  # remove the partial output, then re-raise
+        except BaseException:  # remove the partial output (and its cached blocks), then re-raise
             w.abort()
+            self._cache.discard_files([out_no])
             raise
         out_seg: Segment | None = None
         try:

@@ -17,11 +17,13 @@ from typing import Any, Self
 
 from ...errors import ClosedError, LockedError, StorageIOError
 from ...types import EntryKind
+from .block import parse_block
 from .cache import BlockCache
 from .manifest import MANIFEST_NAME, Manifest, SegmentRef, encode_manifest, write_atomic
 from .options import ColdOptions
 from .reader import Segment
 from .state import State, recover
+from .writer import BlockHook, segment_name
 
 
 class TierCore:
@@ -87,6 +89,22 @@ class TierCore:
         )
         write_atomic(self.path / MANIFEST_NAME, encode_manifest(new))
         self._manifest = new
+
+    def _cache_filler(self, file_no: int) -> BlockHook | None:
+        """The writer hook that parses each block of segment ``file_no`` into the cache as
+        it is written (``cache_on_write``), or None. File numbers are never reused, so the
+        entries of a write that is abandoned can never answer for another file; they age
+        out of the LRU."""
+        cache = self._cache
+        if not self.options.cache_on_write or cache.capacity == 0:
+            return None
+        path = self.path / segment_name(file_no)
+        put = cache.put
+
+        def fill(b: int, offset: int, raw: bytes) -> None:
+            put((file_no, b), parse_block(raw, path, offset), count_miss=False)
+
+        return fill
 
     def _alloc_file_no(self) -> int:
         no = self._next_file_no

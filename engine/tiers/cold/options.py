@@ -25,6 +25,11 @@ class ColdOptions:
             lengths vary); a block a scan visited also keeps its row form (~100 bytes per
             entry more). See block.py.
         dictionary: train a zstd dictionary per segment and keep it when it pays (True).
+        cache_on_write: put the blocks of every segment written (demotion, compaction) into
+            the block cache as they are written (True), like RocksDB's
+            ``prepopulate_block_cache``: the newest archive is what time-travel reads ask
+            for next, and parsing a block being written costs far less than reading it back.
+            The cache's LRU budget still bounds it.
         compact_trigger: run compaction inline after a write once this many segments are
             live (8); None = only on demand (``compact()``). The merge runs without blocking
             readers or other writers; see the module notes.
@@ -39,6 +44,7 @@ class ColdOptions:
     bloom_bits_per_key: float = 10.0
     cache_bytes: int = 64 * 1024 * 1024
     dictionary: bool = True
+    cache_on_write: bool = True
     compact_trigger: int | None = 8
     compact_min_merge: int = 4
     compact_max_merge: int = 32

@@ -23,7 +23,7 @@ from __future__ import annotations
 import os
 import struct
 from array import array
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -55,6 +55,7 @@ __all__ = [
     "DICT_SAMPLE_BYTES",
     "DICT_SIZE",
     "ENTRY_OVERHEAD",
+    "BlockHook",
     "SegmentWriter",
     "WrittenSegment",
     "segment_name",
@@ -74,6 +75,10 @@ ENTRY_OVERHEAD: Final = 8
 """Raw-size accounting: an entry costs len(key) + len(value) + 8 (its version)."""
 
 _TABLE_PREFIX: Final = struct.Struct("<BQ")
+
+BlockHook = Callable[[int, int, bytes], None]
+"""``on_block(block_index, file_offset, raw)``: called with every block's decompressed bytes
+as it is written (the tier uses it to fill its block cache on write)."""
 
 
 def segment_name(file_no: int) -> str:
@@ -123,8 +128,9 @@ class SegmentWriter:
 
     def __init__(self, directory: Path, file_no: int, seq: int, *, block_size: int,
                  zstd_level: int, bloom_bits_per_key: float, dictionary: bool,
-                 size_hint: int = 0) -> None:
+                 size_hint: int = 0, on_block: BlockHook | None = None) -> None:
         self.directory = directory
+        self._on_block = on_block
         self.file_no = file_no
         self.seq = seq
         self.block_size = block_size
@@ -267,6 +273,8 @@ class SegmentWriter:
             self._write_block(raw)
 
     def _write_block(self, raw: bytes) -> None:
+        if self._on_block is not None:
+            self._on_block(len(self._offsets), self._pos, raw)
         payload = self._cctx.compress(raw)
         head = BLOCK_HEADER.pack(len(payload), len(raw), 0)[:8]
         crc = crc32(payload, crc32(head))

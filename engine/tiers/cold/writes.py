@@ -90,13 +90,15 @@ class Writes(Compactor):
                            for rows in tables.values() for k, _, v in rows)
             w = SegmentWriter(self.path, file_no, seq, block_size=opts.block_size,
                               zstd_level=opts.zstd_level, bloom_bits_per_key=opts.bloom_bits_per_key,
-                              dictionary=opts.dictionary, size_hint=raw_hint)
+                              dictionary=opts.dictionary, size_hint=raw_hint,
+                              on_block=self._cache_filler(file_no))
             try:
                 for table in sorted(tables):
                     w.add(table, tables[table])
                 ws = w.finish()
-            except BaseException:  # remove the partial file, then re-raise
+            except BaseException:  # remove the partial file (and its cached blocks), then re-raise
                 w.abort()
+                self._cache.discard_files([file_no])
                 raise
             assert ws is not None
             try:
