@@ -18,7 +18,8 @@ Read path: newest segment first; a segment is skipped when its table is cleared,
 is outside the table's key range, or when its version range cannot improve the answer; the
 block index picks the block, a cached block answers directly, and on a cache miss the bloom
 filter may rule the key out before the block is read. Parsed blocks (decompressed bytes plus
-a compact index, block.py) live in a byte-budgeted LRU cache.
+a compact index, block.py) live in a byte-budgeted LRU cache, filled as segments are
+written (``cache_on_write``) and as blocks are read.
 
 Modules: the behaviour is split by concern into mixins over ``TierCore`` (core.py: open,
 state, manifest, close): points.py (point reads), ranges.py (range pages, columnar scans,
