@@ -215,6 +215,20 @@ class Store:
 
     def _make_tiers(self, path: Path, layout: Layout) -> list[TierStorage]:
         tiers: list[TierStorage] = []
+        try:
+            self._open_tiers(path, layout, tiers)
+        except BaseException:
+            # A tier that fails to open must not leave the ones already open holding their
+            # locks (RocksDB's LOCK would make every later open in this process fail).
+            for t in tiers:
+                try:
+                    t.close()
+                except (OSError, EngineError) as exc:
+                    _release_frames(exc)
+            raise
+        return tiers
+
+    def _open_tiers(self, path: Path, layout: Layout, tiers: list[TierStorage]) -> None:
         for name in layout.tiers:
             if name == "hot":
                 tiers.append(HotTier(clean_budget=layout.hot_cache_bytes if layout.tiers != ("hot",) else 0))
@@ -228,7 +242,6 @@ class Store:
                 tiers.append(ColdTier(path / "cold", block_size=layout.block_size,
                                       zstd_level=layout.zstd_level, cache_bytes=layout.cold_cache_bytes,
                                       bloom_bits_per_key=layout.bloom_bits_per_key))
-        return tiers
 
     def _warm(self) -> Any:
         for t in self._tiers:
@@ -282,7 +295,8 @@ class Store:
         self._apply_first = getattr(first, "apply", first.set)
         log_ = self._log
         self._mover = Mover(self._router, self.layout, lambda: self._version,
-                            None if log_ is None else log_.truncate_through)
+                            None if log_ is None else log_.truncate_through,
+                            None if log_ is None else self._drain_log)
         self._track_gc = not self.retention.keeps_everything
         self._gc = DropWorker(self._tiers, self._mover._move_lock, self._retained_points,
                               interval=self._gc_interval)
@@ -303,7 +317,19 @@ class Store:
         """The lowest version every read may use (0 = all history kept)."""
         return self.retention.floor(self._version, self._time.version_at)
 
+    def _drain_log(self) -> None:
+        """Hand the commit log's buffered records ("none" durability) to the OS."""
+        log_ = self._log
+        if log_ is not None and log_.durability == "none":
+            try:
+                log_.flush(sync=False)
+            except OSError as exc:
+                raise StorageIOError(f"commit log write failed ({exc.strerror or exc})") from exc
+
     def _retained_points(self) -> ReadPointSet:
+        # GC plans from the newest visible version: every commit up to it must survive a
+        # kill -9 before GC removes what those commits superseded ("none" durability).
+        self._drain_log()
         extra = self._pins.versions() | set(self._readpoints.versions())
         return ReadPointSet.of(self.history_floor(), extra)
 
@@ -643,6 +669,14 @@ class Store:
 
         Raises: InvalidKeyError, ClosedError, StorageIOError.
         """
+        try:
+            return self._erase(table, key)
+        except StorageIOError as exc:
+            _release_frames(exc)
+            raise
+
+    def _erase(self, table: EntryKind, key: bytes) -> int:
+        """:meth:`erase` (errors not yet stripped of tier frames)."""
         self._check_open()
         t = check_table(table)
         k = key if type(key) is bytes else as_bytes(key)
@@ -772,11 +806,15 @@ class Store:
         bytes}, "keys_examined", "floor"}``.
         """
         self._check_open()
-        result = self._gc.run_pass(progress)
-        if compact:
-            for t in self._tiers:
-                if t.name != "hot" and result["removed_bytes"].get(t.name):
-                    t.compact()  # type: ignore[attr-defined]
+        try:
+            result = self._gc.run_pass(progress)
+            if compact:
+                for t in self._tiers:
+                    if t.name != "hot" and result["removed_bytes"].get(t.name):
+                        t.compact()  # type: ignore[attr-defined]
+        except StorageIOError as exc:
+            _release_frames(exc)  # a kept error must not keep RocksDB open (see _release_frames)
+            raise
         return result
 
     def set_table_policy(self, table: EntryKind, *, keep_last_versions: int | None) -> None:

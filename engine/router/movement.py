@@ -63,7 +63,8 @@ class Mover:
     """Runs flushes and demotions for one store (see module docstring)."""
 
     def __init__(self, router: Router, layout: Layout, current_version: Callable[[], int],
-                 truncate_log: Callable[[int], object] | None) -> None:
+                 truncate_log: Callable[[int], object] | None,
+                 drain_log: Callable[[], object] | None = None) -> None:
         self.router = router
         self.layout = layout
         tiers = {t.name: t for t in router.tiers}
@@ -72,9 +73,18 @@ class Mover:
         self.cold: Any = tiers.get("cold")
         self._version = current_version
         self._truncate_log = truncate_log
+        # Writes the commit log's in-process buffer ("none" durability) to the OS, so no
+        # version reaches warm (durable) before the log holds it (see flush).
+        self._drain_log = drain_log
         # None: no demotion yet; 0: never skip cold; C > 0: reads at >= C may skip cold.
         self._cold_skip: int | None = None
         warm: Any = self.warm  # a WarmTier (get_meta is beyond the TierStorage protocol)
+        # The persisted flushed watermark never moves back (a lagging flush after a full one).
+        self._flushed_w = 0
+        if warm is not None and self.hot is not None:
+            raw = warm.get_meta(FLUSHED_META)
+            if raw is not None:
+                self._flushed_w = U64.unpack(raw)[0]
         if warm is not None and self.cold is not None:
             raw = warm.get_meta(COLD_SKIP_META)
             if raw is not None:
@@ -118,6 +128,11 @@ class Mover:
             return {"moved_versions": 0, "watermark": None}
         with self._move_lock:
             w = self._version() if watermark is None else min(watermark, self._version())
+            if self._drain_log is not None:
+                # Under "none" durability the log buffers records in the process: write them
+                # out first, or a kill -9 after RocksDB persisted the copies would leave warm
+                # holding versions above the recovered version.
+                self._drain_log()
             total = 0
             for table, rows in self.hot.iter_versions_up_to(w, FLUSH_CHUNK_ENTRIES):
                 # Unlogged: the commit log keeps these versions until the synced watermark
@@ -127,7 +142,9 @@ class Mover:
                 total += len(rows)
                 progress(total, None)
             # The data and the watermark that says it is there, made durable together.
-            self.warm.write_entries({}, sync=True, meta={FLUSHED_META: U64.pack(w)})
+            flushed = max(w, self._flushed_w)  # never move the persisted watermark back
+            self.warm.write_entries({}, sync=True, meta={FLUSHED_META: U64.pack(flushed)})
+            self._flushed_w = flushed
             if self._truncate_log is not None:
                 self._truncate_log(w)
             self.counters["flushes"] += 1

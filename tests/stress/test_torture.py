@@ -139,14 +139,6 @@ os.kill(os.getpid(), signal.SIGKILL)
 """
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "defect found by the torture crash loop: Mover.flush writes FLUSHED_META = its own "
-    "watermark even when an earlier flush already persisted a higher one, so a lagging flush "
-    "(store.flush(watermark=w) or the background timer with flush_lag_versions > 0) after a "
-    "full flush moves the flushed watermark back; the commit log no longer holds the versions "
-    "above it, so after kill -9 the store recovers at the lower version: acknowledged commits "
-    "vanish (durability 'normal' and 'sync') and the next commit reuses their versions, "
-    "mixing with the rows still in warm"))
 def test_lagging_flush_does_not_move_the_recovered_version_back(tmp_path):
     import engine
     from engine import EntryKind
@@ -182,13 +174,6 @@ s._mover.flush()                    # what the background flush runs (it does no
 """
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "defect found by the torture crash loop (durability 'none', hot+warm layouts): the "
-    "background flush (Mover.flush) copies hot versions into warm without first writing the "
-    "commit log, which 'none' buffers in the process; if RocksDB persists those rows (a "
-    "memtable flush) and the process is killed before the flushed watermark is written, the "
-    "store recovers at a lower version while warm still holds the lost commits' rows: the "
-    "next commits reuse their versions and read as mixed commits (rows they never wrote)"))
 def test_none_durability_flush_does_not_outlive_the_recovered_version(tmp_path):
     import engine
     from engine import EntryKind
@@ -226,13 +211,6 @@ os.kill(os.getpid(), signal.SIGKILL)
 """
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "defect found by the torture crash loop (durability 'none'): GC computes the history "
-    "floor from the newest *visible* version and removes durable warm versions superseded "
-    "only by commits that are not durable yet; after kill -9 those commits are lost (allowed "
-    "under 'none') but so are the durable versions beneath them: the store recovers at "
-    "version 12 with the key absent, which no prefix of the commits ever showed (and reads "
-    "between the old and the new floor answer instead of raising HistoryUnavailable)"))
 def test_none_durability_gc_does_not_remove_what_recovery_needs(tmp_path):
     import engine
     from engine import EntryKind

@@ -342,11 +342,6 @@ def test_failed_dir_fsync_after_manifest_rename_keeps_the_store_openable(tmp_pat
         s.check()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "defect found by the torture harness: when a tier fails to open (here the cold tier, e.g. "
-    "ENOSPC writing its first MANIFEST), Store._make_tiers drops the tiers it already opened "
-    "without closing them, so the warm tier's RocksDB LOCK stays held by this process and "
-    "every later engine.open(path) in it raises LockedError"))
 def test_failed_open_releases_the_warm_tier(tmp_path):
     import engine
     from engine.errors import StorageIOError
@@ -474,12 +469,6 @@ def test_full_disk_stress(tmp_path, layout):
     assert not figs.failures, "\n".join(figs.failures[:10])
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "defect found by the torture full-disk run: a StorageIOError raised by store.erase() or "
-    "store.gc() (RocksDB drop on a full disk) keeps the warm tier's frames, and with them the "
-    "RocksDB handles, alive while the caller holds the error (a log, a retry loop); after "
-    "store.close() engine.open(path) in this process raises LockedError. The commit and close "
-    "paths release those frames (store._release_frames); erase and gc do not"))
 @pytest.mark.parametrize("op", ["erase", "gc"])
 def test_error_from_erase_or_gc_on_a_full_disk_does_not_keep_the_store_locked(tmp_path, op):
     import engine
