@@ -21,6 +21,8 @@ from array import array
 from bisect import bisect_left, bisect_right
 from pathlib import Path
 
+from ..errors import CorruptionError
+
 __all__ = ["TimeIndex"]
 
 # version, timestamp, crc32 of the first 16 bytes
@@ -49,12 +51,23 @@ class TimeIndex:
     def _load(self, path: Path) -> None:
         data = path.read_bytes()
         good = 0
-        for off in range(0, len(data) - TIME_RECORD.size + 1, TIME_RECORD.size):
+        size = TIME_RECORD.size
+        for off in range(0, len(data) - size + 1, size):
             v, ts, crc = TIME_RECORD.unpack_from(data, off)
             if zlib.crc32(data[off:off + 16]) != crc:
-                break  # a torn or damaged tail: the commit log rebuilds what follows
+                # A torn tail (the last record cut or garbled by a crash) is truncated; the
+                # commit log rebuilds what follows. A bad record with an intact one after it
+                # is damage, not a crash: say so instead of silently dropping samples.
+                for later in range(off + size, len(data) - size + 1, size):
+                    if zlib.crc32(data[later:later + 16]) == TIME_RECORD.unpack_from(data, later)[2]:
+                        raise CorruptionError(
+                            "time index record fails its checksum with intact records after "
+                            "it; restore the store from a backup, or delete the TIME file to "
+                            "lose only the version <-> time mapping (version_at, --at)",
+                            path=path, offset=off)
+                break
             self._add(v, ts)
-            good = off + TIME_RECORD.size
+            good = off + size
         self._dirty = False
         if good != len(data):
             with open(path, "r+b") as fh:

@@ -115,7 +115,6 @@ def read_everything(store: engine.Store) -> dict[tuple[Any, ...], Any]:
 # asserted, so the harness keeps guarding every other file. Remove an entry when its test
 # XPASSes.
 KNOWN_DEFECTS = {
-    "TIME": "test_time_index_damaged_record_is_reported",
     "warm-sst": "test_damaged_warm_sst_block_is_not_read_as_absent",
 }
 
@@ -325,12 +324,6 @@ def test_corruption_stress(tmp_path, layout):
     assert_clean(tally)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "defect found by the torture harness: TimeIndex._load treats the first record with a bad "
-    "checksum as a torn tail and truncates the TIME file there, also when intact records "
-    "follow; the dropped samples are not rebuilt once the commit log was retired by a flush, "
-    "so version_at()/commit_time() answer wrongly, the file is rewritten, and tierdb check "
-    "exits 0 without naming TIME (DESIGN.md invariant 7 wants CorruptionError naming it)"))
 def test_time_index_damaged_record_is_reported(tmp_path):
     path = tmp_path / "db"
     with engine.open(path, layout="hot+warm") as s:
