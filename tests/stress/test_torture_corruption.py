@@ -381,11 +381,6 @@ def test_damaged_warm_sst_block_is_not_read_as_absent(tmp_path):
                 read()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "defect found by the torture corruption run: a checksum failure in the warm tier's meta "
-    "column family escapes engine.open as a bare rocksdict Exception ('Corruption: block "
-    "checksum mismatch', from WarmDb._check_meta_format's self._meta.get) instead of "
-    "CorruptionError naming the file"))
 def test_damaged_warm_meta_sst_raises_a_typed_error(tmp_path):
     path = tmp_path / "db"
     ssts = _warm_store_with_one_table(path)

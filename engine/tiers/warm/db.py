@@ -226,7 +226,12 @@ class WarmDB:
             raise StorageIOError(f"cannot open warm tier {self.path}: {msg}") from e
 
     def _check_meta_format(self, has_tables: bool) -> None:
-        raw = self._meta.get(META_FORMAT_KEY)
+        try:
+            raw = self._meta.get(META_FORMAT_KEY)
+        except Exception as e:  # rocksdict raises bare Exception for every RocksDB status
+            if "corruption" in str(e).lower():
+                raise CorruptionError(f"warm tier metadata is damaged: {e}", path=self.path) from None
+            raise rocks_error("reading the format version", self.path, e) from None
         if raw is None:
             if has_tables:
                 raise CorruptionError("warm store has tables but no format_version meta key", path=self.path)
