@@ -19,6 +19,7 @@ import fcntl
 import json
 import logging
 import os
+import shutil
 import struct
 import threading
 import time
@@ -116,8 +117,14 @@ def _read_marker(path: Path) -> dict[str, Any]:
 
 def _write_marker(path: Path, meta: dict[str, Any]) -> None:
     body = json.dumps(meta, sort_keys=True, separators=(",", ":")).encode()
-    atomic_write(path / MARKER_NAME,
-                 MARKER_HEADER.pack(MARKER_MAGIC, STORE_FORMAT_VERSION, len(body), zlib.crc32(body)) + body)
+    try:
+        atomic_write(path / MARKER_NAME,
+                     MARKER_HEADER.pack(MARKER_MAGIC, STORE_FORMAT_VERSION, len(body), zlib.crc32(body)) + body)
+    except OSError as exc:
+        if isinstance(exc, StorageIOError):
+            raise
+        raise StorageIOError(f"cannot write the store marker {path / MARKER_NAME}: "
+                             f"{exc.strerror or exc}; nothing was created") from exc
 
 
 class Store:
@@ -196,22 +203,58 @@ class Store:
             raise LockedError(f"store {path} is already open (another process or another Store in this one); close it there first") from None
         if fresh:
             layout = layout_arg or Layout()
-            _write_marker(path, {"format": STORE_FORMAT_VERSION, "layout": layout.name,
-                                 "created": time.time()})
-        else:
-            stored = meta.get("layout")
-            layout = layout_arg or Layout.parse(str(stored))
-            if stored != layout.name:
-                raise ValueError(
-                    f"store {path} was created with layout {stored!r}; open it with that layout "
-                    f"(or none) rather than {layout.name!r}")
+            before = {p.name for p in path.iterdir()}
+            try:
+                _write_marker(path, {"format": STORE_FORMAT_VERSION, "layout": layout.name,
+                                     "created": time.time()})
+                self.layout = layout
+                self._open_parts(path, layout)
+            except BaseException:
+                # A store that failed while being created must not be left half-made (every
+                # later open would refuse it): remove what this call wrote, then re-raise.
+                self._remove_created(path, before)
+                raise
+            return
+        stored = meta.get("layout")
+        layout = layout_arg or Layout.parse(str(stored))
+        if stored != layout.name:
+            raise ValueError(
+                f"store {path} was created with layout {stored!r}; open it with that layout "
+                f"(or none) rather than {layout.name!r}")
         self.layout = layout
+        self._open_parts(path, layout)
+
+    def _open_parts(self, path: Path, layout: Layout) -> None:
         self._tiers = self._make_tiers(path, layout)
         self._pins = PinStore(path / "PINS")
         self._policies = PinStore(path / "POLICIES")
         self._time = TimeIndex(path / "TIME")
         recovered = self._recover(path, layout)
         self._finish_open(recovered)
+
+    def _remove_created(self, path: Path, before: set[str]) -> None:
+        for t in getattr(self, "_tiers", []):
+            try:
+                t.close()
+            except (OSError, EngineError) as exc:
+                _release_frames(exc)
+        for name in ("_log", "_time"):
+            part = getattr(self, name, None)
+            if part is not None:
+                try:
+                    part.close()
+                except OSError:
+                    pass
+        for p in path.iterdir():
+            if p.name in before or p.name == "LOCK":
+                continue
+            try:
+                if p.is_dir():
+                    shutil.rmtree(p)
+                else:
+                    p.unlink()
+            except OSError as exc:  # the original error matters more; say what is left
+                log.warning("could not remove %s after a failed store creation: %s", p, exc)
 
     def _make_tiers(self, path: Path, layout: Layout) -> list[TierStorage]:
         tiers: list[TierStorage] = []

@@ -283,13 +283,6 @@ def test_io_faults_stress(tmp_path, layout, durability):
     assert tally["failures_to_recover"] == 0
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "defect found by the torture harness: engine.open of a new store writes the TIERDB "
-    "marker, then WarmTier's marker (each temp + rename); when either rename fails "
-    "(EIO/ENOSPC) the open raises StorageIOError but leaves LOCK + TIERDB.tmp (or TIERDB + "
-    "warm/TIERDB_WARM.tmp) behind, and every later engine.open(path) raises FormatError "
-    "('no TIERDB marker' / 'no TIERDB_WARM marker'): a store that never existed can no "
-    "longer be created there"))
 @pytest.mark.parametrize("marker", ["TIERDB", "TIERDB_WARM"])
 def test_failed_create_leaves_an_openable_store(tmp_path, marker):
     import engine
