@@ -118,7 +118,7 @@ def segment_columns(seg: Segment, tr: TableRange, lo: bytes | None, lo_inc: bool
     """
     if lo is not None and hi is not None and (lo > hi or (lo == hi and not (lo_inc and hi_inc))):
         return
-    bs, be = seg._block_span(tr, lo, hi, hi_inc)
+    bs, be = seg.block_span(tr, lo, hi, hi_inc)
     fks = seg.first_keys
     flags = seg.block_flags
     prev_last = False  # the previous block answered its last key
