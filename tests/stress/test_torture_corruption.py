@@ -120,9 +120,7 @@ KNOWN_DEFECTS = {
 
 
 def known_kind(rel: str) -> str | None:
-    if rel == "TIME":
-        return "TIME"
-    if rel.startswith("warm/") and rel.endswith(".sst"):
+    if rel.startswith("warm/") and rel.endswith(".sst") and "warm-sst" in KNOWN_DEFECTS:
         return "warm-sst"
     return None
 

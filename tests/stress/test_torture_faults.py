@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import logging
 import os
 import random
 import subprocess
@@ -241,22 +242,10 @@ def known_defect(store: object, where: str, reopen_error: BaseException,
     """Name the known defect (each reproduced by an xfail(strict=True) test below) that
     explains a failed reopen, or None (then it is a new failure)."""
     msg = str(reopen_error)
-    if store is None and "no TIERDB" in msg:
-        return "failed_create_unopenable"           # test_failed_create_leaves_an_openable_store
     if "named by the manifest is missing" in msg and "fsync_dir@manifest.py" in where:
-        return "cold_manifest_dir_fsync"            # test_failed_dir_fsync_after_manifest_rename...
-    if type(reopen_error).__name__ == "LockedError" and "_make_tiers" in where:
-        return "failed_open_leaks_warm_lock"        # test_failed_open_releases_the_warm_tier
-    if type(reopen_error).__name__ == "LockedError" and "drop failed" in str(surfaced):
-        return "held_error_keeps_rocksdb_locked"    # test_error_from_erase_or_gc_on_a_full_disk...
+        return "cold_manifest_dir_fsync"  # test_failed_dir_fsync_after_manifest_rename...
     return None
 
-
-# A fault while a new store is being created (the rename of the TIERDB marker or of the
-# warm tier's TIERDB_WARM marker) leaves a directory
-# that never opens again: test_failed_create_leaves_an_openable_store (xfail, strict)
-# reproduces it; the harness counts it as "known_defect:failed_create_unopenable".
-KNOWN_DEFECT_FAILED_CREATE = "test_failed_create_leaves_an_openable_store"
 
 FAULT_LAYOUTS = ["memory", "warm", "hot+warm", "hot+warm+cold", "warm+cold"]
 
@@ -371,8 +360,45 @@ def big_commit(store, rng: random.Random, elog: ExpectedLog, tag: str) -> None:
     elog.write({"op": "commit", "v": v, "writes": wlist}, sync=True)
 
 
+class _MessagesOnly(logging.Handler):
+    """Keeps tierdb's log messages as text only (see full_disk_round)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+@contextlib.contextmanager
+def tierdb_logs_as_text():
+    """Route tierdb's log records to a handler that keeps only their text. The background
+    threads log the exception object itself as an argument, so a handler that keeps records
+    (pytest's log capture) keeps RocksDB open after close: a known defect pinned by
+    test_background_error_logged_to_a_keeping_handler_does_not_keep_the_store_locked; kept
+    out of the full-disk rounds so that they test everything else."""
+    logger = logging.getLogger("tierdb")
+    handler = _MessagesOnly()
+    old = logger.propagate
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        yield handler
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = old
+
+
 def full_disk_round(tmp: Path, layout: str, durability: str, seed: int, figs: Figures,
                     tally: Counter, size: str = "3m") -> None:
+    with tierdb_logs_as_text() as logs:
+        _full_disk_round(tmp, layout, durability, seed, figs, tally, size)
+    tally["full_disk_background_warnings"] += len(logs.messages)
+
+
+def _full_disk_round(tmp: Path, layout: str, durability: str, seed: int, figs: Figures,
+                     tally: Counter, size: str) -> None:
     mnt = tmp / "mnt"
     mount_small(mnt, size)
     try:
@@ -462,7 +488,7 @@ def test_full_disk_stress(tmp_path, layout):
     assert not figs.failures, "\n".join(figs.failures[:10])
 
 
-@pytest.mark.parametrize("op", ["erase", "gc"])
+@pytest.mark.parametrize("op", ["erase", "gc", "flush"])
 def test_error_from_erase_or_gc_on_a_full_disk_does_not_keep_the_store_locked(tmp_path, op):
     import engine
     from engine.errors import StorageIOError
@@ -480,7 +506,7 @@ def test_error_from_erase_or_gc_on_a_full_disk_does_not_keep_the_store_locked(tm
                     tx.set(table, b"k%03d" % (i % 50), os.urandom(20_000))
         held = []
         try:
-            s.erase(table, b"k001") if op == "erase" else s.gc()
+            {"erase": lambda: s.erase(table, b"k001"), "gc": s.gc, "flush": s.flush}[op]()
         except StorageIOError as exc:
             held.append(exc)  # kept, as a log or a retry loop would
         assert held, f"{op} did not fail on the full disk"
@@ -490,4 +516,49 @@ def test_error_from_erase_or_gc_on_a_full_disk_does_not_keep_the_store_locked(tm
         with engine.open(path) as s2:  # LockedError today
             assert s2.version > 0
     finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "defect found by the torture full-disk run: the background mover and GC log a failure as "
+    "log.warning('%s failed (will retry): %s', name, exc) - the exception object itself is a "
+    "record argument, so a handler that keeps records (pytest's log capture, "
+    "logging.handlers.MemoryHandler, error trackers) keeps its traceback, the warm tier's "
+    "frames and so RocksDB and its LOCK alive: after store.close() engine.open(path) in this "
+    "process raises LockedError until the records are dropped"))
+def test_background_error_logged_to_a_keeping_handler_does_not_keep_the_store_locked(tmp_path):
+    import engine
+    from engine.errors import StorageIOError
+
+    kept: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            kept.append(record)
+
+    mnt = tmp_path / "mnt"
+    mount_small(mnt)
+    logger = logging.getLogger("tierdb")
+    handler = Keep()
+    logger.addHandler(handler)
+    try:
+        path = mnt / "db"
+        table = TABLES["a"]
+        s = engine.open(path, layout=engine.Layout.parse("hot+warm", hot_bytes=256 << 10,
+                                                         flush_interval=0.05))
+        with pytest.raises(StorageIOError):
+            for i in range(100_000):
+                with s.begin() as tx:
+                    tx.set(table, b"k%03d" % (i % 50), os.urandom(20_000))
+        deadline = time.monotonic() + 10
+        while not any("failed (will retry)" in r.getMessage() for r in kept) and time.monotonic() < deadline:
+            time.sleep(0.05)   # the background flush fails on the full disk and logs it
+        assert any("failed (will retry)" in r.getMessage() for r in kept)
+        with contextlib.suppress(StorageIOError):
+            s.close()
+        subprocess.run(["mount", "-o", "remount,size=256m", str(mnt)], check=True)
+        with engine.open(path) as s2:   # LockedError today, while `kept` holds the records
+            assert s2.version > 0
+    finally:
+        logger.removeHandler(handler)
         subprocess.run(["umount", "-l", str(mnt)], check=False)

@@ -22,7 +22,7 @@ import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from torture_config import HISTORY_VERSIONS, KEYS, TABLES
+from torture_config import KEYS, TABLES
 
 import engine
 from engine.errors import EngineError
@@ -42,7 +42,6 @@ class Figures:
     partial: int = 0                # versions where some but not all writes of a commit show
     wrong_reads: int = 0            # any read disagreeing with the oracle
     versions_checked: int = 0
-    none_floor_regressions: int = 0  # "none" recoveries whose history floor moved back
     failures: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, int]:
@@ -58,7 +57,6 @@ class Oracle:
         self.pins: dict[str, int] = {}
         self.pending: dict[str, dict] = {}
         self.top = 0
-        self.max_top = 0  # the highest version ever acknowledged (a "none" loss lowers top)
 
     # -- the log --------------------------------------------------------------------
 
@@ -98,7 +96,6 @@ class Oracle:
             for key, val in w.items():
                 self.hist.setdefault(key, []).append((v, val))
             self.top = v
-            self.max_top = max(self.max_top, v)
         elif op == "erase":
             self.pending.pop("erase-intent", None)
             self.hist.pop((rec["t"], rec["k"]), None)
@@ -188,15 +185,6 @@ def verify(store: engine.Store, oracle: Oracle, rng: random.Random, durability: 
     if pins != oracle.pins:
         fail(f"{context}: pins {pins} != expected {oracle.pins}")
     floor = store.history_floor()
-    if durability == "none" and oracle.max_top > R:
-        # Commits lost under "none" lower the recovered version, and with it the history
-        # floor; but GC already ran with the floor of the versions the child saw, so
-        # versions between the two floors may be gone (reads there are not checked; see
-        # the report of issue 12: such reads answer instead of raising HistoryUnavailable).
-        old_floor = oracle.max_top - HISTORY_VERSIONS + 1
-        if old_floor > floor:
-            figs.none_floor_regressions += 1
-            floor = old_floor
     retained = {v for v in range(max(1, floor), R + 1)}
     retained |= {v for v in oracle.pins.values() if v <= R}
 
