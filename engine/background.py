@@ -65,7 +65,10 @@ class Background:
             except (EngineError, OSError) as exc:
                 self._counters["background_errors"] += 1
                 self._counters["last_error"] = f"{type(exc).__name__}: {exc}"
-                log.warning("%s failed (will retry): %s", self.name, exc)
+                # The message as text: a log record holding the exception would keep its
+                # traceback (a tier's frames, RocksDB and its LOCK) alive in any handler that
+                # keeps records.
+                log.warning("%s failed (will retry): %s", self.name, f"{type(exc).__name__}: {exc}")
                 pause = self._pause
 
     def stop(self) -> None:

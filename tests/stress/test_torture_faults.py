@@ -519,13 +519,6 @@ def test_error_from_erase_or_gc_on_a_full_disk_does_not_keep_the_store_locked(tm
         subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "defect found by the torture full-disk run: the background mover and GC log a failure as "
-    "log.warning('%s failed (will retry): %s', name, exc) - the exception object itself is a "
-    "record argument, so a handler that keeps records (pytest's log capture, "
-    "logging.handlers.MemoryHandler, error trackers) keeps its traceback, the warm tier's "
-    "frames and so RocksDB and its LOCK alive: after store.close() engine.open(path) in this "
-    "process raises LockedError until the records are dropped"))
 def test_background_error_logged_to_a_keeping_handler_does_not_keep_the_store_locked(tmp_path):
     import engine
     from engine.errors import StorageIOError
