@@ -114,9 +114,7 @@ def read_everything(store: engine.Store) -> dict[tuple[Any, ...], Any]:
 # reproduction below; their findings are counted under "known_defect:<kind>:...", not
 # asserted, so the harness keeps guarding every other file. Remove an entry when its test
 # XPASSes.
-KNOWN_DEFECTS = {
-    "warm-sst": "test_damaged_warm_sst_block_is_not_read_as_absent",
-}
+KNOWN_DEFECTS: dict[str, str] = {}
 
 
 def known_kind(rel: str) -> str | None:
@@ -359,12 +357,6 @@ def _warm_store_with_one_table(path):
     return ssts
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "defect found by the torture corruption run: the warm tier reads RocksDB through "
-    "iterators (point reads, scans, get_many, history, check) and treats an iterator that "
-    "stops as the end of the data without checking its status(); a block whose checksum "
-    "fails (RocksDB 'Corruption: block checksum mismatch') therefore reads as absent: get -> "
-    "None, range -> [], history -> [], and store.check() passes"))
 def test_damaged_warm_sst_block_is_not_read_as_absent(tmp_path):
     path = tmp_path / "db"
     ssts = _warm_store_with_one_table(path)

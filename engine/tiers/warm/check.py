@@ -8,7 +8,7 @@ from typing import Any
 import rocksdict
 
 from ...errors import CorruptionError, FormatError
-from .db import WarmDB
+from .db import WarmDB, verify_stop
 from .format import (
     FORMAT_VERSION,
     META_FORMAT,
@@ -58,6 +58,8 @@ class Checks(WarmDB):
                     if key == prev_key and ver >= prev_version:
                         raise CorruptionError(f"warm tier: versions not descending at {where}", path=self.path)
                 prev_key, prev_version, prev_phys = key, ver, k
+            verify_stop(cf, None, prev_phys if prev_key is not None else None, prev_key is not None,
+                        self.path)
 
     def stats(self, *, exact: bool = True) -> dict[str, Any]:
         """Counts and bytes of this tier.

@@ -87,6 +87,48 @@ def rocks_error(what: str, path: Path, e: BaseException) -> StorageIOError:
     )
 
 
+def verify_stop(cf: Any, ro: Any, position: bytes | None, after: bool, path: Path | None,
+                reverse: bool = False) -> None:
+    """An ``items()`` walk over ``cf`` ended without filling what was asked: make sure
+    RocksDB really ran out of rows rather than stopping at a block it could not read.
+    (rocksdict's items() iterator hides the iterator's error status, so a block failing its
+    checksum would otherwise read as "no more data": absent keys, short scans.)
+
+    ``position``: the last key the walk returned (``after=True``) or where it started
+    (``after=False``; None = the table's start, or end when ``reverse``). One seek.
+
+    Raises: CorruptionError (RocksDB reported corruption), StorageIOError (another error).
+    """
+    it = cf.iter(ro if ro is not None else rocksdict.ReadOptions())
+    if position is None:
+        if reverse:
+            it.seek_to_last()
+        else:
+            it.seek_to_first()
+    elif reverse:
+        it.seek_for_prev(position)
+    else:
+        it.seek(position)
+    if after and it.valid():
+        if reverse:
+            it.prev()
+        else:
+            it.next()
+    try:
+        it.status()
+    except Exception as e:  # rocksdict raises bare Exception for every RocksDB status
+        raise read_error(path, e) from None
+
+
+def read_error(path: Path | None, e: BaseException) -> Exception:
+    """The typed error for a failed RocksDB read: corruption or I/O (RocksDB's message
+    names the SST file and offset)."""
+    msg = str(e)
+    if "corruption" in msg.lower():
+        return CorruptionError(f"warm tier data is damaged: {msg}", path=path)
+    return StorageIOError(f"warm tier {path or ''}: read failed: {msg}")
+
+
 def upper_bound_ro(upper: bytes | None) -> Any:
     # rocksdict 0.3.29: ReadOptions.set_iterate_lower_bound sets the *upper* bound (verified
     # empirically), so lower bounds are enforced by seek position plus a key check instead.

@@ -10,7 +10,7 @@ import rocksdict
 
 from ...errors import ClosedError, StorageIOError
 from ...types import MAX_VERSION, EntryKind, RawEntry, as_bytes, check_version
-from .db import ThreadIters, WarmDB, upper_bound_ro
+from .db import ThreadIters, WarmDB, read_error, upper_bound_ro, verify_stop
 from .format import (
     ESCAPED_NUL,
     NUL,
@@ -44,6 +44,7 @@ class PointReads(WarmDB):
             raise ClosedError(f"warm tier {self.path} is closed") from e
         except Exception as e:  # rocksdict raises bare Exception for every RocksDB status
             raise StorageIOError(f"warm tier {self.path}: read failed: {e}") from e
+        verify_stop(cf, ro, target, False, self.path)
         return None
 
     def _resolve_miss(self, it: Any, table: EntryKind, prefix: bytes, target: bytes) -> tuple[bytes, bytes] | None:
@@ -51,7 +52,9 @@ class PointReads(WarmDB):
         try:
             it.status()
             return None  # end of table
-        except Exception:  # noqa: BLE001 - Incomplete (too many deleted entries); rocksdict raises bare Exception
+        except Exception as e:  # noqa: BLE001 - Incomplete (too many deleted entries); rocksdict raises bare Exception
+            if "corruption" in str(e).lower():
+                raise read_error(self.path, e) from None
             kv = self._seek_bounded(table, prefix, target)
         if kv is None or kv[0][:-8] != prefix:
             return None
@@ -255,7 +258,6 @@ class PointReads(WarmDB):
         prefix = key_prefix(key)
         ro = upper_bound_ro(prefix[:-1] + b"\x01")
         where = f"table {table} key {key!r}"
-        return [
-            (MAX_VERSION - _from_bytes(k[-8:], "big"), decode_value(v, where))
-            for k, v in cf.items(from_key=prefix, read_opt=ro)
-        ]
+        rows = list(cf.items(from_key=prefix, read_opt=ro))
+        verify_stop(cf, ro, rows[-1][0] if rows else prefix, bool(rows), self.path)
+        return [(MAX_VERSION - _from_bytes(k[-8:], "big"), decode_value(v, where)) for k, v in rows]

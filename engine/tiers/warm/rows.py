@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from ...types import EntryKind, RawEntry
-from .db import upper_bound_ro
+from .db import upper_bound_ro, verify_stop
 from .format import (
     ESCAPED_NUL,
     NUL,
@@ -91,14 +91,18 @@ def select_fwd(cf: Any, lo: bytes | None, hi: bytes | None, inv_read: bytes,
         it = cf.items(from_key=from_key, read_opt=ro)
         reseek = None
         rows_per_key = 1.0  # rows read per key taken so far: sizes the next chunk
+        last_raw: bytes | None = None
         while len(sel_k) < want:
             taken = len(sel_k)
             rows = list(islice(it, int((want - taken) * rows_per_key) + SCAN_SKIP_LIMIT))
-            if not rows:
+            if not rows:  # the end of the range, or a block RocksDB could not read
+                verify_stop(cf, ro, last_raw if last_raw is not None else from_key,
+                            last_raw is not None, None)
                 break
             # Two itemgetter passes, not zip(*rows): zip's argument iterators are GC-tracked
             # objects, and the collections they triggered tripled the cost of the split.
             ks = list(map(_first, rows))
+            last_raw = ks[-1]
             vs = list(map(_second, rows))
             ps = list(map(_escaped_key, ks))
             ss = list(map(_version_of, ks))
@@ -180,13 +184,17 @@ def select_rev(cf: Any, lo: bytes | None, hi: bytes | None, inv_read: bytes,
     while not done:
         it = cf.items(backwards=True, from_key=from_key, read_opt=ro)
         rows_per_key = 1.0
+        last_raw: bytes | None = None
         while len(sel_k) < want:
             taken = len(sel_k)
             rows = list(islice(it, int((want - taken) * rows_per_key) + SCAN_SKIP_LIMIT))
-            if not rows:
+            if not rows:  # the start of the table, or a block RocksDB could not read
+                verify_stop(cf, ro, last_raw if last_raw is not None else from_key,
+                            last_raw is not None, None, reverse=True)
                 done = True
                 break
             ks = list(map(_first, rows))
+            last_raw = ks[-1]
             if lo is not None and ks[-1] < lo:  # the range ends in this chunk
                 done = True
                 del ks[sum(map(lo.__le__, ks)):]  # descending: the rows >= lo are a prefix

@@ -26,7 +26,7 @@ from ...types import (
     check_version,
 )
 from ..base import DEFAULT_BATCH_SIZE, finish_page
-from .db import WarmDB
+from .db import WarmDB, verify_stop
 from .format import (
     ESCAPED_NUL,
     ITER_CHUNK,
@@ -224,6 +224,8 @@ class RangeScans(WarmDB):
                 last = k
                 if len(rows) == ITER_CHUNK:
                     break
+            if len(rows) < ITER_CHUNK:
+                verify_stop(cf, ro, last if last is not None else from_key, last is not None, self.path)
             if last is None:
                 return
             yield from rows
