@@ -67,7 +67,7 @@ class Layout:
     demotion_age_versions: int = 10_000
     demote_interval: float = 30.0
     zstd_level: int = 3
-    block_size: int = 64 << 10
+    block_size: int = 16 << 10  # cold blocks: a cache miss decompresses 16 KiB, not 64 (docs/FORMATS.md)
     cold_cache_bytes: int = 64 << 20
     bloom_bits_per_key: int = 10
     warm_cache_bytes: int = 64 << 20
