@@ -241,9 +241,8 @@ def known_defect(store: object, where: str, reopen_error: BaseException,
                  surfaced: BaseException | None = None) -> str | None:
     """Name the known defect (each reproduced by an xfail(strict=True) test below) that
     explains a failed reopen, or None (then it is a new failure)."""
-    msg = str(reopen_error)
-    if "named by the manifest is missing" in msg and "fsync_dir@manifest.py" in where:
-        return "cold_manifest_dir_fsync"  # test_failed_dir_fsync_after_manifest_rename...
+    # None open today: the last one (cold MANIFEST dir-fsync) is fixed and its reproduction,
+    # test_failed_dir_fsync_after_manifest_rename_keeps_the_store_openable, is a plain test.
     return None
 
 
@@ -294,12 +293,6 @@ def test_failed_create_leaves_an_openable_store(tmp_path, marker):
         assert tx.version == 1
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "defect found by the torture harness: cold manifest.write_atomic renames the new MANIFEST "
-    "into place and then fsyncs the directory; when that fsync fails it raises "
-    "StorageIOError, and ColdTier._write_segment's cleanup unlinks the segment the (already "
-    "renamed) MANIFEST names, so every later engine.open raises CorruptionError 'cold segment "
-    "named by the manifest is missing' (a failed demotion makes the store unopenable)"))
 def test_failed_dir_fsync_after_manifest_rename_keeps_the_store_openable(tmp_path):
     import engine
     from engine.errors import StorageIOError

@@ -12,7 +12,7 @@ from ...types import EntryKind
 from .compaction import carry_over, merge_table, plan
 from .core import TierCore
 from .drops import encode_drops
-from .manifest import fsync_dir, write_atomic
+from .manifest import ReplacedNotDurable, fsync_dir, write_atomic
 from .reader import Segment
 from .state import State, drop_name
 from .writer import SegmentWriter
@@ -132,7 +132,14 @@ class Compactor(TierCore):
                     cno = self._alloc_file_no()
                     write_atomic(self.path / drop_name(cno), encode_drops(cno, list(carry.groups())))
                     new_files.append(cno)
-                self._write_manifest(remaining, st2.tables, drop_floor=floor)
+                try:
+                    self._write_manifest(remaining, st2.tables, drop_floor=floor)
+                except ReplacedNotDurable:
+                    # The new manifest is in place: its state is the live one (the output
+                    # stays; the retired inputs are left for the next compaction to find).
+                    self._state = State(tuple(remaining), st2.tables, carry, new_files)
+                    self._changed()
+                    raise
                 self._state = State(tuple(remaining), st2.tables, carry, new_files)
                 self._changed()
         except BaseException:  # the output is not live: remove it, then re-raise

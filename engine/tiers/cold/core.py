@@ -19,7 +19,8 @@ from ...errors import ClosedError, LockedError, StorageIOError
 from ...types import EntryKind
 from .block import parse_block
 from .cache import BlockCache
-from .manifest import MANIFEST_NAME, Manifest, SegmentRef, encode_manifest, write_atomic
+from .manifest import (MANIFEST_NAME, Manifest, ReplacedNotDurable, SegmentRef, encode_manifest,
+                       write_atomic)
 from .options import ColdOptions
 from .reader import Segment
 from .state import State, recover
@@ -87,7 +88,11 @@ class TierCore:
             segments=[SegmentRef(s.file_no, s.seq, s.file_size, s.footer_crc) for s in segments],
             tables=sorted(tables),
         )
-        write_atomic(self.path / MANIFEST_NAME, encode_manifest(new))
+        try:
+            write_atomic(self.path / MANIFEST_NAME, encode_manifest(new))
+        except ReplacedNotDurable:
+            self._manifest = new  # it is the manifest on disk now
+            raise
         self._manifest = new
 
     def _cache_filler(self, file_no: int) -> BlockHook | None:

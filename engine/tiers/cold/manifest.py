@@ -149,6 +149,12 @@ def fsync_dir(directory: Path) -> None:
         raise StorageIOError(f"cannot fsync directory {directory}: {exc}") from exc
 
 
+class ReplacedNotDurable(StorageIOError):
+    """:func:`write_atomic` renamed the new file into place, then the directory fsync
+    failed: the new contents are what readers see (callers must treat the change as made),
+    but a power loss may bring the old file back."""
+
+
 def write_atomic(path: Path, data: bytes) -> None:
     """Durably replace ``path`` with ``data``: temp file, fsync, rename, fsync the directory.
 
@@ -173,4 +179,8 @@ def write_atomic(path: Path, data: bytes) -> None:
         except OSError:
             pass  # best effort: a stray temp file is removed on the next open anyway
         raise StorageIOError(f"cannot write {path}: {exc}; check free space and permissions") from exc
-    fsync_dir(path.parent)
+    try:
+        fsync_dir(path.parent)
+    except StorageIOError as exc:
+        raise ReplacedNotDurable(f"{path} was replaced but {exc}; the new contents are in "
+                                 "place and may not survive a power loss") from exc

@@ -16,7 +16,7 @@ from ...types import EntryKind, RawEntry, as_bytes, check_version
 from ..base import DropBatches, SetBatches
 from .compactor import Compactor
 from .drops import DropGroup, encode_drops
-from .manifest import fsync_dir, write_atomic
+from .manifest import ReplacedNotDurable, fsync_dir, write_atomic
 from .reader import Segment
 from .state import State, drop_name
 from .writer import ENTRY_OVERHEAD, SegmentWriter
@@ -108,6 +108,12 @@ class Writes(Compactor):
                 self._next_seq = seq + 1
                 segments = (seg, *st.segments)
                 self._write_manifest(segments, new_tables)
+            except ReplacedNotDurable:
+                # The manifest naming the segment is in place: the segment is live. Adopt
+                # the new state (never delete a file the manifest names), then report.
+                self._state = State(segments, new_tables, st.drops, st.drop_files)
+                self._changed()
+                raise
             except BaseException:  # the segment is not live: remove it, then re-raise
                 self._next_seq = seq
                 self._unlink_quiet(ws.path)
