@@ -239,10 +239,9 @@ def fault_run(tmp_path: Path, layout: str, durability: str, seed: int, per_kind:
 
 def known_defect(store: object, where: str, reopen_error: BaseException,
                  surfaced: BaseException | None = None) -> str | None:
-    """Name the known defect (each reproduced by an xfail(strict=True) test below) that
-    explains a failed reopen, or None (then it is a new failure)."""
-    # None open today: the last one (cold MANIFEST dir-fsync) is fixed and its reproduction,
-    # test_failed_dir_fsync_after_manifest_rename_keeps_the_store_openable, is a plain test.
+    """Name a known, still open engine defect (each with an xfail(strict=True) test) that
+    explains a failed reopen, or None: then it is a failure. None are open today; the
+    defects this harness found are regression tests in this directory."""
     return None
 
 
