@@ -81,6 +81,18 @@ def _release_frames(exc: BaseException) -> None:
             tb = tb.tb_next
         e = e.__cause__ or e.__context__
 
+def _close_tiers(tiers: list[TierStorage]) -> list[BaseException]:
+    """Close every tier, even when some fail; return the failures (frames released)."""
+    errors: list[BaseException] = []
+    for t in tiers:
+        try:
+            t.close()
+        except (OSError, EngineError) as exc:
+            _release_frames(exc)
+            errors.append(exc)
+    return errors
+
+
 __all__ = ["Store", "open"]
 
 log = logging.getLogger("tierdb.store")
@@ -233,11 +245,7 @@ class Store:
         self._finish_open(recovered)
 
     def _remove_created(self, path: Path, before: set[str]) -> None:
-        for t in getattr(self, "_tiers", []):
-            try:
-                t.close()
-            except (OSError, EngineError) as exc:
-                _release_frames(exc)
+        _close_tiers(self._tiers)
         for name in ("_log", "_time"):
             part = getattr(self, name, None)
             if part is not None:
@@ -263,11 +271,7 @@ class Store:
         except BaseException:
             # A tier that fails to open must not leave the ones already open holding their
             # locks (RocksDB's LOCK would make every later open in this process fail).
-            for t in tiers:
-                try:
-                    t.close()
-                except (OSError, EngineError) as exc:
-                    _release_frames(exc)
+            _close_tiers(tiers)
             raise
         return tiers
 
@@ -950,12 +954,7 @@ class Store:
         # (e.g. RocksDB cannot flush on a full disk): a failed close must not leave the store
         # locked in this process for good. The first failure is raised afterwards.
         try:
-            for t in self._tiers:
-                try:
-                    t.close()
-                except (OSError, EngineError) as exc:
-                    _release_frames(exc)
-                    errors.append(exc)
+            errors += _close_tiers(self._tiers)
         finally:
             if self._lock_fd is not None:
                 os.close(self._lock_fd)

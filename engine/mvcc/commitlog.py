@@ -65,6 +65,9 @@ assert TABLE_HEADER.size == 13
 ROW_HEADER = struct.Struct("<Ii")
 assert ROW_HEADER.size == 8
 
+_FILE_HEADER = LOG_HEADER.pack(LOG_MAGIC, LOG_FORMAT_VERSION,
+                               zlib.crc32(LOG_MAGIC + struct.pack("<I", LOG_FORMAT_VERSION)))
+
 _KIND_TAGS = {"multi": 0, "source": 1, "operator": 2}
 MAX_RECORD = 1 << 31
 ROTATE_BYTES = 64 << 20
@@ -309,8 +312,7 @@ class CommitLog:
 
     def _open_file(self, first_version: int) -> None:
         p = self.dir / f"commit-{first_version:020d}.log"
-        hdr = LOG_MAGIC + struct.pack("<I", LOG_FORMAT_VERSION)
-        hdr += struct.pack("<I", zlib.crc32(hdr))
+        hdr = _FILE_HEADER
         fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         size = -1
         try:
@@ -457,10 +459,9 @@ class CommitLog:
         """
         removed = 0
         with self._write_lock:
-            if (self._fd is not None and not self._closed and self._broken is None
-                    and self._active_records and self._active_last <= version):
+            if not self._closed and self._broken is None and self._active_last <= version:
                 try:
-                    self._rotate(self._active_last + 1)
+                    self._retire_active()
                 except OSError as exc:
                     # The old file stays (its records are all flushed); appends reopen one.
                     log.warning("commit log: could not retire the active file (%s)", exc)
@@ -492,11 +493,16 @@ class CommitLog:
         with self._write_lock:
             if self._closed:
                 raise ClosedError("commit log is closed")
-            if self._fd is not None and self._active_records:
-                try:
-                    self._rotate(self._active_last + 1)
-                except OSError as exc:
-                    raise StorageIOError(f"commit log rotation failed ({exc.strerror or exc})") from exc
+            try:
+                self._retire_active()
+            except OSError as exc:
+                raise StorageIOError(f"commit log rotation failed ({exc.strerror or exc})") from exc
+
+    def _retire_active(self) -> None:
+        """Close the active file and open the next (named after the next version), when the
+        active file holds records. Call under the write lock. Raises OSError."""
+        if self._fd is not None and self._active_records:
+            self._rotate(self._active_last + 1)
 
     def rewrite_without(self, doomed: Mapping[tuple[EntryKind, bytes], "set[int] | None"]) -> int:
         """Rewrite every closed log file without the rows ``doomed`` names: ``(table, key)``
@@ -511,8 +517,7 @@ class CommitLog:
         removed = 0
         with self._files_lock:
             files = [p for _f, p in self._files if p != self._file]
-        hdr = LOG_MAGIC + struct.pack("<I", LOG_FORMAT_VERSION)
-        hdr += struct.pack("<I", zlib.crc32(hdr))
+        hdr = _FILE_HEADER
         tables = {t for t, _k in doomed}
         for p in files:
             out = [hdr]

@@ -209,9 +209,6 @@ class Mover:
         """Remove the hot copy of flushed ``rows`` (every version <= ``watermark`` of their
         keys) once no older scan can still need it."""
         hot = self.hot
-        if not hasattr(hot, "drop_through"):
-            self._drop_later(hot, {table: [(e.key, e.version) for e in rows]})
-            return
         keys = list(dict.fromkeys(map(_KEY, rows)))  # a key's versions are adjacent
 
         # Keys flushed with several versions, or again after an earlier flush, may have made

@@ -278,27 +278,9 @@ class HotTier:
 
     def lookup_many(self, table: EntryKind, keys: Sequence[bytes], version: int
                     ) -> list[RawEntry | None]:
-        """``[lookup(table, k, version) for k in keys]`` in one call. O(len(keys))."""
-        t = self._tables.get(table)
-        if t is None:
-            if self._closed:
-                raise ClosedError("hot tier is closed")
-            return [None] * len(keys)
-        cget = t.chains.get
-        clean = t.clean.get
-        lookup = self.lookup
-        out: list[RawEntry | None] = []
-        append = out.append
-        for key in keys:
-            c = cget(key)
-            if c is None:
-                cc = clean(key)
-                append(RawEntry(key, cc[0], cc[1]) if cc is not None and cc[0] <= version else None)
-            elif c.__class__ is tuple and c[0] <= version:  # type: ignore[index,operator]
-                append(RawEntry(key, c[0], c[1]))  # type: ignore[index,arg-type]
-            else:
-                append(lookup(table, key, version))
-        return out
+        """``[lookup(table, k, version) for k in keys]``. O(len(keys)). (The read cascade's
+        batch step is :meth:`get_or_many`.)"""
+        return list(map(self.lookup, repeat(table), keys, repeat(version)))
 
     def get_or_many(self, table: EntryKind, keys: Sequence[bytes], version: int, missing: Any) -> list[Any]:
         """``[get_or(table, k, version, missing) for k in keys]``: the batch cascade step
