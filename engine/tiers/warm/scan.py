@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterator
+from itertools import chain
 from typing import Any
 
 import rocksdict
@@ -142,6 +143,13 @@ class RangeScans(WarmDB):
 
     def scan_items(self, table: EntryKind, start: Bound, end: Bound, version: int, *,
                    reverse: bool = False, page: int = DEFAULT_BATCH_SIZE) -> Iterator[tuple[bytes, bytes]]:
+        """Row by row, what :meth:`scan_item_pages` returns a page at a time."""
+        return chain.from_iterable(self.scan_item_pages(table, start, end, version, reverse=reverse,
+                                                        page=page))
+
+    def scan_item_pages(self, table: EntryKind, start: Bound, end: Bound, version: int, *,
+                        reverse: bool = False, page: int = DEFAULT_BATCH_SIZE
+                        ) -> Iterator[list[tuple[bytes, bytes]]]:
         """``(key, value)`` of every key in ``start..end`` whose newest version <= ``version``
         holds a value (tombstoned keys left out), ascending (descending if ``reverse``).
 
@@ -170,7 +178,7 @@ class RangeScans(WarmDB):
         return self._items_fwd(table, lo, hi, inv_read, page)
 
     def _items_fwd(self, table: EntryKind, lo: bytes | None, hi: bytes | None, inv_read: bytes,
-                   page: int) -> Iterator[tuple[bytes, bytes]]:
+                   page: int) -> Iterator[list[tuple[bytes, bytes]]]:
         while lo is None or hi is None or lo < hi:
             cf = self._cfs.get(table)
             if cf is None:
@@ -181,12 +189,14 @@ class RangeScans(WarmDB):
                 raise ClosedError(f"warm tier {self.path} is closed") from e
             if eks:
                 lo = eks[-1] + PAST_VERSIONS  # the escaped key: past every version of it
-            yield from decode_items(eks, vs, table)
+            items = decode_items(eks, vs, table)
+            if items:
+                yield items
             if len(eks) < page:
                 return
 
     def _items_rev(self, table: EntryKind, lo: bytes | None, hi: bytes | None, inv_read: bytes,
-                   page: int) -> Iterator[tuple[bytes, bytes]]:
+                   page: int) -> Iterator[list[tuple[bytes, bytes]]]:
         while lo is None or hi is None or lo < hi:
             cf = self._cfs.get(table)
             if cf is None:
@@ -197,7 +207,9 @@ class RangeScans(WarmDB):
                 raise ClosedError(f"warm tier {self.path} is closed") from e
             if eks:
                 hi = eks[-1] + TERMINATOR  # the escaped key: below every version of it
-            yield from decode_items(eks, vs, table)
+            items = decode_items(eks, vs, table)
+            if items:
+                yield items
             if len(eks) < page:
                 return
 
