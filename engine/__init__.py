@@ -7,12 +7,14 @@ from .errors import (
     ConflictError as ConflictError,
     CorruptionError as CorruptionError,
     EngineError as EngineError,
+    FencedError as FencedError,
     FormatError as FormatError,
     FutureVersionError as FutureVersionError,
     HistoryUnavailable as HistoryUnavailable,
     InvalidKeyError as InvalidKeyError,
     InvalidVersionError as InvalidVersionError,
     LockedError as LockedError,
+    ManifestConflictError as ManifestConflictError,
     ReadOnlyError as ReadOnlyError,
     SavepointError as SavepointError,
     StorageIOError as StorageIOError,
@@ -23,6 +25,7 @@ from .errors import (
 from .router.layout import Layout as Layout
 from .store import Store as Store
 from .store import open as open
+from .replication import open_replica as open_replica
 from .types import Bound as Bound
 from .types import EntryKind as EntryKind
 from .types import RangeBatch as RangeBatch
@@ -36,5 +39,7 @@ __all__ = [
     "RangeCursor", "errors", "EngineError", "ConflictError", "TransactionTooOld",
     "TransactionTooLarge", "TransactionClosed", "FutureVersionError", "HistoryUnavailable",
     "CorruptionError", "StorageIOError", "ClosedError", "InvalidKeyError", "InvalidVersionError",
-    "ReadOnlyError", "LockedError", "FormatError", "SavepointError",
+    "ReadOnlyError", "LockedError", "FormatError", "SavepointError", "FencedError",
+    "ManifestConflictError",
+    "open_replica",
 ]

@@ -23,6 +23,12 @@ __all__ = [
     "ReadOnlyError",
     "LockedError",
     "FormatError",
+    "BackupError",
+    "DestinationExistsError",
+    "FencedError",
+    "ManifestConflictError",
+    "ChangesTrimmed",
+    "ChangefeedDisabled",
 ]
 
 
@@ -104,3 +110,43 @@ class LockedError(StorageIOError):
 
 class FormatError(CorruptionError):
     """A file is not a tierdb file, or was written by a newer format version."""
+
+
+class FencedError(EngineError):
+    """This store is no longer the primary of its replication stream: another store was
+    promoted (or wrote to the stream) after it. The commit was applied nowhere. Reopen the
+    store as a replica (``engine.open_replica``) or discard it."""
+
+
+class ManifestConflictError(EngineError):
+    """Another writer replaced the cold tier's manifest in the object store since this store
+    last read it (two stores writing to one ``cold_url``). The conditional put lost: nothing
+    this call wrote was made live, and nothing the winner references was touched. Give each
+    store its own ``cold_url`` prefix (or clone the store), then reopen this one."""
+
+
+class ChangesTrimmed(EngineError, LookupError):
+    """A change-feed read (or consumer ack) asked for changes below the feed's trimmed floor.
+
+    Attribute ``floor``: the lowest ``after`` the feed can still serve (every change above
+    it is kept). Durable consumers (``store.consumer(name)``) keep changes until they ack.
+    """
+
+    def __init__(self, message: str, *, floor: int) -> None:
+        super().__init__(message)
+        self.floor = floor
+
+
+class ChangefeedDisabled(EngineError, RuntimeError):
+    """The store was not opened with ``changefeed=True``, so it records no change feed.
+    Reopen it with ``engine.open(path, changefeed=True)`` (changes from then on are fed)."""
+
+
+class BackupError(EngineError, ValueError):
+    """A backup, restore or clone cannot be made as asked (a memory-only store, a
+    destination inside the source, an unsupported destination). Nothing was written."""
+
+
+class DestinationExistsError(EngineError, FileExistsError):
+    """The destination of a backup, restore or clone exists and is not an empty directory.
+    Nothing was written: choose a new path or empty it first."""

@@ -15,6 +15,7 @@ Notes: thread safety
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import logging
@@ -38,11 +39,14 @@ from .errors import (
     EngineError,
     FormatError,
     FutureVersionError,
+    ChangefeedDisabled,
     HistoryUnavailable,
     InvalidKeyError,
     LockedError,
+    ReadOnlyError,
     StorageIOError,
 )
+from .mvcc.changefeed import FEED_DIR, Change, ChangeFeed, Consumer, scan_commits
 from .mvcc.commitlog import DURABILITY_MODES, CommitLog
 from .mvcc.oracle import Oracle
 from .mvcc.pins import PinStore, atomic_write, check_pin_name
@@ -145,13 +149,24 @@ def _write_marker(path: Path, meta: dict[str, Any]) -> None:
 class Store:
     """A versioned key-value store. Create one with :func:`engine.open`."""
 
+    # Replication (engine/replication) sets these; None = a plain local store.
+    # _pre_apply(version, ts, batches) runs under the commit lock after the conflict check
+    # and before anything is applied: it ships the commit (raising leaves the store as it was).
+    _pre_apply: Any = None
+    _read_only: str | None = None   # the message of the ReadOnlyError writes raise (replicas)
+    _replication: Any = None        # the attached primary or replica link
+
     def __init__(self, path: str | os.PathLike[str] | None = None, *,
                  layout: Layout | str | None = None, retention: Retention | None = None,
                  durability: str = "normal", max_txn_entries: int = 1_000_000,
                  max_txn_bytes: int = 1 << 30, conflict_window: int = 10_000,
-                 gc_interval: float = 10.0) -> None:
+                 gc_interval: float = 10.0, changefeed: bool | None = None) -> None:
         if durability not in DURABILITY_MODES:
             raise ValueError(f"durability must be one of {', '.join(DURABILITY_MODES)}, got {durability!r}")
+        if changefeed is not None and not isinstance(changefeed, bool):
+            raise TypeError(f"changefeed must be True, False or None, got {changefeed!r}")
+        self._changefeed = changefeed  # None: as the store was created; resolved on open
+        self._feed: ChangeFeed | None = None
         if retention is None:
             retention = Retention()
         elif not isinstance(retention, Retention):
@@ -198,6 +213,8 @@ class Store:
             self._pins = PinStore(None)
             self._policies = PinStore(None)
             self._time = TimeIndex(None)
+            if self._changefeed:
+                self._feed = self._make_feed(None)
             self._finish_open(0)
             return
         self._open_dir(path, layout_arg)
@@ -224,7 +241,8 @@ class Store:
             before = {p.name for p in path.iterdir()}
             try:
                 _write_marker(path, {"format": STORE_FORMAT_VERSION, "layout": layout.name,
-                                     "created": time.time()})
+                                     "created": time.time(),
+                                     **({"changefeed": True} if self._changefeed else {})})
                 self.layout = layout
                 self._open_parts(path, layout)
             except BaseException:
@@ -240,6 +258,13 @@ class Store:
                 f"store {path} was created with layout {stored!r}; open it with that layout "
                 f"(or none) rather than {layout.name!r}")
         self.layout = layout
+        if meta.get("changefeed"):
+            if self._changefeed is False:
+                raise ValueError(f"store {path} records a change feed; open it with changefeed=True "
+                                 "or None (turning the feed off is not supported)")
+            self._changefeed = True
+        elif self._changefeed:  # opting in on an existing store: remembered from now on
+            _write_marker(path, {**meta, "changefeed": True})
         self._open_parts(path, layout)
 
     def _open_parts(self, path: Path, layout: Layout) -> None:
@@ -247,12 +272,14 @@ class Store:
         self._pins = PinStore(path / "PINS")
         self._policies = PinStore(path / "POLICIES")
         self._time = TimeIndex(path / "TIME")
+        if self._changefeed:
+            self._feed = self._make_feed(path / FEED_DIR)
         recovered = self._recover(path, layout)
         self._finish_open(recovered)
 
     def _remove_created(self, path: Path, before: set[str]) -> None:
         _close_tiers(self._tiers)
-        for name in ("_log", "_time"):
+        for name in ("_log", "_time", "_feed"):
             part = getattr(self, name, None)
             if part is not None:
                 try:
@@ -318,7 +345,10 @@ class Store:
             self._log = CommitLog(path / "log", self.durability)
             hot = self._tiers[0]
             replayed = 0
+            feed = self._feed
             for rec in self._log.recover():
+                if feed is not None:  # the commit log re-feeds what a crash kept from the feed
+                    feed.recovered(rec.version, rec.timestamp, rec.batches)
                 self._time.record(rec.version, rec.timestamp)
                 if rec.version > flushed:
                     hot.set(rec.version, rec.batches)
@@ -347,14 +377,20 @@ class Store:
         # The commit path hands the hot tier rows the transaction already validated.
         self._apply_first = getattr(first, "apply", first.set)
         log_ = self._log
-        self._mover = Mover(self._router, self.layout, lambda: self._version,
-                            None if log_ is None else log_.truncate_through,
+        truncate: Callable[[int], int] | None = None if log_ is None else log_.truncate_through
+        if truncate is not None and self._feed is not None:  # the feed is durable first
+            truncate = self._feed.guard(truncate)
+        self._mover = Mover(self._router, self.layout, lambda: self._version, truncate,
                             None if log_ is None else self._drain_log)
         self._track_gc = not self.retention.keeps_everything
         self._gc = DropWorker(self._tiers, self._mover._move_lock, self._retained_points,
                               interval=self._gc_interval)
         if not self._track_gc:
             self._gc._full_scan = True
+        if self._feed is not None:
+            self._feed.finish_recovery(version, lambda lo, hi: scan_commits(self._router, lo, hi),
+                                       self._time.time_of)
+            self._commit_observers = [*self._commit_observers, self._feed.observe]
         if self.path is not None:
             self._mover.start()
             if self._track_gc:
@@ -630,6 +666,8 @@ class Store:
 
     def _commit(self, tx: Transaction) -> int:
         writes = tx._writes
+        if self._read_only is not None and (writes or tx._drops):
+            raise ReadOnlyError(self._read_only)
         serializable = tx.isolation == "serializable"
         oracle = self._oracle
         if not writes and tx._drops:
@@ -667,6 +705,10 @@ class Store:
             oracle.check(tx.read_version, writes.keys(), tx._reads, tx._ranges, tx._read_all, serializable)
             version = oracle.next_version
             ts = time.time()
+            if self._pre_apply is not None:
+                # Replication publishes here, under the lock (one version order, fencing by
+                # the stream's expected last sequence): an error leaves nothing applied.
+                self._pre_apply(version, ts, batches)
             if self._log is not None:
                 end = self._log.append(version, ts, batches)
             if self._warm_first:
@@ -712,6 +754,83 @@ class Store:
                     self._mover.wait_for_flush(timeout=10.0)
         return version
 
+    def _apply_replicated(self, version: int, ts: float,
+                          batches: dict[EntryKind, list[tuple[bytes, bytes | None]]], *,
+                          jump: bool = False, locked: bool = False) -> None:
+        """Apply one commit shipped by a primary at its own ``version`` and commit time ``ts``
+        (engine/replication; the caller verified the message's checksum and types).
+
+        The same steps as a local commit without the conflict check: commit-log append (or
+        the warm WAL), apply, conflict-window registration, then :attr:`version`. ``version``
+        must be :attr:`version` + 1; ``jump`` allows a higher one (loading a snapshot whose
+        older versions GC removed). ``locked``: the caller holds the commit lock (a primary
+        repairing from inside its pre-apply hook). Raises ValueError for any other version,
+        before any write.
+        """
+        writes = [(t, k) for t, rows in batches.items() for k, _ in rows]
+        end = 0
+        with contextlib.nullcontext() if locked else self._commit_lock:
+            self._check_open()
+            cur = self._version
+            if version != cur + 1 and not (jump and version > cur):
+                raise ValueError(f"replicated commit {version} does not follow version {cur}")
+            if self._log is not None:
+                end = self._log.append(version, ts, batches)
+            if self._warm_first:
+                try:
+                    self._first.set(version, batches, sync=self.durability == "sync",  # type: ignore[call-arg]
+                                    meta={VERSION_META: U64.pack(version)})
+                except StorageIOError as exc:
+                    _release_frames(exc)
+                    raise
+            else:
+                self._apply_first(version, batches)
+            oracle = self._oracle
+            oracle._next = version + 1
+            oracle.register(version, frozenset(writes), self._active_txns.oldest())
+            self._time.record(version, ts)
+            self._version = version
+        if self.durability == "sync" and self._log is not None:
+            self._log.sync_to(end)
+        if self._track_gc:
+            self._gc.note_commit(writes)
+        if self._mover.can_flush:
+            hot_bytes = self._first.bytes  # type: ignore[attr-defined]
+            if hot_bytes > self.layout.hot_bytes // 2:
+                self._mover.kick()
+                if hot_bytes > self.layout.hot_bytes:
+                    self._mover.wait_for_flush(timeout=10.0)
+
+    # -- replication (engine/replication sits above the store: imported on use) ---------
+
+    def replicate(self, servers: list[str], stream: str, *, replicas: int = 3,
+                  ack: str = "sync", **options: Any) -> Any:
+        """Ship every commit from now on to the JetStream stream ``stream`` (this store
+        becomes its primary). ``ack="sync"``: a commit returns after JetStream's quorum
+        acknowledged it; ``"async"``: a background shipper publishes (see
+        :meth:`replication_lag`). See docs/SCALING.md. Returns the primary link.
+
+        Raises: FencedError (another store is the stream's primary), ReplicationError.
+        """
+        from .replication.primary import start_primary
+        self._check_open()
+        return start_primary(self, servers=servers, stream=stream, replicas=replicas, ack=ack,
+                             **options)
+
+    def replication_lag(self) -> int:
+        """Commits applied locally but not yet acknowledged by the stream (0 with
+        ``ack="sync"`` or without replication)."""
+        rep = self._replication
+        return 0 if rep is None else int(rep.lag())
+
+    def replication_snapshot(self) -> Any:
+        """Write a snapshot of this primary to the stream's object store now (bootstrap for
+        new replicas; the stream is then trimmed below it). Returns its description."""
+        rep = self._replication
+        if rep is None or not hasattr(rep, "snapshot"):
+            raise ValueError("this store is not a replication primary; call store.replicate() first")
+        return rep.snapshot()
+
     def erase(self, table: EntryKind, key: bytes) -> int:
         """Remove every version of ``key`` from every tier, history and tombstones included,
         whatever the retention, pins or open snapshots (readers at old versions then see
@@ -725,6 +844,8 @@ class Store:
 
         Raises: InvalidKeyError, ClosedError, StorageIOError.
         """
+        if self._read_only is not None:
+            raise ReadOnlyError(self._read_only)
         try:
             return self._erase(table, key)
         except StorageIOError as exc:
@@ -815,6 +936,56 @@ class Store:
                 return False
             self._commit_observers = [o for o in self._commit_observers if o is not observer]
             return True
+
+    # -- change feed (engine/mvcc/changefeed.py) ---------------------------------------
+
+    def _make_feed(self, directory: Path | None) -> ChangeFeed:
+        return ChangeFeed(directory, durability=self.durability,
+                          write_through=self.layout.tiers[0] != "hot",
+                          history_floor=self.history_floor, current_version=lambda: self._version)
+
+    def _require_feed(self) -> ChangeFeed:
+        self._check_open()
+        if self._feed is None:
+            raise ChangefeedDisabled(
+                f"store {self.path or '(memory)'} has no change feed: open it with "
+                "engine.open(path, changefeed=True) (the choice is remembered)")
+        return self._feed
+
+    @property
+    def changefeed(self) -> bool:
+        """True when this store records a change feed (``engine.open(..., changefeed=True)``)."""
+        return self._feed is not None
+
+    def changes(self, after: int = 0, *, tables: Any = None, wait: bool = False,
+                timeout: float | None = None) -> Iterator[Change]:
+        """Every commit above version ``after``, in version order, as :class:`engine.Change`.
+
+        ``tables``: only these tables' writes (commits touching none of them are skipped).
+        ``wait``: after the last commit, wait for new ones; the iteration ends when
+        ``timeout`` seconds pass without one (``None``: until the store closes). Each commit
+        appears once, as soon as it is visible to reads. docs/CHANGEFEED.md.
+
+        Raises: ChangefeedDisabled, ChangesTrimmed (``after`` below the feed's floor; also
+        mid-iteration if the floor passes a slow reader), InvalidVersionError, ClosedError.
+        """
+        return self._require_feed().read(after, tables=tables, wait=wait, timeout=timeout)
+
+    def consumer(self, name: str) -> Consumer:
+        """The durable change-feed consumer ``name`` (created at the feed's floor if new).
+
+        The feed keeps every change above the lowest consumer ``position``; ``ack(version)``
+        moves it (persisted atomically). Raises: ChangefeedDisabled, InvalidKeyError.
+        """
+        return self._require_feed().consumer(name)
+
+    def consumers(self) -> dict[str, int]:
+        """Every change-feed consumer as ``{name: position}``."""
+        return self._require_feed().consumers()
+
+    def drop_consumer(self, name: str) -> bool:
+        """Remove a consumer (the feed may then trim what only it held); True if it existed."""
+        return self._require_feed().drop_consumer(name)
 
     # -- pins --------------------------------------------------------------------------
 
@@ -940,7 +1111,10 @@ class Store:
         for t in self._tiers:
             t.check()
         keys = check_band_order(self._tiers)
-        return {"ok": True, "tiers": [t.name for t in self._tiers], "band_order_keys": keys}
+        out: dict[str, Any] = {"ok": True, "tiers": [t.name for t in self._tiers], "band_order_keys": keys}
+        if self._feed is not None:
+            out["changefeed"] = self._feed.check()
+        return out
 
     def stats(self) -> dict[str, Any]:
         """Per-tier counts and bytes, plus store-level figures."""
@@ -958,6 +1132,8 @@ class Store:
         }
         if self._log is not None:
             out["commit_log_bytes"] = self._log.size_bytes()
+        if self._feed is not None:
+            out["changefeed"] = self._feed.stats()
         return out
 
     def tables(self) -> list[EntryKind]:
@@ -971,6 +1147,9 @@ class Store:
         """Flush and release everything. Idempotent; later calls raise ClosedError."""
         if self._closed:
             return
+        rep = self._replication
+        if rep is not None:  # ships what async replication still holds, stops following
+            rep.close()
         with self._commit_lock:
             self._closed = True
         self._mover.stop()
@@ -979,6 +1158,11 @@ class Store:
 
     def _release_resources(self) -> None:
         errors: list[BaseException] = []
+        if self._feed is not None:  # first: it needs no tier, and its readers wake up
+            try:
+                self._feed.close()
+            except OSError as exc:
+                errors.append(exc)
         if self._log is not None:
             try:
                 self._log.close()

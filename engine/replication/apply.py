@@ -1,0 +1,184 @@
+"""Applying a replication stream to a local store: validation, catch-up, snapshots.
+
+Shared by the replica's follower, ``promote()`` and a restarting primary (which applies the
+commits whose acknowledgement it never saw). Every message is verified (checksum, stream
+name, lineage, writer, version continuity) before anything is applied; a bad one raises and
+leaves the store at the last good commit.
+
+Positions: messages are ordered by *key* = 2 * version for a commit and 2 * version + 1 for a
+claim (a claim follows the commit of its version). A store at version ``v`` resumes at the
+first message whose key exceeds ``2 v``, found by bisection over the stream (O(log n) reads),
+so the position needs no storage of its own: it is the store's version.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from ..types import Bound, EntryKind
+from .errors import ForeignStream, VersionGap
+from .format import KIND_CLAIM, KIND_COMMIT, Message, decode_message, decode_snapshot
+from .link import Link
+
+__all__ = ["Applier", "dump_versions", "load_claims", "resume_seq"]
+
+log = logging.getLogger("tierdb.replication")
+
+
+def msg_key(m: Message) -> int:
+    return 2 * m.version + (1 if m.kind == KIND_CLAIM else 0)
+
+
+def resume_seq(link: Link, version: int, first: int, last: int) -> int:
+    """The sequence of the first message after the commit of ``version`` (last + 1 if none).
+
+    Bisection on "the first message at or after s has key > 2 * version", which is monotonic
+    in s because keys never decrease along the stream. O(log(last - first)) reads.
+    """
+    target = 2 * version
+    lo, hi = max(1, first), last + 1
+    found: dict[int, int] = {}
+
+    def probe(s: int) -> bool:
+        r = link.get(s)
+        if r is None or r[0] > last:
+            return True
+        found[s] = r[0]
+        return msg_key(decode_message(r[1], r[0])) > target
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if probe(mid):
+            hi = mid
+        else:
+            lo = mid + 1
+    if lo > last:
+        return last + 1
+    return found.get(lo, lo)
+
+
+def load_claims(link: Link) -> list[tuple[int, bytes, int]]:
+    """Every retained claim as ``(seq, writer, version)``, in stream order (claims are few:
+    one per primary start or promotion, and trimming keeps them)."""
+    out: list[tuple[int, bytes, int]] = []
+    seq = 1
+    while True:
+        r = link.first_after(link.claim_subject, seq)
+        if r is None:
+            return out
+        m = decode_message(r[1], r[0])
+        out.append((r[0], m.writer, m.version))
+        seq = r[0] + 1
+
+
+class Applier:
+    """Validates messages in stream order and applies commits to ``store``.
+
+    ``seq`` is the last sequence handled (applied or a claim noted).
+    """
+
+    def __init__(self, store: Any, stream: str, lineage: bytes | None, writer: bytes | None,
+                 seq: int) -> None:
+        self.store = store
+        self.stream = stream
+        self.lineage = lineage
+        self.writer = writer
+        self.seq = seq
+        self.on_lineage: Any = None   # called once when the lineage becomes known
+
+    def check(self, seq: int, data: bytes) -> Message:
+        """Verify one message against the stream's state; raises, applies nothing."""
+        m = decode_message(data, seq)
+        if m.stream != self.stream:
+            raise ForeignStream(f"stream message {seq} belongs to stream {m.stream!r}, not "
+                                f"{self.stream!r}: it was copied from another stream")
+        if self.lineage is None:
+            if m.kind != KIND_CLAIM:
+                raise ForeignStream(f"stream message {seq} is a commit before any claim: the stream "
+                                    "was not started by store.replicate()")
+        elif m.lineage != self.lineage:
+            raise ForeignStream(f"stream message {seq} belongs to another store (lineage "
+                                f"{m.lineage.hex()}, expected {self.lineage.hex()})")
+        v = self.store.version
+        if m.kind == KIND_CLAIM:
+            if m.version != v:
+                raise VersionGap(f"stream message {seq} claims the stream at version {m.version}, "
+                                 f"but the commits before it end at {v}")
+        else:
+            if m.version != v + 1:
+                raise VersionGap(f"stream message {seq} carries version {m.version}, but the next "
+                                 f"version after {v} is {v + 1} (a gap or a repeat); stopped there")
+            if m.writer != self.writer:
+                raise VersionGap(f"stream message {seq} (version {m.version}) was written by "
+                                 f"{m.writer.hex()}, not by the stream's primary "
+                                 f"{(self.writer or b'').hex()}")
+        return m
+
+    def handle(self, seq: int, data: bytes, *, locked: bool = False) -> Message | None:
+        """Apply (or note) one message; messages at or below ``seq`` are skipped (redelivery)."""
+        if seq <= self.seq:
+            return None
+        m = self.check(seq, data)
+        if m.kind == KIND_CLAIM:
+            if self.lineage is None:
+                self.lineage = m.lineage
+                if self.on_lineage is not None:
+                    self.on_lineage(m.lineage)
+            self.writer = m.writer
+        else:
+            self.store._apply_replicated(m.version, m.time, m.batches, locked=locked)
+        self.seq = seq
+        return m
+
+    def catch_up(self, link: Link, last: int) -> int:
+        """Apply every message after :attr:`seq` up to ``last``; return how many."""
+        n = 0
+        while self.seq < last:
+            r = link.get(self.seq + 1)
+            if r is None or r[0] > last:
+                break
+            self.handle(r[0], r[1])
+            n += 1
+        return n
+
+    def load_snapshot(self, link: Link) -> int:
+        """Apply the stream's snapshot records above the store's version; return its version.
+
+        Records are in version order and each is one local commit, so an interrupted load
+        resumes where it stopped. Raises ReplicaDiverged's caller-side checks, CorruptMessage.
+        """
+        data = link.get_snapshot()
+        if data is None:
+            return 0
+        snap = decode_snapshot(data)
+        if snap.stream != self.stream or (self.lineage is not None and snap.lineage != self.lineage):
+            raise ForeignStream(f"the snapshot in bucket {link.bucket!r} belongs to another stream or store")
+        if self.lineage is None:
+            self.lineage = snap.lineage
+            if self.on_lineage is not None:
+                self.on_lineage(snap.lineage)
+        store = self.store
+        for v, t, batches in snap.records:
+            if v > store.version:
+                store._apply_replicated(v, t, batches, jump=True)
+        if store.version < snap.version:
+            store._apply_replicated(snap.version, snap.time, {}, jump=True)
+        self.writer = snap.writer
+        return snap.version
+
+
+def dump_versions(store: Any, version: int) -> list[tuple[int, float, dict[EntryKind, list[tuple[bytes, bytes | None]]]]]:
+    """Every retained version <= ``version`` of every key, grouped by version (a snapshot's
+    records), with each version's commit time. O(keys x tiers)."""
+    per: dict[int, dict[EntryKind, list[tuple[bytes, bytes | None]]]] = {}
+    router = store._router
+    for table in store.tables():
+        for e in router.scan(table, Bound.UNBOUNDED, Bound.UNBOUNDED, version, False, 1024):
+            for v, val in router.history(table, e.key):
+                if v <= version:
+                    per.setdefault(v, {}).setdefault(table, []).append((e.key, val))
+    out = []
+    time_of = store._time.time_of
+    for v in sorted(per):
+        out.append((v, float(time_of(v) or 0.0), per[v]))
+    return out

@@ -1,0 +1,186 @@
+"""The replication wire formats: one message per commit (or claim), and snapshots.
+
+Message (subject ``tierdb.<stream>.commit`` or ``.claim``), little-endian::
+
+    MSG_HEAD  magic "TDBR", format u8, kind u8, stream-name length u16, lineage 16 bytes,
+              writer 8 bytes, version u64, commit time f64, body length u32       (52 bytes)
+    stream name (UTF-8), body, crc32 u32 of everything before it
+
+A commit body is the commit log's row encoding (``mvcc.commitlog.encode_batches``: version,
+time, then per table a kind tag, id and rows of key/value lengths and bytes; -1 marks a
+tombstone). A claim body is canonical JSON naming who claimed the stream and why. The
+*lineage* names the replicated store (fixed when its stream is created); the *writer* is the
+node id of the primary that wrote the message.
+
+Snapshot (object ``snapshot`` of bucket ``tierdb_snap_<stream>``)::
+
+    SNAP_HEAD magic "TDBSNAP1", format u8, lineage 16, writer 8, version u64, time f64,
+              records u32, stream-name length u16                                  (55 bytes)
+    stream name, then per record: REC length u32, crc32 u32, commit body; then crc32 u32 of
+    the header and name
+
+See docs/FORMATS.md.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import zlib
+from dataclasses import dataclass
+from typing import Any, Final
+
+from ..mvcc.commitlog import decode_batches, encode_batches
+from ..types import EntryKind
+from .errors import CorruptMessage, ForeignStream
+
+__all__ = [
+    "KIND_CLAIM",
+    "KIND_COMMIT",
+    "Message",
+    "Snapshot",
+    "decode_message",
+    "decode_snapshot",
+    "encode_claim",
+    "encode_commit",
+    "encode_snapshot",
+]
+
+MAGIC: Final = b"TDBR"
+FORMAT: Final = 1
+KIND_COMMIT: Final = 1
+KIND_CLAIM: Final = 2
+MSG_HEAD: Final = struct.Struct("<4sBBH16s8sQdI")
+assert MSG_HEAD.size == 52
+CRC: Final = struct.Struct("<I")
+assert CRC.size == 4
+SNAP_MAGIC: Final = b"TDBSNAP1"
+SNAP_HEAD: Final = struct.Struct("<8sB16s8sQdIH")
+assert SNAP_HEAD.size == 55
+REC: Final = struct.Struct("<II")
+assert REC.size == 8
+
+Batches = dict[EntryKind, list[tuple[bytes, "bytes | None"]]]
+
+
+@dataclass(frozen=True)
+class Message:
+    """One decoded stream message."""
+
+    kind: int
+    stream: str
+    lineage: bytes
+    writer: bytes
+    version: int
+    time: float
+    batches: Batches
+    claim: dict[str, Any]
+
+
+def _frame(kind: int, stream: str, lineage: bytes, writer: bytes, version: int, ts: float,
+           body: bytes) -> bytes:
+    name = stream.encode()
+    head = MSG_HEAD.pack(MAGIC, FORMAT, kind, len(name), lineage, writer, version, ts, len(body))
+    data = b"".join((head, name, body))
+    return data + CRC.pack(zlib.crc32(data))
+
+
+def encode_commit(stream: str, lineage: bytes, writer: bytes, version: int, ts: float,
+                  batches: Any) -> bytes:
+    """One commit as a message. O(total bytes)."""
+    return _frame(KIND_COMMIT, stream, lineage, writer, version, ts,
+                  encode_batches(version, ts, batches))
+
+
+def encode_claim(stream: str, lineage: bytes, writer: bytes, version: int, ts: float,
+                 info: dict[str, Any]) -> bytes:
+    """A claim: ``writer`` is the stream's primary from here on (its store is at ``version``)."""
+    body = json.dumps(info, sort_keys=True, separators=(",", ":")).encode()
+    return _frame(KIND_CLAIM, stream, lineage, writer, version, ts, body)
+
+
+def decode_message(data: bytes, seq: int = 0) -> Message:
+    """Verify and decode a message. Raises ForeignStream (not a tierdb replication message),
+    CorruptMessage (checksum or structure)."""
+    where = f"stream message {seq}" if seq else "stream message"
+    if len(data) < MSG_HEAD.size + CRC.size or data[:4] != MAGIC:
+        raise ForeignStream(f"{where} is not a tierdb replication message (bad magic); the "
+                            "stream is written by something else: use a stream of its own")
+    (crc,) = CRC.unpack_from(data, len(data) - CRC.size)
+    if zlib.crc32(memoryview(data)[:len(data) - CRC.size]) != crc:
+        raise CorruptMessage(f"{where} fails its checksum; the replica stopped before applying it")
+    _, fmt, kind, nlen, lineage, writer, version, ts, blen = MSG_HEAD.unpack_from(data, 0)
+    if fmt != FORMAT:
+        raise ForeignStream(f"{where} has format {fmt}; this tierdb reads format {FORMAT}: upgrade it")
+    start = MSG_HEAD.size + nlen
+    if start + blen + CRC.size != len(data) or kind not in (KIND_COMMIT, KIND_CLAIM):
+        raise CorruptMessage(f"{where} has inconsistent lengths or an unknown kind {kind}")
+    try:
+        stream = data[MSG_HEAD.size:start].decode()
+        body = data[start:start + blen]
+        batches: Batches = {}
+        claim: dict[str, Any] = {}
+        if kind == KIND_COMMIT:
+            v2, t2, batches = decode_batches(body)
+            if v2 != version or t2 != ts:
+                raise ValueError("header and body disagree")
+        else:
+            claim = json.loads(body)
+    except (ValueError, struct.error, UnicodeDecodeError) as exc:
+        raise CorruptMessage(f"{where} does not decode: {exc}") from None
+    return Message(kind, stream, lineage, writer, version, ts, batches, claim)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A decoded snapshot: every retained version <= ``version`` as (version, time, batches)."""
+
+    stream: str
+    lineage: bytes
+    writer: bytes
+    version: int
+    time: float
+    records: list[tuple[int, float, Batches]]
+
+
+def encode_snapshot(stream: str, lineage: bytes, writer: bytes, version: int, ts: float,
+                    records: list[tuple[int, float, Any]]) -> bytes:
+    """Serialise a snapshot (in memory: O(store bytes))."""
+    name = stream.encode()
+    head = SNAP_HEAD.pack(SNAP_MAGIC, FORMAT, lineage, writer, version, ts, len(records), len(name))
+    parts = [head, name, CRC.pack(zlib.crc32(head + name))]
+    for v, t, batches in records:
+        body = encode_batches(v, t, batches)
+        parts.append(REC.pack(len(body), zlib.crc32(body)))
+        parts.append(body)
+    return b"".join(parts)
+
+
+def decode_snapshot(data: bytes) -> Snapshot:
+    """Verify and decode a snapshot. Raises ForeignStream, CorruptMessage."""
+    if len(data) < SNAP_HEAD.size + CRC.size or data[:8] != SNAP_MAGIC:
+        raise ForeignStream("the replication snapshot object is not a tierdb snapshot (bad magic)")
+    _, fmt, lineage, writer, version, ts, n, nlen = SNAP_HEAD.unpack_from(data, 0)
+    pos = SNAP_HEAD.size + nlen
+    if fmt != FORMAT or len(data) < pos + CRC.size:
+        raise CorruptMessage(f"replication snapshot header is damaged (format {fmt})")
+    (crc,) = CRC.unpack_from(data, pos)
+    if zlib.crc32(data[:pos]) != crc:
+        raise CorruptMessage("replication snapshot header fails its checksum")
+    stream = data[SNAP_HEAD.size:pos].decode(errors="replace")
+    pos += CRC.size
+    records: list[tuple[int, float, Batches]] = []
+    try:
+        for i in range(n):
+            blen, bcrc = REC.unpack_from(data, pos)
+            pos += REC.size
+            body = data[pos:pos + blen]
+            if len(body) != blen or zlib.crc32(body) != bcrc:
+                raise CorruptMessage(f"replication snapshot record {i} fails its checksum")
+            pos += blen
+            records.append(decode_batches(body))
+    except (ValueError, struct.error) as exc:
+        raise CorruptMessage(f"replication snapshot does not decode: {exc}") from None
+    if pos != len(data):
+        raise CorruptMessage("replication snapshot has trailing bytes")
+    return Snapshot(stream, lineage, writer, version, ts, records)

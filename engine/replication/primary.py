@@ -1,0 +1,415 @@
+"""The primary side: ship every commit to the stream, in version order, fenced.
+
+``ack="sync"``: the store's pre-apply hook publishes each commit under the commit lock,
+after the conflict check and before anything is applied, with
+``Nats-Expected-Last-Sequence`` = the sequence of the previous message. JetStream answers
+once its quorum stored the message; a wrong last sequence means another store claimed the
+stream (a promotion), so the commit raises :class:`FencedError` and is applied nowhere.
+
+``ack="async"``: the hook only queues the encoded commit; a shipper thread publishes the
+queue in pipelined groups (one round trip per group, expected sequences chained) and
+:meth:`Primary.lag` counts the commits not yet acknowledged. Commits applied locally but not
+shipped when the machine dies are lost to the replicas (that is the trade).
+
+Notes: thread safety
+    The hooks run under the store's commit lock; the shipper and snapshot calls run on
+    their own threads. ``close()`` may be called from any thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from collections import deque
+from typing import Any
+
+from ..errors import ConflictError, FencedError, ReadOnlyError
+from .apply import Applier, dump_versions, load_claims, resume_seq
+from .errors import CommitTooLarge, ForeignStream, ReplicaDiverged, ReplicationUnavailable
+from .format import KIND_CLAIM, decode_message, encode_claim, encode_commit, encode_snapshot
+from .link import Link, WrongLastSequence
+from .state import ReplicationState, load_state, save_state
+
+__all__ = ["ACK_MODES", "Primary", "claim_stream", "start_primary"]
+
+log = logging.getLogger("tierdb.replication")
+ACK_MODES = ("sync", "async")
+_GROUP = 512             # most commits one async round trip ships
+_HEADROOM = 1024         # bytes the NATS protocol adds to a payload (headers, subject)
+
+
+def _check_args(ack: object, replicas: object) -> None:
+    if ack not in ACK_MODES:
+        raise ValueError(f"ack must be one of {', '.join(ACK_MODES)}, got {ack!r}")
+    if isinstance(replicas, bool) or not isinstance(replicas, int) or not 1 <= replicas <= 5:
+        raise ValueError(f"replicas must be an int from 1 to 5, got {replicas!r}")
+
+
+class Primary:
+    """A store's link to its stream as the stream's only writer."""
+
+    def __init__(self, store: Any, link: Link, *, lineage: bytes, node: bytes, last_seq: int,
+                 ack: str, replicas: int, snapshot_interval: float | None = None) -> None:
+        self.store = store
+        self.link = link
+        self.lineage = lineage
+        self.node = node
+        self.ack = ack
+        self.replicas = replicas
+        self._last_seq = last_seq
+        self._shipped = store.version     # newest version the stream acknowledged
+        self._fenced: str | None = None
+        self._uncertain = False
+        self._max = max(1024, link.max_payload - _HEADROOM)
+        self._cv = threading.Condition()
+        self._queue: deque[tuple[int, bytes]] = deque()
+        self._stop = False
+        self._snap_lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+        self.counters = {"published": 0, "groups": 0, "snapshots": 0}
+        self.last_snapshot: dict[str, Any] | None = None
+        self._snapshot_interval = snapshot_interval
+
+    # -- installation ---------------------------------------------------------------------
+
+    def install(self) -> None:
+        """Attach to the store; the caller holds the commit lock."""
+        store = self.store
+        if store.version != self._shipped:
+            raise ReplicaDiverged(f"store moved to version {store.version} while attaching to "
+                                  f"stream {self.link.stream!r} at {self._shipped}; retry")
+        store._replication = self
+        store._pre_apply = self.before_apply if self.ack == "sync" else self.enqueue
+        if self.ack == "async":
+            t = threading.Thread(target=self._ship_loop, name="tierdb-repl-shipper", daemon=True)
+            t.start()
+            self._threads.append(t)
+        if self._snapshot_interval:
+            t = threading.Thread(target=self._snapshot_loop, name="tierdb-repl-snapshots", daemon=True)
+            t.start()
+            self._threads.append(t)
+
+    # -- sync ---------------------------------------------------------------------------------
+
+    def _check_usable(self) -> None:
+        if self._fenced is not None:
+            raise FencedError(self._fenced)
+
+    def _encode(self, version: int, ts: float, batches: Any) -> bytes:
+        data = encode_commit(self.link.stream, self.lineage, self.node, version, ts, batches)
+        if len(data) > self._max:
+            raise CommitTooLarge(
+                f"commit {version} encodes to {len(data)} bytes, above the {self._max} bytes one "
+                f"JetStream message may carry on these servers (max_payload); split the "
+                "transaction or raise max_payload. Nothing was applied.")
+        return data
+
+    def _fence(self, why: str) -> FencedError:
+        self._fenced = (f"this store is no longer the primary of stream {self.link.stream!r}: {why}; "
+                        "the commit was applied nowhere. Open the store as a replica "
+                        "(engine.open_replica) or discard it")
+        return FencedError(self._fenced)
+
+    def before_apply(self, version: int, ts: float, batches: Any) -> None:
+        """The sync hook (under the commit lock): publish, wait for the quorum's ack."""
+        self._check_usable()
+        if self._uncertain or version != self._shipped + 1:
+            self._repair_locked(version)
+        data = self._encode(version, ts, batches)
+        try:
+            seq = self.link.publish(self.link.commit_subject, data, self._last_seq)
+        except WrongLastSequence:
+            raise self._fence("another store wrote to the stream (it was promoted)") from None
+        except ReplicationUnavailable as exc:
+            self._uncertain = True
+            raise ReplicationUnavailable(
+                f"commit {version} was not acknowledged by stream {self.link.stream!r} ({exc}); "
+                "it was not applied here, retry it (the next commit checks whether it reached "
+                "the stream)") from exc
+        self._last_seq = seq
+        self._shipped = version
+        self.counters["published"] += 1
+
+    def _resync(self) -> None:
+        """Learn the stream's end: the newest claim must be ours; adopt its last sequence and
+        the newest commit's version."""
+        link = self.link
+        _, last = link.info()
+        claim = link.last(link.claim_subject)
+        if claim is not None and decode_message(claim[1], claim[0]).writer != self.node:
+            raise self._fence(f"store {decode_message(claim[1], claim[0]).writer.hex()} claimed it")
+        top = link.last(link.commit_subject)
+        if top is not None:
+            m = decode_message(top[1], top[0])
+            if m.writer != self.node and (claim is None or top[0] > claim[0]):
+                raise self._fence(f"store {m.writer.hex()} wrote commit {m.version}")
+            self._shipped = max(self._shipped, m.version) if m.writer == self.node else self._shipped
+        self._last_seq = last
+
+    def _repair_locked(self, version: int) -> None:
+        """After an unacknowledged publish or a failed local apply: apply what reached the
+        stream, or find that nothing did. Raises ConflictError (retry) after applying."""
+        self._resync()
+        store = self.store
+        if self._shipped == version - 1:
+            self._uncertain = False
+            return
+        if self._shipped >= version:
+            link = self.link
+            first, last = link.info()
+            applier = Applier(store, link.stream, self.lineage, self.node,
+                              resume_seq(link, store.version, first, last) - 1)
+            while applier.seq < last:
+                r = link.get(applier.seq + 1)
+                if r is None:
+                    break
+                applier.handle(r[0], r[1], locked=True)
+            self._uncertain = False
+            raise ConflictError(
+                f"commits up to {store.version} reached stream {link.stream!r} although their "
+                "acknowledgement was lost; they are applied now: retry this transaction")
+        raise ReplicaDiverged(f"store is at {store.version} but stream {self.link.stream!r} ends at "
+                              f"version {self._shipped}: commits were lost; re-seed the stream")
+
+    # -- async --------------------------------------------------------------------------------
+
+    def enqueue(self, version: int, ts: float, batches: Any) -> None:
+        """The async hook (under the commit lock): queue the encoded commit."""
+        self._check_usable()
+        data = self._encode(version, ts, batches)
+        with self._cv:
+            self._queue.append((version, data))
+            self._cv.notify_all()
+
+    def _ship_loop(self) -> None:
+        link = self.link
+        while True:
+            with self._cv:
+                while not self._queue and not self._stop:
+                    self._cv.wait()
+                if not self._queue and self._stop:
+                    return
+                group = [self._queue[i] for i in range(min(_GROUP, len(self._queue)))]
+            try:
+                results = link.publish_many([(link.commit_subject, d) for _, d in group], self._last_seq)
+            except ReplicationUnavailable:
+                results = [ReplicationUnavailable("group not acknowledged")]
+            done = 0
+            trouble: BaseException | None = None
+            for (v, _), r in zip(group, results):
+                if isinstance(r, int):
+                    self._last_seq, self._shipped = r, v
+                    done += 1
+                else:
+                    trouble = r
+                    break
+            with self._cv:
+                for _ in range(done):
+                    self._queue.popleft()
+                self.counters["published"] += done
+                self.counters["groups"] += 1
+                self._cv.notify_all()
+            if trouble is None:
+                continue
+            if getattr(trouble, "err_code", None) in (10071, 10164):
+                self._fence("another store wrote to the stream (it was promoted)")
+                log.error("async replication of stream %s fenced: %s", link.stream, self._fenced)
+                with self._cv:
+                    self._cv.notify_all()
+                return
+            while not self._stop:   # the outcome is unknown: learn the stream's end, retry
+                time.sleep(0.2)
+                try:
+                    self._resync()
+                    break
+                except FencedError:
+                    with self._cv:
+                        self._cv.notify_all()
+                    return
+                except ReplicationUnavailable:
+                    continue
+            with self._cv:
+                while self._queue and self._queue[0][0] <= self._shipped:
+                    self._queue.popleft()
+
+    def lag(self) -> int:
+        """Commits applied here that the stream has not acknowledged yet."""
+        return max(0, self.store.version - self._shipped)
+
+    def flush(self, timeout: float = 30.0) -> bool:
+        """Wait until every queued commit is acknowledged (True) or ``timeout`` passed."""
+        end = time.monotonic() + timeout
+        with self._cv:
+            while self._queue and self._fenced is None:
+                left = end - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cv.wait(min(left, 0.1))
+        if self._fenced is not None:
+            raise FencedError(self._fenced)
+        return True
+
+    # -- snapshots ----------------------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        """Write the store's state to the snapshot bucket, then trim the stream's commits
+        below it. Returns ``{"version", "bytes", "records", "trimmed_below_seq"}``."""
+        with self._snap_lock:
+            self._check_usable()
+            store = self.store
+            if self.ack == "async":
+                self.flush()
+            with store.snapshot() as snap:   # holds the version against GC while dumping
+                v = snap.version
+                if v > self._shipped:
+                    raise ReplicationUnavailable(f"version {v} is not acknowledged by the stream yet")
+                records = dump_versions(store, v)
+                data = encode_snapshot(self.link.stream, self.lineage, self.node, v,
+                                       float(store._time.time_of(v) or time.time()) if v else 0.0,
+                                       records)
+            self.link.put_snapshot(data, self.replicas)
+            first, last = self.link.info()
+            cut = resume_seq(self.link, v, first, last)
+            self.link.purge_commits_below(cut)
+            self.counters["snapshots"] += 1
+            self.last_snapshot = {"version": v, "bytes": len(data), "records": len(records),
+                                  "trimmed_below_seq": cut}
+            return self.last_snapshot
+
+    def _snapshot_loop(self) -> None:
+        interval = float(self._snapshot_interval or 0)
+        last_v = -1
+        while True:
+            with self._cv:
+                if self._stop:
+                    return
+                self._cv.wait(interval)
+                if self._stop:
+                    return
+            if self.store.version != last_v and self._fenced is None:
+                try:
+                    last_v = int(self.snapshot()["version"])
+                except Exception as exc:  # noqa: BLE001 - a scheduled snapshot retries later
+                    log.warning("scheduled replication snapshot failed: %s", exc)
+
+    # -- status and shutdown ------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        return {"role": "primary", "stream": self.link.stream, "ack": self.ack,
+                "version": self.store.version, "shipped_version": self._shipped,
+                "lag": self.lag(), "last_seq": self._last_seq, "fenced": self._fenced is not None,
+                "node": self.node.hex(), "lineage": self.lineage.hex(), **self.counters}
+
+    def close(self) -> None:
+        """Ship what async replication still holds (bounded), stop threads, disconnect."""
+        if self.ack == "async" and self._fenced is None:
+            try:
+                self.flush(timeout=10.0)
+            except FencedError:
+                pass
+        with self._cv:
+            self._stop = True
+            self._cv.notify_all()
+        for t in self._threads:
+            t.join(timeout=15)
+        store = self.store
+        if store._replication is self:
+            store._pre_apply = None
+            store._replication = None
+        self.link.close()
+
+
+def claim_stream(link: Link, lineage: bytes, node: bytes, version: int, expected_last: int,
+                 reason: str) -> int:
+    """Publish a claim (this node is primary from here on); return its sequence.
+
+    Raises: WrongLastSequence (someone else wrote after ``expected_last``).
+    """
+    info = {"reason": reason, "host": socket.gethostname(), "pid": os.getpid()}
+    data = encode_claim(link.stream, lineage, node, version, time.time(), info)
+    return link.publish(link.claim_subject, data, expected_last)
+
+
+def start_primary(store: Any, *, servers: list[str], stream: str, replicas: int = 3,
+                  ack: str = "sync", timeout: float = 10.0,
+                  snapshot_interval: float | None = None) -> Primary:
+    """``store.replicate(...)``: attach ``store`` to ``stream`` as its primary.
+
+    A fresh stream is created and claimed (if the store already holds commits, a snapshot
+    is written so replicas can start). An existing stream must be this store's own, last
+    claimed by it; commits it holds above the store's version (acknowledged by JetStream but
+    lost locally by a crash) are applied first.
+    """
+    _check_args(ack, replicas)
+    if store._replication is not None:
+        raise ValueError("this store is already replicating (or is a replica); close it first")
+    if store._read_only is not None:
+        raise ReadOnlyError(store._read_only)
+    state = load_state(store.path)
+    if state is not None and state.stream != stream:
+        raise ValueError(f"store {store.path} replicates to stream {state.stream!r}, not {stream!r}")
+    if state is not None and state.role != "primary":
+        raise ReadOnlyError(f"store {store.path} is a replica of stream {state.stream!r}; open it "
+                            "with engine.open_replica and promote() it to make it primary")
+    link = Link(servers, stream, timeout=timeout)
+    link.connect()
+    try:
+        _, last = link.ensure_stream(replicas)
+        node = state.node_id if state is not None else os.urandom(8)
+        claim = link.last(link.claim_subject)
+        if claim is None:
+            if last != 0:
+                raise ForeignStream(f"stream {stream!r} holds messages but no tierdb claim: it "
+                                    "is written by something else; use a stream of its own")
+            lineage = os.urandom(16)
+            try:
+                seq = claim_stream(link, lineage, node, store.version, 0, "genesis")
+            except WrongLastSequence:
+                raise FencedError(f"another store claimed the new stream {stream!r} first") from None
+            save_state(store.path, ReplicationState(stream, "primary", node.hex(), lineage.hex(),
+                                                    list(servers)))
+            prim = Primary(store, link, lineage=lineage, node=node, last_seq=seq, ack=ack,
+                           replicas=replicas, snapshot_interval=snapshot_interval)
+        else:
+            m = decode_message(claim[1], claim[0])
+            if m.kind != KIND_CLAIM or m.stream != stream:
+                raise ForeignStream(f"stream {stream!r}'s claim message is not a tierdb claim for it")
+            if state is None or state.lineage_id != m.lineage:
+                raise ForeignStream(
+                    f"stream {stream!r} already replicates another store (lineage "
+                    f"{m.lineage.hex()}); open this store on a new stream, or open a replica of it")
+            if m.writer != node:
+                raise FencedError(
+                    f"stream {stream!r} was claimed by store {m.writer.hex()} at version "
+                    f"{m.version} (a promotion): this store is no longer its primary. Open it "
+                    "as a replica (engine.open_replica) or discard it")
+            # Our own stream: apply commits it acknowledged that this store lost (kill -9
+            # between JetStream's ack and the local apply), then check that we are level.
+            claims = load_claims(link)
+            first, last = link.info()
+            start = resume_seq(link, store.version, first, last)
+            writer = next((w for s, w, _ in reversed(claims) if s < start), None)
+            applier = Applier(store, stream, m.lineage, writer, start - 1)
+            applier.catch_up(link, last)
+            top = link.last(link.commit_subject)
+            if top is not None and decode_message(top[1], top[0]).version > store.version:
+                raise ReplicaDiverged(f"stream {stream!r} ends above version {store.version}")
+            if top is not None and decode_message(top[1], top[0]).version < store.version:
+                raise ReplicaDiverged(
+                    f"store is at version {store.version} but stream {stream!r} ends at "
+                    f"{decode_message(top[1], top[0]).version}: commits made with ack='async' "
+                    "were lost before shipping. Re-seed: open a replica from the stream, or "
+                    "replicate this store to a new stream")
+            prim = Primary(store, link, lineage=m.lineage, node=node, last_seq=last, ack=ack,
+                           replicas=replicas, snapshot_interval=snapshot_interval)
+        with store._commit_lock:
+            prim.install()
+    except BaseException:
+        link.close()
+        raise
+    if claim is None and store.version > 0:
+        prim.snapshot()   # replicas of a store with history start from this snapshot
+    return prim
