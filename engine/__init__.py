@@ -2,10 +2,15 @@
 
 from . import errors as errors
 from .drop_worker.retention import Retention as Retention
+from .backup import check_backup as check_backup
+from .backup import clone as clone
+from .backup import restore_backup as restore_backup
 from .errors import (
+    BackupError as BackupError,
     ClosedError as ClosedError,
     ConflictError as ConflictError,
     CorruptionError as CorruptionError,
+    DestinationExistsError as DestinationExistsError,
     EngineError as EngineError,
     FencedError as FencedError,
     FormatError as FormatError,
@@ -42,4 +47,5 @@ __all__ = [
     "ReadOnlyError", "LockedError", "FormatError", "SavepointError", "FencedError",
     "ManifestConflictError",
     "open_replica",
+    "restore_backup", "clone", "check_backup", "BackupError", "DestinationExistsError",
 ]

@@ -98,8 +98,9 @@ class _Progress:
     stderr is not a terminal, nothing is shown.
     """
 
-    def __init__(self, label: str) -> None:
+    def __init__(self, label: str, unit: str = "item") -> None:
         self.label = label
+        self.unit = unit
         self.bar: Any = None
 
     def __call__(self, done: int, total: int | None = None) -> None:
@@ -108,8 +109,8 @@ class _Progress:
                 from tqdm import tqdm
             except ImportError:
                 return
-            self.bar = tqdm(desc=self.label, total=total, unit="item", file=sys.stderr, disable=None,
-                            leave=False, dynamic_ncols=True)
+            self.bar = tqdm(desc=self.label, total=total, unit=self.unit, file=sys.stderr, disable=None,
+                            leave=False, dynamic_ncols=True, unit_scale=self.unit == "B")
         if total is not None and self.bar.total != total:
             self.bar.total = total
         self.bar.update(done - self.bar.n)
@@ -119,9 +120,9 @@ class _Progress:
             self.bar.close()
 
 
-def _progress(label: str) -> _Progress:
+def _progress(label: str, unit: str = "item") -> _Progress:
     """A maintenance progress reporter (see :class:`_Progress`)."""
-    return _Progress(label)
+    return _Progress(label, unit)
 
 
 # -- commands ------------------------------------------------------------------------------
@@ -319,9 +320,15 @@ def build_parser() -> argparse.ArgumentParser:
                             ("demote", "move old versions to the cold tier"),
                             ("gc", "garbage-collect versions no read point needs"),
                             ("compact", "compact the persistent tiers"),
-                            ("check", "verify checksums and invariants")):
+                            ("check", "verify a store's (or a backup's) checksums and invariants")):
         sp = sub.add_parser(name, help=help_text)
         with_path(sp); sp.set_defaults(func=_maintenance(name))
+        if name == "check":  # a store, or a backup directory / URL (engine/backup/cli.py)
+            from .backup.cli import check_command
+            sp.set_defaults(func=check_command(_maintenance(name), _progress))
+
+    from .backup.cli import add_backup_commands
+    add_backup_commands(sub, _progress)
 
     sub.add_parser("bench", add_help=False,
                    help="benchmark layouts beside peers (tierdb bench --help; tierdb bench compare OLD NEW)")

@@ -1105,6 +1105,22 @@ class Store:
                 out[t.name] = t.compact()  # type: ignore[attr-defined]
         return out
 
+    def backup(self, dest: str | os.PathLike[str], *, progress: Any = None,
+               **storage_options: Any) -> dict[str, Any]:
+        """Write a consistent, checksummed backup as of the current version to ``dest`` (an
+        empty or new directory, or an object-store URL) while commits continue. See
+        :func:`engine.backup.backup`; restore with ``engine.restore_backup``."""
+        from .backup import backup
+
+        return backup(self, dest, progress=progress, **storage_options)
+
+    def clone(self, dest: str | os.PathLike[str], *, version: int | None = None) -> dict[str, Any]:
+        """Create at ``dest`` a writable store whose history ends at ``version`` (default:
+        now), sharing immutable files by hard link. See :func:`engine.backup.clone`."""
+        from .backup.clone import clone_store
+
+        return clone_store(self, dest, version=version)
+
     def check(self) -> dict[str, Any]:
         """Verify every tier's invariants and band order. Raises CorruptionError."""
         self._check_open()
