@@ -12,9 +12,9 @@ from ...types import EntryKind
 from .compaction import carry_over, merge_table, plan
 from .core import TierCore
 from .drops import encode_drops
-from .manifest import ReplacedNotDurable, fsync_dir, write_atomic
+from .manifest import ReplacedNotDurable
 from .reader import Segment
-from .state import State, drop_name
+from .state import State
 from .writer import SegmentWriter
 
 MAX_DROP_FILES = 32
@@ -107,9 +107,7 @@ class Compactor(TierCore):
         out_seg: Segment | None = None
         try:
             if ws is not None:
-                out_seg = Segment(ws.path, out_no, self._cache, expect_size=ws.file_size,
-                                  expect_footer_crc=ws.footer_crc, expect_seq=out_seq)
-                fsync_dir(self.path)
+                out_seg = self._publish_segment(ws)
             with self._write_lock:
                 st2 = self._live()
                 gone = {s.file_no for s in inputs}
@@ -130,28 +128,30 @@ class Compactor(TierCore):
                 new_files: list[int] = []
                 if not carry.is_empty():
                     cno = self._alloc_file_no()
-                    write_atomic(self.path / drop_name(cno), encode_drops(cno, list(carry.groups())))
+                    self._put_drop_file(cno, encode_drops(cno, list(carry.groups())))
                     new_files.append(cno)
                 try:
-                    self._write_manifest(remaining, st2.tables, drop_floor=floor)
+                    self._write_manifest(remaining, st2.tables, drop_floor=floor, drop_files=new_files)
                 except ReplacedNotDurable:
                     # The new manifest is in place: its state is the live one (the output
                     # stays; the retired inputs are left for the next compaction to find).
                     self._state = State(tuple(remaining), st2.tables, carry, new_files)
                     self._changed()
                     raise
+                except BaseException as exc:
+                    for no in new_files:
+                        self._abandon_drop_file(no, exc)
+                    raise
                 self._state = State(tuple(remaining), st2.tables, carry, new_files)
                 self._changed()
-        except BaseException:  # the output is not live: remove it, then re-raise
+        except BaseException as exc:  # the output is not live: remove it, then re-raise
             if ws is not None and (self._state is None or out_seg is None
                                    or out_seg not in self._state.segments):
-                self._unlink_quiet(ws.path)
+                self._abandon_segment(ws, exc)
             raise
+        self._settled([out_seg] if out_seg is not None else [], new_files)
         # The new manifest is durable: now the retired files may go.
-        for s in inputs:
-            self._unlink_quiet(s.path)
-        for no in old_drop_files:
-            self._unlink_quiet(self.path / drop_name(no))
+        self._retire(inputs, old_drop_files)
         self._cache.discard_files(gone)
         bytes_in = sum(s.file_size for s in inputs)
         bytes_out = ws.file_size if ws is not None else 0
@@ -170,8 +170,14 @@ class Compactor(TierCore):
         """Fold every live drop file into one (writer lock held)."""
         old = list(st.drop_files)
         no = self._alloc_file_no()
-        write_atomic(self.path / drop_name(no), encode_drops(no, list(st.drops.groups())))
-        self._write_manifest(st.segments, st.tables, drop_floor=max(old))
+        self._put_drop_file(no, encode_drops(no, list(st.drops.groups())))
+        try:
+            self._write_manifest(st.segments, st.tables, drop_floor=max(old), drop_files=[no])
+        except ReplacedNotDurable:
+            raise
+        except BaseException as exc:
+            self._abandon_drop_file(no, exc)
+            raise
+        self._settled(drop_nos=[no])
         self._state = State(st.segments, st.tables, st.drops, [no])
-        for n in old:
-            self._unlink_quiet(self.path / drop_name(n))
+        self._retire([], old)

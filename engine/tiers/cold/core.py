@@ -19,12 +19,27 @@ from ...errors import ClosedError, LockedError, StorageIOError
 from ...types import EntryKind
 from .block import parse_block
 from .cache import BlockCache
-from .manifest import (MANIFEST_NAME, Manifest, ReplacedNotDurable, SegmentRef, encode_manifest,
-                       write_atomic)
+from .manifest import (
+    MANIFEST_NAME,
+    Manifest,
+    ReplacedNotDurable,
+    SegmentRef,
+    encode_manifest,
+    fsync_dir,
+    write_atomic,
+)
+from .objstore import ObjectStoreClient
 from .options import ColdOptions
 from .reader import Segment
-from .state import State, recover
-from .writer import BlockHook, segment_name
+from .remote import (
+    RemoteFiles,
+    RemoteRecovered,
+    drop_object,
+    recover_remote,
+    segment_object,
+)
+from .state import Recovered, State, drop_name, recover
+from .writer import BlockHook, WrittenSegment, segment_name
 
 
 class TierCore:
@@ -59,8 +74,15 @@ class TierCore:
             os.close(self._lock_fd)
             raise LockedError(f"cold tier {self.path} is open elsewhere (LOCK is held); close "
                               "the other user first") from None
+        self._remote: RemoteFiles | None = None
         try:
-            rec = recover(self.path, self._cache)
+            rec: Recovered | RemoteRecovered
+            if self.options.url is None:
+                rec = recover(self.path, self._cache)
+            else:
+                client = ObjectStoreClient(self.options.url, self.options.storage_options)
+                self._remote = RemoteFiles(client, self.path, self.options.disk_cache_bytes)
+                rec = recover_remote(self.path, self._remote, self._cache, self._retire_objects)
         except BaseException:  # release the lock, then re-raise whatever it was
             os.close(self._lock_fd)
             raise
@@ -77,8 +99,13 @@ class TierCore:
         return st
 
     def _write_manifest(self, segments: Sequence[Segment], tables: frozenset[EntryKind],
-                        drop_floor: int | None = None) -> None:
-        """Durably replace the manifest (writer lock held)."""
+                        drop_floor: int | None = None, drop_files: Sequence[int] | None = None) -> None:
+        """Durably replace the manifest (writer lock held).
+
+        ``drop_files``: the live drop files the new manifest names (object-store tiers only;
+        default: the current state's). Raises (object store) ManifestConflictError,
+        ManifestUncertain; (local) ReplacedNotDurable, StorageIOError.
+        """
         m = self._manifest
         new = Manifest(
             generation=m.generation + 1,
@@ -88,12 +115,93 @@ class TierCore:
             segments=[SegmentRef(s.file_no, s.seq, s.file_size, s.footer_crc) for s in segments],
             tables=sorted(tables),
         )
+        remote = self._remote
+        if remote is not None:
+            st = self._state
+            new.drop_files = sorted(drop_files if drop_files is not None
+                                    else (st.drop_files if st is not None else []))
+            remote.replace_manifest(new)
+            self._manifest = new
+            return
         try:
             write_atomic(self.path / MANIFEST_NAME, encode_manifest(new))
         except ReplacedNotDurable:
             self._manifest = new  # it is the manifest on disk now
             raise
         self._manifest = new
+
+    # -- files: a local directory or an object store ------------------------------------
+
+    def _publish_segment(self, ws: WrittenSegment) -> Segment:
+        """Make the finished segment ``ws`` readable and durable (not yet live: the manifest
+        names it next). Local: open it, fsync the directory. Object store: upload it, then
+        open it by range. On failure nothing is left to clean up."""
+        remote = self._remote
+        if remote is None:
+            seg = Segment(ws.path, ws.file_no, self._cache, expect_size=ws.file_size,
+                          expect_footer_crc=ws.footer_crc, expect_seq=ws.seq)
+            fsync_dir(self.path)
+            return seg
+        name = remote.upload_segment(ws)
+        try:
+            return remote.open_segment(ws.file_no, ws.file_size, ws.footer_crc, ws.seq, self._cache)
+        except BaseException as exc:
+            remote.abandon([name], exc)
+            raise
+
+    def _abandon_segment(self, ws: WrittenSegment, exc: BaseException) -> None:
+        """The manifest naming ``ws`` did not become live (``exc`` says why): remove it,
+        unless its fate is uncertain (an object-store manifest put that may have landed)."""
+        remote = self._remote
+        if remote is None:
+            self._unlink_quiet(ws.path)
+            return
+        self._unlink_quiet(ws.path)  # the staged copy, if the upload never happened
+        remote.abandon([segment_object(ws.file_no)], exc)
+
+    def _put_drop_file(self, no: int, data: bytes) -> None:
+        """Write drop file ``no`` (immutable; live once listed/named, see drops.py)."""
+        remote = self._remote
+        if remote is None:
+            write_atomic(self.path / drop_name(no), data)
+        else:
+            remote.put_new(drop_object(no), data)
+
+    def _abandon_drop_file(self, no: int, exc: BaseException) -> None:
+        """An object-store drop file whose manifest did not become live: remove it."""
+        if self._remote is not None:
+            self._remote.abandon([drop_object(no)], exc)
+
+    def _settled(self, segments: Sequence[Segment] = (), drop_nos: Sequence[int] = ()) -> None:
+        """The manifest naming these new files is live (object store bookkeeping)."""
+        if self._remote is not None:
+            self._remote.settled([segment_object(s.file_no) for s in segments]
+                                 + [drop_object(no) for no in drop_nos])
+
+    def _retire(self, segments: Sequence[Segment], drop_nos: Sequence[int]) -> None:
+        """Remove files the durable manifest no longer names (after the swap)."""
+        if self._remote is None:
+            for s in segments:
+                self._unlink_quiet(Path(s.path))
+            for no in drop_nos:
+                self._unlink_quiet(self.path / drop_name(no))
+            return
+        self._retire_objects([segment_object(s.file_no) for s in segments]
+                             + [drop_object(no) for no in drop_nos])
+
+    def _retire_objects(self, names: list[str]) -> None:
+        """Delete object-store objects no manifest of this tier names any more (retired by
+        compaction, or garbage found on open). The one place objects are deleted: a clone
+        sharing these objects by reference would hook here."""
+        remote = self._remote
+        assert remote is not None
+        for name in names:
+            try:
+                remote.client.delete(name)
+            except StorageIOError:
+                pass  # still unreferenced: the next open sweeps it
+            if name.startswith("seg/"):
+                remote.ranges.drop_file(int(name[4:16]))
 
     def _cache_filler(self, file_no: int) -> BlockHook | None:
         """The writer hook that parses each block of segment ``file_no`` into the cache as
@@ -103,7 +211,9 @@ class TierCore:
         cache = self._cache
         if not self.options.cache_on_write or cache.capacity == 0:
             return None
-        path = self.path / segment_name(file_no)
+        path: Path | str = self.path / segment_name(file_no)
+        if self._remote is not None:
+            path = self._remote.display(segment_object(file_no))
         put = cache.put
 
         def fill(b: int, offset: int, raw: bytes) -> None:

@@ -43,6 +43,9 @@ __all__ = [
     "FOOTER",
     "FOOTER_MAGIC",
     "FORMAT_VERSION",
+    "MANIFEST_DROP_COUNT",
+    "MANIFEST_DROP_FILE",
+    "MANIFEST_DROP_LIST",
     "MANIFEST_HEADER",
     "MANIFEST_MAGIC",
     "MANIFEST_SEGMENT",
@@ -109,9 +112,22 @@ FLAG_DICTIONARY: Final = 1
 # --- manifest -------------------------------------------------------------------------------
 
 MANIFEST_HEADER: Final = struct.Struct("<8sHHIQQQQII")
-"""magic, format_version, flags (0), nsegments, generation, next_file_no, next_seq,
-drop_floor, ntables, reserved (0)."""
+"""magic, format_version, flags (0 or MANIFEST_DROP_LIST), nsegments, generation,
+next_file_no, next_seq, drop_floor, ntables, reserved (0)."""
 assert MANIFEST_HEADER.size == 56
+
+MANIFEST_DROP_LIST: Final = 1
+"""MANIFEST flag: after the tables come MANIFEST_DROP_COUNT and one MANIFEST_DROP_FILE per
+live drop file (object-store cold tiers: a drop file is live only when the manifest names
+it, so a writer that loses the manifest race leaves nothing live behind)."""
+
+MANIFEST_DROP_COUNT: Final = struct.Struct("<I4x")
+"""Number of drop files listed, (pad)."""
+assert MANIFEST_DROP_COUNT.size == 8
+
+MANIFEST_DROP_FILE: Final = struct.Struct("<Q")
+"""A live drop file's number."""
+assert MANIFEST_DROP_FILE.size == 8
 
 MANIFEST_SEGMENT: Final = struct.Struct("<QQQII")
 """file_no, seq, file_size, footer_crc (binds the manifest to the exact file), reserved."""

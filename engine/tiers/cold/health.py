@@ -9,6 +9,7 @@ from .compaction import merge_table
 from .core import TierCore
 from .drops import DropIndex, decode_drops
 from .manifest import MANIFEST_NAME, SegmentRef, decode_manifest
+from .remote import MANIFEST_OBJECT
 from .state import State, drop_name
 from .writer import ENTRY_OVERHEAD
 
@@ -23,26 +24,36 @@ class Health(TierCore):
         Raises:
             CorruptionError: names the file and offset of the first damaged record.
         """
+        remote = self._remote
         with self._write_lock:
             st = self._live()
-            mpath = self.path / MANIFEST_NAME
-            try:
-                data = mpath.read_bytes()
-            except OSError as exc:
-                raise StorageIOError(f"cannot read {mpath}: {exc}") from exc
+            mpath: object = self.path / MANIFEST_NAME
+            if remote is not None:
+                mpath = remote.display(MANIFEST_OBJECT)
+                data = remote.client.get(MANIFEST_OBJECT).data
+            else:
+                try:
+                    data = (self.path / MANIFEST_NAME).read_bytes()
+                except OSError as exc:
+                    raise StorageIOError(f"cannot read {mpath}: {exc}") from exc
             m = decode_manifest(data, mpath)
             want = [SegmentRef(s.file_no, s.seq, s.file_size, s.footer_crc) for s in st.segments]
-            if m.segments != want or frozenset(m.tables) != st.tables:
+            if m.segments != want or frozenset(m.tables) != st.tables or (
+                    remote is not None and m.drop_files != sorted(st.drop_files)):
                 raise CorruptionError("cold manifest on disk disagrees with the open tier",
                                       path=mpath, offset=0)
             rebuilt = DropIndex()
             for no in st.drop_files:
-                p = self.path / drop_name(no)
-                try:
-                    ddata = p.read_bytes()
-                except OSError as exc:
-                    raise CorruptionError(f"cold drop file unreadable: {exc}", path=p, offset=0) from None
-                for g in decode_drops(ddata, p, no):
+                if remote is not None:
+                    groups = remote.get_drops(no)
+                else:
+                    p = self.path / drop_name(no)
+                    try:
+                        ddata = p.read_bytes()
+                    except OSError as exc:
+                        raise CorruptionError(f"cold drop file unreadable: {exc}", path=p, offset=0) from None
+                    groups = decode_drops(ddata, p, no)
+                for g in groups:
                     rebuilt.add_group(g)
             if rebuilt.nonempty() != st.drops.nonempty() or rebuilt.cleared != st.drops.cleared:
                 raise CorruptionError("cold drop files disagree with the in-memory drop list",
@@ -56,6 +67,8 @@ class Health(TierCore):
             seg.check()
         try:
             self._cache.check()
+            if remote is not None:
+                remote.ranges.check()
         except ValueError as exc:
             raise CorruptionError(f"cold block cache: {exc}") from None
 
@@ -116,4 +129,18 @@ class Health(TierCore):
             "cache_capacity": cache.capacity,
             "dictionary_segments": sum(1 for s in st.segments if s.has_dict),
             **self._counters,
+            **self._remote_stats(),
         }
+
+    def _remote_stats(self) -> dict[str, Any]:
+        """Object-store counters (requests, bytes, retries) and the on-disk range cache's
+        hits and misses; ``cache_hit_rate`` is the share of block reads answered by either
+        cache (memory or disk) without asking the object store."""
+        remote = self._remote
+        if remote is None:
+            return {}
+        out: dict[str, Any] = {"cold_url": remote.display("").rstrip("/"), **remote.stats()}
+        hits = self._cache.hits + out["disk_cache_hits"]
+        asked = self._cache.hits + self._cache.misses
+        out["cache_hit_rate"] = round(min(hits, asked) / asked, 4) if asked else 0.0
+        return out

@@ -24,6 +24,9 @@ from ...types import EntryKind
 from .format import (
     CRC,
     FORMAT_VERSION,
+    MANIFEST_DROP_COUNT,
+    MANIFEST_DROP_FILE,
+    MANIFEST_DROP_LIST,
     MANIFEST_HEADER,
     MANIFEST_MAGIC,
     MANIFEST_SEGMENT,
@@ -62,6 +65,8 @@ class Manifest:
 
     ``segments`` are ordered newest first (seq descending). ``drop_floor``: drop files
     numbered <= it were folded into segments or into a newer drop file and are garbage.
+    ``drop_files``: None for a local directory (live drop files are found by listing it);
+    for an object-store tier the list of live drop-file numbers (MANIFEST_DROP_LIST).
     """
 
     generation: int = 0
@@ -70,17 +75,22 @@ class Manifest:
     drop_floor: int = 0
     segments: list[SegmentRef] = field(default_factory=list)
     tables: list[EntryKind] = field(default_factory=list)
+    drop_files: list[int] | None = None
 
 
 def encode_manifest(m: Manifest) -> bytes:
     """Serialise ``m``. O(segments + tables)."""
-    parts = [MANIFEST_HEADER.pack(MANIFEST_MAGIC, FORMAT_VERSION, 0, len(m.segments), m.generation,
+    flags = 0 if m.drop_files is None else MANIFEST_DROP_LIST
+    parts = [MANIFEST_HEADER.pack(MANIFEST_MAGIC, FORMAT_VERSION, flags, len(m.segments), m.generation,
                                   m.next_file_no, m.next_seq, m.drop_floor, len(m.tables), 0)]
     for s in m.segments:
         parts.append(MANIFEST_SEGMENT.pack(s.file_no, s.seq, s.file_size, s.footer_crc, 0))
     for t in sorted(m.tables):
         tag, ident = table_code(t)
         parts.append(MANIFEST_TABLE.pack(tag, ident))
+    if m.drop_files is not None:
+        parts.append(MANIFEST_DROP_COUNT.pack(len(m.drop_files)))
+        parts.extend(MANIFEST_DROP_FILE.pack(no) for no in sorted(m.drop_files))
     body = b"".join(parts)
     return body + CRC.pack(crc32(body))
 
@@ -100,7 +110,7 @@ def decode_manifest(data: bytes, path: object) -> Manifest:
         raise CorruptionError(
             f"cold manifest checksum mismatch over bytes 0..{len(data)}: the file is damaged; "
             "restore it from a backup", path=path, offset=0)
-    (magic, version, _flags, nseg, generation, next_file_no, next_seq, drop_floor, ntables,
+    (magic, version, flags, nseg, generation, next_file_no, next_seq, drop_floor, ntables,
      _res) = MANIFEST_HEADER.unpack_from(body, 0)
     if magic != MANIFEST_MAGIC:
         raise FormatError("not a tierdb cold manifest (bad magic)", path=path, offset=0)
@@ -108,7 +118,15 @@ def decode_manifest(data: bytes, path: object) -> Manifest:
         raise FormatError(
             f"cold manifest format version {version} is not supported (this tierdb reads "
             f"version {FORMAT_VERSION}); upgrade tierdb", path=path, offset=0)
+    if flags & ~MANIFEST_DROP_LIST:
+        raise FormatError(f"cold manifest has unknown flags {flags:#x}; upgrade tierdb", path=path, offset=0)
     want = MANIFEST_HEADER.size + nseg * MANIFEST_SEGMENT.size + ntables * MANIFEST_TABLE.size
+    ndrops = 0
+    if flags & MANIFEST_DROP_LIST:
+        if len(body) < want + MANIFEST_DROP_COUNT.size:
+            raise CorruptionError("cold manifest drop list truncated", path=path, offset=want)
+        (ndrops,) = MANIFEST_DROP_COUNT.unpack_from(body, want)
+        want += MANIFEST_DROP_COUNT.size + ndrops * MANIFEST_DROP_FILE.size
     if want != len(body):
         raise CorruptionError(f"cold manifest length {len(body)} does not match its counts ({want})",
                               path=path, offset=0)
@@ -130,6 +148,17 @@ def decode_manifest(data: bytes, path: object) -> Manifest:
         tag, ident = MANIFEST_TABLE.unpack_from(body, off)
         m.tables.append(table_from_code(tag, ident, path, off))
         off += MANIFEST_TABLE.size
+    if flags & MANIFEST_DROP_LIST:
+        off += MANIFEST_DROP_COUNT.size
+        drops: list[int] = []
+        for _ in range(ndrops):
+            (no,) = MANIFEST_DROP_FILE.unpack_from(body, off)
+            if no <= drop_floor or no >= next_file_no or (drops and no <= drops[-1]):
+                raise CorruptionError(f"cold manifest drop-file entry {no} inconsistent",
+                                      path=path, offset=off)
+            drops.append(no)
+            off += MANIFEST_DROP_FILE.size
+        m.drop_files = drops
     return m
 
 

@@ -217,10 +217,16 @@ class ObjectStoreClient:
 
     @staticmethod
     def _transient(exc: BaseException) -> bool:
-        from obstore.exceptions import (AlreadyExistsError, InvalidPathError, NotFoundError,
-                                        NotSupportedError, PermissionDeniedError,
-                                        PreconditionError, UnauthenticatedError,
-                                        UnknownConfigurationKeyError)
+        from obstore.exceptions import (
+            AlreadyExistsError,
+            InvalidPathError,
+            NotFoundError,
+            NotSupportedError,
+            PermissionDeniedError,
+            PreconditionError,
+            UnauthenticatedError,
+            UnknownConfigurationKeyError,
+        )
         if isinstance(exc, (AlreadyExistsError, InvalidPathError, NotFoundError, NotSupportedError,
                             PermissionDeniedError, PreconditionError, UnauthenticatedError,
                             UnknownConfigurationKeyError, FileNotFoundError, ValueError, TypeError)):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 __all__ = ["ColdOptions"]
 
@@ -37,6 +39,14 @@ class ColdOptions:
         compact_max_merge: most segments one merge takes (32).
         compact_size_ratio: an older segment joins a run when it is at most this many times
             the run's total size (1.0).
+        url: None (default) keeps segments, drop files and the manifest in the tier's
+            directory. An object-store URL (``s3://bucket/prefix``, ``gs://``, ``az://``,
+            ``file:///dir``, ``memory://name``) keeps them there instead, and the tier's
+            directory holds only its LOCK and the on-disk range cache (remote.py).
+        storage_options: passed to ``obstore`` for ``url`` (endpoint, region, credentials,
+            ``allow_http``); never written anywhere by tierdb.
+        disk_cache_bytes: byte budget of the on-disk range cache of an object-store tier
+            (512 MiB; 0 disables it: every block cache miss is a ranged GET).
     """
 
     block_size: int = 16 * 1024
@@ -49,6 +59,9 @@ class ColdOptions:
     compact_min_merge: int = 4
     compact_max_merge: int = 32
     compact_size_ratio: float = 1.0
+    url: str | None = None
+    storage_options: Mapping[str, Any] | None = None
+    disk_cache_bytes: int = 512 * 1024 * 1024
 
     def __post_init__(self) -> None:
         def bad(what: str) -> ValueError:
@@ -74,3 +87,14 @@ class ColdOptions:
             raise bad("compact_max_merge must be an int >= compact_min_merge")
         if not isinstance(self.compact_size_ratio, (int, float)) or self.compact_size_ratio <= 0:
             raise bad(f"compact_size_ratio must be > 0, got {self.compact_size_ratio!r}")
+        if self.url is not None:
+            from .objstore import check_url
+            try:
+                object.__setattr__(self, "url", check_url(self.url))
+            except ValueError as exc:
+                raise bad(f"url: {exc}") from None
+        if self.storage_options is not None and not isinstance(self.storage_options, Mapping):
+            raise bad(f"storage_options must be a mapping, got {type(self.storage_options).__name__}")
+        if isinstance(self.disk_cache_bytes, bool) or not isinstance(self.disk_cache_bytes, int) or \
+                self.disk_cache_bytes < 0:
+            raise bad(f"disk_cache_bytes must be an int >= 0, got {self.disk_cache_bytes!r}")

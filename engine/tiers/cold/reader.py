@@ -21,20 +21,20 @@ open descriptor keeps an unlinked file readable.
 
 from __future__ import annotations
 
-import os
 import struct
 import sys
 import threading
 import weakref
 from array import array
 from bisect import bisect_left, bisect_right
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from operator import neg
 from pathlib import Path
+from typing import TypeVar
 
 import zstandard as zstd
 
-from ...errors import CorruptionError, FormatError, StorageIOError
+from ...errors import CorruptionError, FormatError
 from ...types import EntryKind
 from . import rowscan
 from .block import BlockView, DecodedBlock, decode_block, parse_block
@@ -54,11 +54,13 @@ from .format import (
     table_from_code,
 )
 from .rowscan import BlockRows, Candidate
+from .source import FileSource, SegmentSource
 from .writer import BLOCK_CONTINUES, ENTRY_OVERHEAD, table_seed
 
 __all__ = ["BlockRows", "Candidate", "Segment", "TableRange"]
 
 _BIG = sys.byteorder == "big"
+_T = TypeVar("_T")
 
 
 class TableRange:
@@ -121,35 +123,36 @@ class Segment:
     _dict: zstd.ZstdCompressionDict | None
     tables: dict[EntryKind, TableRange]
 
-    def __init__(self, path: Path, file_no: int, cache: BlockCache, *,
+    def __init__(self, path: Path | str, file_no: int, cache: BlockCache, *,
                  expect_size: int | None = None, expect_footer_crc: int | None = None,
-                 expect_seq: int | None = None) -> None:
+                 expect_seq: int | None = None, source: SegmentSource | None = None) -> None:
         self.path = path
         self.file_no = file_no
         self._cache = cache
         self._local = threading.local()
+        src: SegmentSource = FileSource(Path(path)) if source is None else source
+        self._src = src
+        self._finalizer = weakref.finalize(self, src.close)
         try:
-            fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-        except FileNotFoundError:
-            raise CorruptionError("cold segment named by the manifest is missing", path=path,
-                                  offset=None) from None
-        except OSError as exc:
-            raise StorageIOError(f"cannot open cold segment {path}: {exc}") from exc
-        self._fd = fd
-        self._finalizer = weakref.finalize(self, os.close, fd)
-        try:
-            self._open(expect_size, expect_footer_crc, expect_seq)
+            self._refetching(lambda: self._open(expect_size, expect_footer_crc, expect_seq))
         except BaseException:  # close the descriptor, then re-raise whatever it was
             self._finalizer()
             raise
 
+    def _refetching(self, fn: Callable[[], _T]) -> _T:
+        """Run ``fn``; if it finds damage in bytes a cache served, drop them and run it once
+        more from the source of truth (a damaged cache is not a damaged segment)."""
+        try:
+            return fn()
+        except CorruptionError:
+            if not self._src.forget_cached():
+                raise
+            return fn()
+
     # -- opening -------------------------------------------------------------------------
 
     def _pread(self, n: int, off: int) -> bytes:
-        try:
-            data = os.pread(self._fd, n, off)
-        except OSError as exc:
-            raise StorageIOError(f"cannot read cold segment {self.path} at {off}: {exc}") from exc
+        data = self._src.pread(n, off)
         if len(data) != n:
             raise CorruptionError(f"cold segment truncated: wanted {n} bytes at {off}, got {len(data)}",
                                   path=self.path, offset=off)
@@ -166,10 +169,7 @@ class Segment:
         without touching the attributes concurrent readers use.
         """
         t = self if t is None else t
-        try:
-            size = os.fstat(self._fd).st_size
-        except OSError as exc:
-            raise StorageIOError(f"cannot stat cold segment {self.path}: {exc}") from exc
+        size = self._src.size()
         if expect_size is not None and size != expect_size:
             raise self._corrupt(f"file is {size} bytes but the manifest says {expect_size} "
                                 "(truncated or replaced)", min(size, expect_size))
@@ -318,7 +318,7 @@ class Segment:
                 record (block, meta, footer) that is wrong.
         """
         scratch = _Scratch()
-        self._open(self.file_size, self.footer_crc, self.seq, scratch)
+        self._refetching(lambda: self._open(self.file_size, self.footer_crc, self.seq, scratch))
         nentries = nkeys = raw_bytes = 0
         vmin: int | None = None
         vmax = 0
@@ -385,7 +385,12 @@ class Segment:
         return d
 
     def read_raw(self, b: int) -> bytes:
-        """Read, verify and decompress block ``b`` (no cache). Raises CorruptionError."""
+        """Read, verify and decompress block ``b`` (no block cache; a remote segment's bytes
+        may come from the on-disk range cache, refetched once if they fail their checksum).
+        Raises CorruptionError."""
+        return self._refetching(lambda: self._read_raw(b))
+
+    def _read_raw(self, b: int) -> bytes:
         off = self.offsets[b]
         data = self._pread(self.offsets[b + 1] - off, off)
         mv = memoryview(data)

@@ -16,9 +16,8 @@ from ...types import EntryKind, RawEntry, as_bytes, check_version
 from ..base import DropBatches, SetBatches
 from .compactor import Compactor
 from .drops import DropGroup, encode_drops
-from .manifest import ReplacedNotDurable, fsync_dir, write_atomic
-from .reader import Segment
-from .state import State, drop_name
+from .manifest import ReplacedNotDurable
+from .state import State
 from .writer import ENTRY_OVERHEAD, SegmentWriter
 
 
@@ -102,9 +101,7 @@ class Writes(Compactor):
                 raise
             assert ws is not None
             try:
-                seg = Segment(ws.path, file_no, self._cache, expect_size=ws.file_size,
-                              expect_footer_crc=ws.footer_crc, expect_seq=seq)
-                fsync_dir(self.path)
+                seg = self._publish_segment(ws)
                 self._next_seq = seq + 1
                 segments = (seg, *st.segments)
                 self._write_manifest(segments, new_tables)
@@ -114,10 +111,11 @@ class Writes(Compactor):
                 self._state = State(segments, new_tables, st.drops, st.drop_files)
                 self._changed()
                 raise
-            except BaseException:  # the segment is not live: remove it, then re-raise
+            except BaseException as exc:  # the segment is not live: remove it, then re-raise
                 self._next_seq = seq
-                self._unlink_quiet(ws.path)
+                self._abandon_segment(ws, exc)
                 raise
+            self._settled([seg])
             self._state = State(segments, new_tables, st.drops, st.drop_files)
             self._counters["segments_written"] += 1
             self._counters["bytes_written"] += ws.file_size
@@ -139,7 +137,14 @@ class Writes(Compactor):
     def _write_drop_file(self, st: State, groups: list[DropGroup]) -> None:
         """Persist ``groups`` as one drop file and apply them (writer lock held)."""
         no = self._alloc_file_no()
-        write_atomic(self.path / drop_name(no), encode_drops(no, groups))
+        self._put_drop_file(no, encode_drops(no, groups))
+        if self._remote is not None:  # live only once the manifest names it
+            try:
+                self._write_manifest(st.segments, st.tables, drop_files=[*st.drop_files, no])
+            except BaseException as exc:
+                self._abandon_drop_file(no, exc)
+                raise
+            self._settled(drop_nos=[no])
         for g in groups:
             st.drops.add_group(g)
         st.drop_files.append(no)
