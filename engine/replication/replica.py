@@ -183,11 +183,11 @@ class ReplicaStore(Store):
             link, applier = f.link, f.applier
             end = time.monotonic() + timeout
             while True:
-                _, last = link.info()
-                applier.catch_up(link, last)
-                if applier.lineage is None:
-                    raise ReplicationError(f"stream {link.stream!r} has no primary yet; nothing to promote")
                 try:
+                    _, last = link.info()
+                    applier.catch_up(link, last)
+                    if applier.lineage is None:
+                        raise ReplicationError(f"stream {link.stream!r} has no primary yet; nothing to promote")
                     seq = claim_stream(link, applier.lineage, self._node, self.version, last, "promote")
                     break
                 except WrongLastSequence:
@@ -195,6 +195,13 @@ class ReplicaStore(Store):
                         raise ReplicationUnavailable(
                             f"stream {link.stream!r} kept moving for {timeout:g} s: the old "
                             "primary is still committing; stop it or retry") from None
+                except ReplicationUnavailable:
+                    # a NATS node or the stream leader is gone: the cluster elects another
+                    # (seconds); a claim that did land is caught up by the next round, where
+                    # it shows as our own message before ``last``
+                    if time.monotonic() > end:
+                        raise
+                    time.sleep(0.2)
             state = load_state(self.path) or ReplicationState(link.stream, "replica", self._node.hex())
             state.role, state.lineage, state.promoted_at = "primary", applier.lineage.hex(), self.version
             save_state(self.path, state)
