@@ -16,6 +16,7 @@ Notes: thread safety
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import fcntl
 import json
 import logging
@@ -25,7 +26,7 @@ import struct
 import threading
 import time
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from operator import itemgetter
 from pathlib import Path
 from typing import Any
@@ -160,7 +161,10 @@ class Store:
                  layout: Layout | str | None = None, retention: Retention | None = None,
                  durability: str = "normal", max_txn_entries: int = 1_000_000,
                  max_txn_bytes: int = 1 << 30, conflict_window: int = 10_000,
-                 gc_interval: float = 10.0, changefeed: bool | None = None) -> None:
+                 gc_interval: float = 10.0, changefeed: bool | None = None,
+                 storage_options: Mapping[str, Any] | None = None) -> None:
+        # Object-store options for a layout's cold_url (credentials: kept in memory only).
+        self._storage_options = dict(storage_options or {})
         if durability not in DURABILITY_MODES:
             raise ValueError(f"durability must be one of {', '.join(DURABILITY_MODES)}, got {durability!r}")
         if changefeed is not None and not isinstance(changefeed, bool):
@@ -242,6 +246,7 @@ class Store:
             try:
                 _write_marker(path, {"format": STORE_FORMAT_VERSION, "layout": layout.name,
                                      "created": time.time(),
+                                     **({"cold_url": layout.cold_url} if layout.cold_url else {}),
                                      **({"changefeed": True} if self._changefeed else {})})
                 self.layout = layout
                 self._open_parts(path, layout)
@@ -252,7 +257,14 @@ class Store:
                 raise
             return
         stored = meta.get("layout")
-        layout = layout_arg or Layout.parse(str(stored))
+        stored_url = meta.get("cold_url")
+        layout = layout_arg or Layout.parse(str(stored), cold_url=stored_url)
+        if layout.cold_url is None and stored_url is not None:
+            layout = dataclasses.replace(layout, cold_url=stored_url)  # remembered by the store
+        if layout.cold_url != stored_url:
+            raise ValueError(
+                f"store {path} keeps its cold tier at {stored_url or '<store>/cold'}; open it "
+                f"with that cold_url (or none) rather than {layout.cold_url or '<store>/cold'}")
         if stored != layout.name:
             raise ValueError(
                 f"store {path} was created with layout {stored!r}; open it with that layout "
@@ -319,9 +331,13 @@ class Store:
                                       sync_writes=self.durability == "sync"))
             elif name == "cold":
                 from .tiers.cold import ColdTier
-                tiers.append(ColdTier(path / "cold", block_size=layout.block_size,
+                remote: dict[str, Any] = {} if layout.cold_url is None else {
+                    "url": layout.cold_url, "storage_options": self._storage_options,
+                    "disk_cache_bytes": layout.cold_disk_cache_bytes}
+                tiers.append(ColdTier(path / ("cold" if layout.cold_url is None else "cold-cache"),
+                                      block_size=layout.block_size,
                                       zstd_level=layout.zstd_level, cache_bytes=layout.cold_cache_bytes,
-                                      bloom_bits_per_key=layout.bloom_bits_per_key))
+                                      bloom_bits_per_key=layout.bloom_bits_per_key, **remote))
 
     def _warm(self) -> Any:
         for t in self._tiers:

@@ -57,6 +57,13 @@ class Layout:
             point reads (a cache of latest values beside warm; 0 disables it). Layouts with
             hot and warm only.
         background: run the background mover thread.
+        cold_url: None keeps the cold tier in ``<store>/cold/``. An object-store URL
+            (``s3://bucket/prefix``, ``gs://...``, ``az://...``, ``file:///dir``,
+            ``memory://name``) keeps cold segments and the cold manifest there; the store
+            directory then holds only a range cache in ``<store>/cold-cache/``. Remembered
+            by the store (credentials never are: pass ``storage_options`` to
+            ``engine.open``).
+        cold_disk_cache_bytes: byte budget of ``cold-cache/`` (512 MiB), LRU-evicted.
     """
 
     tiers: tuple[str, ...] = ("hot", "warm", "cold")
@@ -74,6 +81,8 @@ class Layout:
     warm_write_buffer_bytes: int = 16 << 20
     hot_cache_bytes: int = 32 << 20
     background: bool = True
+    cold_url: str | None = None
+    cold_disk_cache_bytes: int = 512 << 20
 
     def __post_init__(self) -> None:
         tiers = tuple(self.tiers)
@@ -95,6 +104,14 @@ class Layout:
             raise ValueError(f"zstd_level must be in 1..22, got {self.zstd_level}")
         if self.demotion_age_versions < 0 or self.flush_lag_versions < 0:
             raise ValueError("demotion_age_versions and flush_lag_versions must be >= 0")
+        object.__setattr__(self, "cold_disk_cache_bytes", parse_size(self.cold_disk_cache_bytes))
+        if self.cold_disk_cache_bytes < 0:
+            raise ValueError("cold_disk_cache_bytes must be >= 0")
+        if self.cold_url is not None:
+            if "cold" not in tiers:
+                raise ValueError(f"cold_url needs a layout with a cold tier, not {'+'.join(tiers)!r}")
+            from ..tiers.cold.objstore import check_url
+            object.__setattr__(self, "cold_url", check_url(self.cold_url))
 
     @classmethod
     def parse(cls, text: str, **knobs: Any) -> Layout:
