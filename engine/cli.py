@@ -330,6 +330,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .backup.cli import add_backup_commands
     add_backup_commands(sub, _progress)
 
+    from .replication.cli import add_replication_commands
+    add_replication_commands(sub)
+
     sub.add_parser("bench", add_help=False,
                    help="benchmark layouts beside peers (tierdb bench --help; tierdb bench compare OLD NEW)")
 
