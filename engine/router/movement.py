@@ -177,6 +177,7 @@ class Mover:
             raise ValueError(f"demotion policy must be 'history' or 'age', got {policy!r}")
         with self._move_lock:
             c = self._version() if cutoff is None else min(cutoff, self._version())
+            flushed = self._flushed_w  # every version <= this was in warm before this pass
             moved = 0
             chunk: dict[EntryKind, list[RawEntry]] = {}
             chunk_n = 0
@@ -195,6 +196,7 @@ class Mover:
                 moved += self._demote_chunk(chunk)
                 progress(moved, None)
             self._note_cold_skip(c if policy == "history" else 0)
+            self._note_settled(min(c, flushed) if policy == "history" else 0)
             self._last_full_demote = time.monotonic()
             if c >= self._rewrites_upto:
                 self._rewrites = 0
@@ -273,6 +275,25 @@ class Mover:
             self.warm.write_entries({}, sync=True, meta={COLD_SKIP_META: U64.pack(new)})
             self._cold_skip = new
             self.router.cold_skip_from = new or None
+
+    def _note_settled(self, through: int) -> None:
+        """Tell the hot tier how far its clean copies prove "nothing older in warm".
+
+        After a "history" demotion at C, a key whose newest version c was in warm when the
+        pass began (c <= the flushed watermark) and is <= C keeps c in warm and has every
+        older version in cold; later flushes only add versions above that watermark, so the
+        fact stays true. A clean copy is a key's newest version, so a read below a clean copy
+        at or under ``through`` goes straight to cold (:data:`~engine.tiers.base.BOTTOM_ONLY`).
+        Not persisted: a reopened store has no clean copies of versions that old. An "age"
+        demotion (0) switches it off, like the cold skip.
+        """
+        hot: Any = self.hot
+        if hot is None or not hasattr(hot, "settled_through"):
+            return
+        if through == 0 or self._cold_skip == 0:
+            hot.settled_through = 0
+        else:
+            hot.settled_through = max(hot.settled_through, through)
 
     def _demote_chunk(self, chunk: dict[EntryKind, list[RawEntry]]) -> int:
         self.cold.write_entries(chunk)

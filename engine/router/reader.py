@@ -27,7 +27,7 @@ from collections.abc import Callable, Iterator, Sequence
 from operator import itemgetter
 from typing import Any
 
-from ..tiers.base import TierStorage
+from ..tiers.base import BOTTOM_ONLY, TierStorage
 from ..types import Bound, EntryKind, RangeCursor, RawEntry
 
 __all__ = ["Router", "MergedScan", "ScanEpochs", "ScanIterator"]
@@ -344,6 +344,9 @@ class Router:
         for get_or in lookups:
             val = get_or(table, key, version, _MISSING)
             if val is not _MISSING:
+                if val is BOTTOM_ONLY:  # the tiers in between hold nothing <= version
+                    i = len(lookups)
+                    break
                 self.reads_served[i] += 1
                 return val  # type: ignore[no-any-return]
             i += 1
@@ -359,10 +362,13 @@ class Router:
         out: list[bytes | None] = [None] * len(keys)
         tiers = self.tiers_for(version)
         pending = list(range(len(keys)))
+        bottom: list[int] = []  # keys only the bottom tier can answer (BOTTOM_ONLY)
         last = len(tiers) - 1
         for ti, tier in enumerate(tiers):
+            if ti == last and bottom:
+                pending = sorted(pending + bottom)
             if not pending:
-                break
+                continue
             ks = [keys[i] for i in pending] if len(pending) != len(keys) else keys
             if ti == last:
                 many = getattr(tier, "get_many", None)
@@ -372,11 +378,14 @@ class Router:
                 self.reads_served[ti] += len(pending)
                 break
             rest: list[int] = []
+            skipped = len(bottom)
             three_way = getattr(tier, "get_or_many", None)
             if three_way is not None:
                 for i, val in zip(pending, three_way(table, ks, version, _MISSING)):
                     if val is _MISSING:
                         rest.append(i)
+                    elif val is BOTTOM_ONLY:
+                        bottom.append(i)
                     else:
                         out[i] = val
             else:
@@ -387,7 +396,7 @@ class Router:
                         rest.append(i)
                     else:
                         out[i] = e.value
-            self.reads_served[ti] += len(pending) - len(rest)
+            self.reads_served[ti] += len(pending) - len(rest) - (len(bottom) - skipped)
             pending = rest
         return out
 

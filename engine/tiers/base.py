@@ -16,12 +16,18 @@ from typing import Any, Protocol, runtime_checkable
 
 from ..types import Bound, EntryKind, RangeBatch, RangeCursor, RawEntry
 
-__all__ = ["TierStorage", "SetBatches", "DropBatches", "DEFAULT_BATCH_SIZE", "finish_page"]
+__all__ = ["TierStorage", "SetBatches", "DropBatches", "DEFAULT_BATCH_SIZE", "BOTTOM_ONLY",
+           "finish_page"]
 
 SetBatches = Mapping[EntryKind, Sequence[tuple[bytes, "bytes | None"]]]
 DropBatches = Mapping[EntryKind, Sequence[tuple[bytes, int]]]
 
 DEFAULT_BATCH_SIZE = 1024
+
+# A three-way point read's answer (``get_or``) meaning "no version <= the read version here,
+# and none in any tier between this one and the bottom one either": the read cascade goes
+# straight to the bottom tier. Only the hot tier gives it (see HotTier.settled_through).
+BOTTOM_ONLY: Any = type("BottomOnly", (), {"__repr__": lambda self: "BOTTOM_ONLY"})()
 
 
 def finish_page(cursor: RangeCursor, rows: list[RawEntry], has_more: bool) -> RangeBatch:

@@ -19,6 +19,13 @@ is the one warm would give. Ranges, ``iter_versions``, ``get_all_versions`` and 
 budget of unflushed data (:attr:`HotTier.bytes`) ignore them. Whoever removes a key's
 newest version below the hot tier (a forced drop, an erase) calls :meth:`forget_clean`.
 
+A clean copy also answers reads *older* than itself, in part: movement sets
+:attr:`HotTier.settled_through` to the cutoff C of the last "history" demotion, after which
+a key whose newest version c is <= C keeps c in warm and every older version in cold. A
+read below c of a key whose clean copy is such a c therefore has nothing to find in warm:
+``get_or`` answers :data:`~engine.tiers.base.BOTTOM_ONLY` and the cascade skips warm's seek
+(bench_peers "get old": half of the old reads are of rewritten keys).
+
 Notes: thread safety
     One writer at a time (``set``/``drop``/``clear_table`` take ``self._lock``); point reads
     take no lock. An in-order ``set`` on a :class:`_Chain` appends the value before the
@@ -44,7 +51,7 @@ from sortedcontainers import SortedList
 
 from ..errors import ClosedError, CorruptionError, InvalidKeyError
 from ..types import Bound, EntryKind, RangeBatch, RangeCursor, RawEntry, as_bytes
-from .base import DropBatches, SetBatches, finish_page
+from .base import BOTTOM_ONLY, DropBatches, SetBatches, finish_page
 
 __all__ = ["HotTier"]
 
@@ -166,6 +173,9 @@ class HotTier:
     def __init__(self, clean_budget: int = 0) -> None:
         self._tables: dict[EntryKind, _Table] = {}
         self.clean_budget = clean_budget  # bytes of clean copies to keep (0: none)
+        # Set by movement: every key whose newest version c is <= this keeps c in the tier
+        # below and all its older versions in the bottom tier (0: unknown, never skip).
+        self.settled_through = 0
         # The table the last get() used, read and written as one tuple (atomic under the
         # GIL); reset whenever a table object is replaced or removed.
         self._last: tuple[EntryKind | None, _Table | None] = _NO_TABLE
@@ -243,8 +253,11 @@ class HotTier:
             if type(key) is not bytes:
                 return self.get_or(table, as_bytes(key), version, missing)  # raises for str etc.
         cc = t.clean.get(key)  # type: ignore[union-attr]
-        if cc is not None and cc[0] <= version:
-            return cc[1]
+        if cc is not None:
+            if cc[0] <= version:
+                return cc[1]
+            if cc[0] <= self.settled_through:  # older versions are all in the bottom tier
+                return BOTTOM_ONLY
         return missing
 
     def get(self, table: EntryKind, key: bytes, version: int) -> bytes | None:
@@ -292,9 +305,13 @@ class HotTier:
             return [missing] * len(keys)
         out: list[Any] = [missing] * len(keys)
         if t.clean:  # clean copies first: a key's own versions below override them
+            settled = self.settled_through
             for i, cc in enumerate(map(t.clean.get, keys)):
-                if cc is not None and cc[0] <= version:
-                    out[i] = cc[1]
+                if cc is not None:
+                    if cc[0] <= version:
+                        out[i] = cc[1]
+                    elif cc[0] <= settled:
+                        out[i] = BOTTOM_ONLY
         if t.chains:
             get_or = self.get_or
             for i, c in enumerate(map(t.chains.get, keys)):

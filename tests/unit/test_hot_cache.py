@@ -123,3 +123,74 @@ def test_a_partial_flush_retires_the_older_clean_copy():
     assert h.lookup_many(T, [b"k"], 7) == [None]
     assert h.get_or(T, b"k", 9, missing) == b"v9"
     h.check()
+
+
+def test_old_reads_of_settled_keys_skip_warm_and_answer_like_it(tmp_path):
+    """After flush + "history" demotion, a read below a key's clean copy goes straight to cold
+    (warm holds nothing older): the answers equal a store without clean copies."""
+    s = _open(tmp_path / "db")
+    ref = _open(tmp_path / "ref", hot_cache_bytes=0)
+    keys = [b"k%03d" % i for i in range(60)]
+    for r in range(3):
+        for db in (s, ref):
+            with db.begin() as tx:
+                for i, k in enumerate(keys):
+                    if r == 0 or i % (r + 1) == 0:
+                        tx.set(T, k, b"v%d.%d" % (r, i))
+                    elif r == 2 and i % 5 == 1:
+                        tx.remove(T, k)
+    for db in (s, ref):
+        db.flush()
+        db.demote()
+    warm = s._router.tiers[1]
+    asked = []
+    lookups = s._router._chain_all[0]
+    warm_get_or = lookups[1]
+
+    def counted_get_or(table, key, version, missing):
+        asked.append(key)
+        return warm_get_or(table, key, version, missing)
+
+    lookups[1] = counted_get_or
+    many = warm.get_or_many if hasattr(warm, "get_or_many") else warm.lookup_many
+    name = "get_or_many" if hasattr(warm, "get_or_many") else "lookup_many"
+
+    def counted_many(table, ks, version, *rest):
+        asked.extend(ks)
+        return many(table, ks, version, *rest)
+
+    setattr(warm, name, counted_many)
+    skipped = 0
+    for version in range(1, s.version + 1):
+        want = [ref.get(T, k, version) for k in keys]
+        assert [s.get(T, k, version) for k in keys] == want
+        assert s.get_many(T, keys, version) == want
+        skipped += sum(1 for k in keys if ref.history(T, k)[0][0] > version)
+    # Reads at or above a key's newest version are answered by its clean copy; reads below
+    # it (a third of them here) skip warm, which holds nothing older: warm is never asked.
+    assert skipped > 0
+    assert asked == []
+    s.close()
+    ref.close()
+
+
+def test_a_flush_after_the_demotion_does_not_hide_older_warm_versions(tmp_path):
+    """A version committed before a demotion but flushed after it: the key's previous warm
+    version was not moved to cold, so reads below the new clean copy must still ask warm."""
+    s = _open(tmp_path / "db")
+    with s.begin() as tx:
+        tx.set(T, b"k", b"one")
+    v1 = tx.version
+    s.flush()
+    with s.begin() as tx:
+        tx.set(T, b"k", b"two")
+    s.demote()          # cutoff covers "two", which is still in hot: "one" stays in warm
+    s.flush()           # "two" goes to warm; its clean copy is the key's newest version
+    assert s._router.tiers[0].stats()["clean_keys"] == 1
+    assert s.get(T, b"k", version=v1) == b"one"
+    assert s.get_many(T, [b"k"], version=v1) == [b"one"]
+    s.demote()          # now "one" goes to cold, and the skip applies
+    assert s.get(T, b"k", version=v1) == b"one"
+    assert s.get_many(T, [b"k"], version=v1) == [b"one"]
+    s.check()
+    s.close()
