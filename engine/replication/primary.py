@@ -214,18 +214,15 @@ class Primary:
                 self._cv.notify_all()
             if trouble is None:
                 continue
-            if getattr(trouble, "err_code", None) in (10071, 10164):
-                self._fence("another store wrote to the stream (it was promoted)")
-                log.error("async replication of stream %s fenced: %s", link.stream, self._fenced)
-                with self._cv:
-                    self._cv.notify_all()
-                return
-            while not self._stop:   # the outcome is unknown: learn the stream's end, retry
+            # A wrong last sequence, a timeout or a lost connection: the stream's end decides
+            # (a claim by another store fences this one; otherwise resume after what landed).
+            while not self._stop:
                 time.sleep(0.2)
                 try:
                     self._resync()
                     break
                 except FencedError:
+                    log.error("async replication of stream %s fenced: %s", link.stream, self._fenced)
                     with self._cv:
                         self._cv.notify_all()
                     return

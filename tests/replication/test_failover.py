@@ -136,3 +136,32 @@ def test_resumed_old_primary_is_fenced_and_its_writes_are_nowhere(
         for s in (replica, other):
             if s is not None:
                 s.close()
+
+
+def test_async_primary_reports_lag_and_is_fenced_after_a_promotion(
+        cluster: Cluster, stream_name: str, tmp_path: Path) -> None:
+    p = engine.open(tmp_path / "p")
+    p.replicate(cluster.urls, stream_name, replicas=3, ack="async")
+    r = engine.open_replica(tmp_path / "r", servers=cluster.urls, stream=stream_name)
+    try:
+        for i in range(200):
+            with p.begin() as tx:
+                tx.set(T, b"k%d" % (i % 7), b"v%d" % i)
+        assert 0 <= p.replication_lag() <= 200
+        assert p._replication.flush(20) and p.replication_lag() == 0
+        assert r.wait_for(200, 20)
+        r.promote()
+        with r.begin() as tx:
+            tx.set(T, b"k0", b"new")
+        # the old primary applies locally, then its shipper meets the claim: fenced
+        with pytest.raises(engine.FencedError):
+            for _ in range(200):
+                with p.begin() as tx:
+                    tx.set(T, b"zombie", b"1")
+                time.sleep(0.05)
+        assert r.get(T, b"zombie") is None and r.get(T, b"k0") == b"new"
+        with pytest.raises(engine.FencedError):
+            p.replication_snapshot()
+    finally:
+        r.close()
+        p.close()
