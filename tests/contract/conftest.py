@@ -37,6 +37,14 @@ def _factories() -> list[TierFactory]:
         pass
     else:
         out.append(TierFactory("cold", lambda p: ColdTier(p / "cold"), True))
+        # The same tier with its segments and manifest in an object store (cold-cache/ is
+        # the local range cache): memory:// private to the test's directory, and file://.
+        out.append(TierFactory(
+            "cold-memory",
+            lambda p: ColdTier(p / "cold-cache", url="memory://contract" + str(p).replace("/", "_")),
+            True))
+        out.append(TierFactory("cold-file",
+                               lambda p: ColdTier(p / "cold-cache", url=f"file://{p}/bucket"), True))
     return out
 
 

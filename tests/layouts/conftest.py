@@ -1,14 +1,13 @@
 from __future__ import annotations
 
 import pytest
-
-LAYOUTS = ["memory", "warm", "hot+warm", "hot+warm+cold", "warm+cold"]
+from layout_params import LAYOUTS, layout_spec
 
 
 def _open_store(path, layout, **kw):
     import engine
 
-    kw.setdefault("layout", engine.Layout.parse(layout, background=False))
+    kw.setdefault("layout", engine.Layout.parse(layout_spec(layout, path), background=False))
     return engine.open(path / "db", **kw)
 
 

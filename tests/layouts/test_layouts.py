@@ -6,6 +6,7 @@ import random
 import threading
 
 import pytest
+from layout_params import COLD_LAYOUTS, layout_name, layout_spec
 
 import engine
 from engine import Bound, EntryKind, Retention
@@ -64,7 +65,7 @@ def test_layout_basic_time_travel(tmp_path, layout, open_store):
     rng = random.Random(1)
     model: dict = {}
     with open_store(tmp_path, layout) as s:
-        assert s.layout.name == layout
+        assert s.layout.name == layout_name(layout)
         fill(s, rng, model)
         verify(s, model, rng)
         s.flush()
@@ -87,7 +88,7 @@ def test_layout_basic_time_travel(tmp_path, layout, open_store):
         verify(s, model, rng)
 
 
-@pytest.mark.parametrize("layout", ["hot+warm+cold", "warm+cold"])
+@pytest.mark.parametrize("layout", COLD_LAYOUTS)
 def test_history_demotion_leaves_latest_in_upper_tiers(tmp_path, layout, open_store):
     with open_store(tmp_path, layout) as s:
         for i in range(10):
@@ -147,7 +148,7 @@ def test_gc_reclaims_in_every_tier(tmp_path, layout, open_store):
 
 
 def test_snapshot_readers_stable_during_background_movement(tmp_path, layout, open_store):
-    lay = engine.Layout.parse(layout, flush_interval=0.01, demote_interval=0.01,
+    lay = engine.Layout.parse(layout_spec(layout, tmp_path), flush_interval=0.01, demote_interval=0.01,
                               demotion_age_versions=0, background=True)
     with engine.open(tmp_path / "db", layout=lay) as s:
         rng = random.Random(5)
@@ -189,7 +190,7 @@ def test_snapshot_readers_stable_during_background_movement(tmp_path, layout, op
         s.check()
 
 
-@pytest.mark.parametrize("layout", ["hot+warm+cold", "warm+cold"])
+@pytest.mark.parametrize("layout", COLD_LAYOUTS)
 def test_latest_reads_skip_cold_after_history_demotion(tmp_path, layout, open_store):
     with open_store(tmp_path, layout) as s:
         for i in range(6):
@@ -222,7 +223,7 @@ def test_latest_reads_skip_cold_after_history_demotion(tmp_path, layout, open_st
         assert s.get(T, b"j0") == b"x"
 
 
-@pytest.mark.parametrize("layout", ["hot+warm+cold", "warm+cold"])
+@pytest.mark.parametrize("layout", COLD_LAYOUTS)
 def test_scan_open_across_movement_and_close(tmp_path, layout, open_store):
     """A scan still open when the store closes leaves a moved band's upper copy in place;
     closing and reopening stays correct and the next movement settles it."""
