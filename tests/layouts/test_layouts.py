@@ -11,7 +11,6 @@ from layout_params import COLD_LAYOUTS, layout_name, layout_spec
 import engine
 from engine import Bound, EntryKind, Retention
 
-
 T = EntryKind.source(1)
 
 
