@@ -77,7 +77,8 @@ class Image:
     ``version``: the version the image opens at; ``source_version``: the store's version
     when it was taken; ``flushed``: the warm tier's flushed watermark (0 without one);
     ``linked``/``copied``: files and bytes shared by hard link or written anew;
-    ``foreign``: store entries this tierdb does not know (copied, or listed when skipped).
+    ``foreign``: store entries this tierdb does not know (copied, or listed when skipped);
+    ``cold_max_version``: the newest version any captured cold segment holds.
     """
 
     root: Path
@@ -86,6 +87,7 @@ class Image:
     layout: str
     warm_first: bool
     flushed: int = 0
+    cold_max_version: int = 0
     linked_files: int = 0
     linked_bytes: int = 0
     copied_files: int = 0
@@ -311,6 +313,8 @@ def _link_cold(cold: Any, dst: Path, img: Image) -> None:
             raise StorageIOError(f"cannot read {mpath}: {exc.strerror or exc}") from exc
         m = decode_manifest(raw, mpath)
         names = [segment_name(ref.file_no) for ref in m.segments]
+        # The live segments' version ranges (the tier's private state, read under its lock).
+        img.cold_max_version = max((s.max_version for s in cold._live().segments), default=0)
         for name in sorted(os.listdir(src)):
             dm = DROP_RE.match(name)
             if dm and int(dm.group(1)) > m.drop_floor:

@@ -146,20 +146,19 @@ def _trim(root: Path, img: Image) -> dict[str, int]:
     and set warm's version metadata to it."""
     v = img.version
     removed = {"warm": 0, "cold": 0}
-    if (root / "warm").is_dir():
+    top = img.source_version if img.warm_first else img.flushed
+    if (root / "warm").is_dir() and top > v:  # else: nothing above v, metadata already right
         from ..tiers.warm import WarmTier
 
         warm = WarmTier(root / "warm")
         try:
-            top = img.source_version if img.warm_first else img.flushed
             meta: dict[bytes, bytes | None] = {}
-            if top > v:
-                removed["warm"] = _drop_above(warm, v)
-                raw = warm.get_meta(COLD_SKIP_META)
-                if removed["warm"] and raw is not None and _U64.unpack(raw)[0] > v:
-                    # Reads at versions >= C skip cold because warm kept every cold key's
-                    # newest version <= C; the trim may have removed some of those.
-                    meta[COLD_SKIP_META] = _U64.pack(0)
+            removed["warm"] = _drop_above(warm, v)
+            raw = warm.get_meta(COLD_SKIP_META)
+            if removed["warm"] and raw is not None and _U64.unpack(raw)[0] > v:
+                # Reads at versions >= C skip cold because warm kept every cold key's
+                # newest version <= C; the trim may have removed some of those.
+                meta[COLD_SKIP_META] = _U64.pack(0)
             if img.warm_first:
                 meta[VERSION_META] = _U64.pack(v)
             else:
@@ -167,14 +166,12 @@ def _trim(root: Path, img: Image) -> dict[str, int]:
             warm.write_entries({}, sync=True, meta=meta)
         finally:
             warm.close()
-    if (root / "cold").is_dir():
+    if (root / "cold").is_dir() and img.cold_max_version > v:
         from ..tiers.cold import ColdTier
 
         cold = ColdTier(root / "cold")
         try:
-            # Segment version ranges (private state) say whether any trim is needed at all.
-            if any(seg.max_version > v for seg in cold._live().segments):
-                removed["cold"] = _drop_above(cold, v)
+            removed["cold"] = _drop_above(cold, v)
         finally:
             cold.close()
     return removed

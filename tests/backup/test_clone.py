@@ -44,6 +44,9 @@ def test_clone_reads_equal_source_at_every_version(tmp_path: Path, layout: str) 
             assert result["version"] == v and result["source_version"] == top
             if "cold" in layout:
                 assert result["linked_files"] > 0 and result["linked_bytes"] > 0
+            if v == 5:  # versions above 5 had reached warm (and cold): they are trimmed
+                assert result["trimmed_versions"]["warm"] > 0
+                assert ("cold" not in layout) or result["trimmed_versions"]["cold"] > 0
             with engine.open(dest) as c:
                 assert c.version == v
                 assert c.layout.name == layout
