@@ -182,30 +182,18 @@ class ReplicaStore(Store):
             f.stop()
             link, applier = f.link, f.applier
             end = time.monotonic() + timeout
-            while True:
-                try:
-                    _, last = link.info()
-                    applier.catch_up(link, last)
-                    if applier.lineage is None:
-                        raise ReplicationError(f"stream {link.stream!r} has no primary yet; nothing to promote")
-                    seq = claim_stream(link, applier.lineage, self._node, self.version, last, "promote")
-                    break
-                except WrongLastSequence:
-                    if time.monotonic() > end:
-                        raise ReplicationUnavailable(
-                            f"stream {link.stream!r} kept moving for {timeout:g} s: the old "
-                            "primary is still committing; stop it or retry") from None
-                except ReplicationUnavailable:
-                    # a NATS node or the stream leader is gone: the cluster elects another
-                    # (seconds); a claim that did land is caught up by the next round, where
-                    # it shows as our own message before ``last``
-                    if time.monotonic() > end:
-                        raise
-                    time.sleep(0.2)
+            # Short attempts: a request in flight on a connection to a dead node gets no
+            # answer at all, so waiting the link's full bound per call would only add to the
+            # failover time; the loop retries on the reconnected connection instead.
+            bound, link.timeout = link.timeout, min(link.timeout, 2.0)
+            try:
+                seq = self._claim(link, applier, end, timeout)
+            finally:
+                link.timeout = bound
             state = load_state(self.path) or ReplicationState(link.stream, "replica", self._node.hex())
-            state.role, state.lineage, state.promoted_at = "primary", applier.lineage.hex(), self.version
+            state.role, state.lineage, state.promoted_at = "primary", applier.lineage.hex(), self.version  # type: ignore[union-attr]
             save_state(self.path, state)
-            prim = Primary(self, link, lineage=applier.lineage, node=self._node, last_seq=seq,
+            prim = Primary(self, link, lineage=applier.lineage, node=self._node, last_seq=seq,  # type: ignore[arg-type]
                            ack=ack, replicas=replicas, snapshot_interval=snapshot_interval)
             with self._commit_lock:
                 self._replication = None
@@ -215,6 +203,28 @@ class ReplicaStore(Store):
             log.info("store %s promoted to primary of stream %s at version %d", self.path,
                      link.stream, self.version)
             return self
+
+    def _claim(self, link: Link, applier: Applier, end: float, timeout: float) -> int:
+        """Catch up to the stream's end and publish the claim there; retry until ``end``."""
+        while True:
+            try:
+                _, last = link.info()
+                applier.catch_up(link, last)
+                if applier.lineage is None:
+                    raise ReplicationError(f"stream {link.stream!r} has no primary yet; nothing to promote")
+                return claim_stream(link, applier.lineage, self._node, self.version, last, "promote")
+            except WrongLastSequence:
+                if time.monotonic() > end:
+                    raise ReplicationUnavailable(
+                        f"stream {link.stream!r} kept moving for {timeout:g} s: the old "
+                        "primary is still committing; stop it or retry") from None
+            except ReplicationUnavailable:
+                # a NATS node or the stream leader is gone: the cluster elects another
+                # (seconds); a claim that did land is caught up by the next round, where
+                # it shows as our own message before ``last``
+                if time.monotonic() > end:
+                    raise
+                time.sleep(0.2)
 
 
 def open_replica(path: str | os.PathLike[str] | None, *, servers: list[str], stream: str,
