@@ -8,6 +8,8 @@ from .backup import restore_backup as restore_backup
 from .errors import (
     BackupError as BackupError,
     ClosedError as ClosedError,
+    ChangefeedDisabled as ChangefeedDisabled,
+    ChangesTrimmed as ChangesTrimmed,
     ConflictError as ConflictError,
     CorruptionError as CorruptionError,
     DestinationExistsError as DestinationExistsError,
@@ -27,6 +29,8 @@ from .errors import (
     TransactionTooLarge as TransactionTooLarge,
     TransactionTooOld as TransactionTooOld,
 )
+from .mvcc.changefeed import Change as Change
+from .mvcc.changefeed import Consumer as Consumer
 from .router.layout import Layout as Layout
 from .store import Store as Store
 from .store import open as open
@@ -40,6 +44,7 @@ from .types import RawEntry as RawEntry
 __version__ = "0.1.0"
 
 __all__ = [
+    "Change", "Consumer", "ChangesTrimmed", "ChangefeedDisabled",
     "open", "Store", "Layout", "Retention", "EntryKind", "Bound", "RawEntry", "RangeBatch",
     "RangeCursor", "errors", "EngineError", "ConflictError", "TransactionTooOld",
     "TransactionTooLarge", "TransactionClosed", "FutureVersionError", "HistoryUnavailable",

@@ -1,0 +1,769 @@
+"""The change feed (CDC): every commit of an opted-in store, durable, in version order.
+
+A store opened with ``engine.open(path, changefeed=True)`` registers a :class:`ChangeFeed` as
+a commit observer. The feed keeps its own append-only, checksummed log under
+``<store>/changes/`` (``feed-<first version, 20 digits>.log`` segments framed like the commit
+log, plus a ``STATE`` file holding the trimmed floor and the durable consumers; formats in
+docs/FORMATS.md), because the commit log is retired as soon as a flush moves its versions to
+the warm tier.
+
+Durability: a commit is in the feed iff it is in the store.
+
+* Layouts with a commit log (hot tier first): the feed buffers records in memory and writes
+  them in chunks; a commit the feed lost in a crash is still in the commit log, whose replay
+  re-feeds it on the next open (:meth:`ChangeFeed.recovered`). The feed is written and
+  fsynced before any commit-log file is retired (:meth:`ChangeFeed.guard`), so the log never
+  forgets a record the feed has not made durable.
+* Warm-first layouts (no commit log): each record is written (and, under ``"sync"``,
+  fdatasynced) right after RocksDB applied the commit, under the commit lock. The only gap a
+  kill -9 can leave is the commit in flight; recovery rebuilds missing versions from the
+  tiers (:func:`scan_commits`).
+* Feed records above the recovered store version (possible only under ``"none"``, whose
+  commits a crash may lose) are truncated on open.
+
+Retention: the feed keeps every change above its *floor*. With durable consumers the floor
+follows the lowest consumer position; without consumers it follows the store's history floor
+(``engine.Retention``; keep-everything keeps the whole feed). Whole segments at or below the
+floor are deleted when the floor moves (on ``ack``, consumer removal and segment rotation).
+Reading below the floor raises :class:`~engine.errors.ChangesTrimmed`.
+
+Notes: thread safety
+    :meth:`ChangeFeed.observe` runs under the store's commit lock; it takes the feed's own
+    lock, which readers, :meth:`sync`, consumers and trimming share. Readers hold the feed
+    lock only to take a consistent view (segment list, bytes on disk, in-memory tail); they
+    read files and yield outside it, so they never block committers for long.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import struct
+import threading
+import time
+import zlib
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from ..errors import ChangesTrimmed, ClosedError, CorruptionError, FormatError, InvalidKeyError, StorageIOError
+from ..types import Bound, EntryKind
+from .commitlog import REC_HEADER, decode_batches, encode_batches
+from .pins import atomic_write
+
+__all__ = ["Change", "ChangeFeed", "Consumer", "scan_commits", "FEED_DIR"]
+
+log = logging.getLogger("tierdb.changefeed")
+
+FEED_DIR = "changes"
+FEED_MAGIC = b"TIERDBCF"
+FEED_FORMAT_VERSION = 1
+# magic, format version, crc32 of the first 12 bytes
+FEED_HEADER = struct.Struct("<8sII")
+assert FEED_HEADER.size == 16
+_FILE_HEADER = FEED_HEADER.pack(FEED_MAGIC, FEED_FORMAT_VERSION,
+                                zlib.crc32(FEED_MAGIC + struct.pack("<I", FEED_FORMAT_VERSION)))
+# Records: REC_HEADER (payload length, crc32 of payload) + an encode_batches payload, whose
+# first 8 bytes are the little-endian u64 version (read without decoding the rest).
+_VERSION = struct.Struct("<Q")
+STATE_NAME = "STATE"
+STATE_MAGIC = b"TIERDBFS"
+STATE_FORMAT_VERSION = 1
+# magic, format version, payload length, crc32 of payload (payload: canonical JSON)
+STATE_HEADER = struct.Struct("<8sIII")
+assert STATE_HEADER.size == 20
+
+SEGMENT_BYTES = 16 << 20   # rotate the active segment past this size
+TAIL_RECORDS = 256         # buffered records (commit-log layouts) before a write
+
+Writes = dict[EntryKind, list[tuple[bytes, "bytes | None"]]]
+
+
+class Change(NamedTuple):
+    """One commit as the change feed reports it.
+
+    ``writes`` is ``{EntryKind: [(key, value or None), ...]}``: every row the commit wrote
+    (``None`` is a tombstone), per table, in the order the transaction wrote them (rows the
+    feed rebuilt from the tiers after a crash come in key order).
+    """
+
+    version: int
+    time: float
+    writes: Writes
+
+
+def _name_of(first: int) -> str:
+    return f"feed-{first:020d}.log"
+
+
+def _check_name(name: object) -> str:
+    if not isinstance(name, str) or not name:
+        raise InvalidKeyError(f"consumer name must be a non-empty str, got {name!r}")
+    return name
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def scan_commits(router: Any, lo: int, hi: int) -> list[tuple[int, float | None, Writes]]:
+    """Rebuild the writes of versions ``lo < v <= hi`` from the tiers (crash gap filling).
+
+    Scans every table at ``hi`` (tombstones included) and reads the history of each key whose
+    newest version is above ``lo``. Versions GC already removed cannot come back; rows come in
+    key order. O(keys in the store) plus the history of the keys written in the gap.
+    """
+    out: dict[int, Writes] = {}
+    for table in router.tables():
+        for entry in router.scan(table, Bound.UNBOUNDED, Bound.UNBOUNDED, hi, False, 1024):
+            if entry.version <= lo:
+                continue
+            for v, value in router.history(table, entry.key):
+                if lo < v <= hi:
+                    out.setdefault(v, {}).setdefault(table, []).append((entry.key, value))
+    return [(v, None, out[v]) for v in sorted(out)]
+
+
+class Consumer:
+    """A durable named read point of the change feed (like a pin, for the feed only).
+
+    ``position`` is the newest version the consumer has processed: the feed keeps every
+    change above the lowest position of all consumers. Get one with ``store.consumer(name)``.
+    """
+
+    __slots__ = ("_feed", "name")
+
+    def __init__(self, feed: ChangeFeed, name: str) -> None:
+        self._feed = feed
+        self.name = name
+
+    @property
+    def position(self) -> int:
+        """The acknowledged version (changes at or below it may be trimmed)."""
+        return self._feed.position(self.name)
+
+    def ack(self, version: int) -> None:
+        """Record that every change up to ``version`` is processed (durable, atomic).
+
+        Moving back is allowed down to the feed's floor (to process changes again).
+        Raises: FutureVersionError (above ``store.version``), ChangesTrimmed (below the
+        floor), InvalidVersionError, ClosedError, KeyError (the consumer was removed).
+        """
+        self._feed.ack(self.name, version)
+
+    def changes(self, *, tables: Iterable[EntryKind] | None = None, wait: bool = False,
+                timeout: float | None = None) -> Iterator[Change]:
+        """``store.changes(after=self.position, ...)``."""
+        return self._feed.read(self.position, tables=tables, wait=wait, timeout=timeout)
+
+    def __repr__(self) -> str:
+        try:
+            return f"<tierdb.Consumer {self.name!r} position={self.position}>"
+        except (KeyError, ClosedError):
+            return f"<tierdb.Consumer {self.name!r} (gone)>"
+
+
+class ChangeFeed:
+    """The feed of one store: segments on disk (or none, in memory), consumers, waiting.
+
+    ``directory=None`` keeps everything in memory (memory-only stores). ``write_through``:
+    write each record at once (warm-first layouts) instead of buffering (commit-log layouts).
+    ``history_floor``: the store's history floor, the retention without consumers.
+    ``current_version``: the store's newest visible version (bounds ``ack``).
+    """
+
+    def __init__(self, directory: Path | None, *, durability: str, write_through: bool,
+                 history_floor: Callable[[], int], current_version: Callable[[], int],
+                 segment_bytes: int | None = None) -> None:
+        self.dir = directory
+        self.durability = durability
+        self._write_through = write_through and directory is not None
+        self._history_floor = history_floor
+        self._current_version = current_version
+        self.segment_bytes = segment_bytes or SEGMENT_BYTES
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
+        self._waiters = 0
+        self._tail: list[tuple[int, float, Writes]] = []  # not yet on disk (all, in memory)
+        self._segments: list[tuple[int, Path]] = []       # (first version, path), oldest first
+        self._fd: int | None = None
+        self._active_size = 0
+        self._disk_last = 0   # newest version written to a segment
+        self._last = 0        # newest version fed
+        self._floor = 0
+        self._consumers: dict[str, int] = {}
+        self._closed = False
+        self._broken: str | None = None
+        self._fresh = True
+        self.recovery: dict[str, Any] = {}
+        if directory is not None:
+            self._load()
+
+    # -- opening and recovery -----------------------------------------------------------
+
+    def _load(self) -> None:
+        d = self.dir
+        assert d is not None
+        d.mkdir(parents=True, exist_ok=True)
+        for tmp in d.glob("*.tmp"):
+            tmp.unlink()
+        state = d / STATE_NAME
+        if state.exists():
+            self._fresh = False
+            meta = self._read_state(state)
+            self._floor = int(meta["floor"])
+            self._consumers = {str(k): int(v) for k, v in meta["consumers"].items()}
+        for p in sorted(d.glob("feed-*.log")):
+            try:
+                first = int(p.name[len("feed-"):-len(".log")])
+            except ValueError:
+                raise FormatError(f"unexpected file in the change feed directory: {p.name}", path=p) from None
+            self._segments.append((first, p))
+        torn = None
+        if self._segments:
+            p = self._segments[-1][1]
+            last, good, size = self._scan_tail_segment(p)
+            if good < size:
+                torn = {"file": str(p), "offset": good, "bytes": size - good}
+                log.warning("change feed %s: torn tail of %d bytes at offset %d truncated", p, size - good, good)
+                self._truncate_file(p, good)
+                if good < FEED_HEADER.size:
+                    self._segments.pop()
+            self._active_size = good
+            self._disk_last = last or (self._segments[-1][0] - 1 if self._segments else self._floor)
+        else:
+            self._disk_last = self._floor
+        self._last = self._disk_last
+        self.recovery = {"torn_tail": torn, "disk_last": self._disk_last}
+
+    @staticmethod
+    def _read_state(p: Path) -> dict[str, Any]:
+        data = p.read_bytes()
+        if len(data) < STATE_HEADER.size:
+            raise CorruptionError("change feed STATE file is truncated", path=p, offset=0)
+        magic, fmt, length, crc = STATE_HEADER.unpack_from(data, 0)
+        if magic != STATE_MAGIC:
+            raise CorruptionError("change feed STATE file has a bad magic", path=p, offset=0)
+        if fmt > STATE_FORMAT_VERSION:
+            raise FormatError(f"change feed format {fmt} is newer than this tierdb; upgrade tierdb",
+                              path=p, offset=0)
+        body = data[STATE_HEADER.size:]
+        if len(body) != length or zlib.crc32(body) != crc:
+            raise CorruptionError("change feed STATE file fails its checksum", path=p,
+                                  offset=STATE_HEADER.size)
+        meta: dict[str, Any] = json.loads(body)
+        return meta
+
+    def _write_state(self) -> None:
+        if self.dir is None:
+            return
+        body = json.dumps({"floor": self._floor, "consumers": self._consumers}, sort_keys=True,
+                          separators=(",", ":")).encode()
+        try:
+            atomic_write(self.dir / STATE_NAME, STATE_HEADER.pack(STATE_MAGIC, STATE_FORMAT_VERSION,
+                                                                  len(body), zlib.crc32(body)) + body)
+        except OSError as exc:
+            if isinstance(exc, StorageIOError):
+                raise
+            raise StorageIOError(f"cannot write the change feed state {self.dir / STATE_NAME}: "
+                                 f"{exc.strerror or exc}") from exc
+
+    def _scan_tail_segment(self, p: Path) -> tuple[int, int, int]:
+        """(newest version, end of the last whole record, file size) of the newest segment.
+
+        A record cut short or failing its checksum as the very last thing in the file is a
+        torn tail (returned as ``good < size``); one with a whole record after it is
+        corruption.
+        """
+        data = p.read_bytes()
+        size = len(data)
+        if size < FEED_HEADER.size:
+            return 0, 0, size  # header never completed: the whole file is a torn tail
+        self._check_header(data, p)
+        pos, last = FEED_HEADER.size, 0
+        for version, _payload, end in self._records(data, p, FEED_HEADER.size, size, tolerate_tail=True):
+            last, pos = version, end
+        return last, pos, size
+
+    @staticmethod
+    def _check_header(data: bytes, p: Path) -> None:
+        magic, fmt, crc = FEED_HEADER.unpack_from(data, 0)
+        if magic != FEED_MAGIC or zlib.crc32(data[:12]) != crc:
+            raise CorruptionError("bad change feed segment header (not a tierdb feed?)", path=p, offset=0)
+        if fmt > FEED_FORMAT_VERSION:
+            raise FormatError(f"change feed format {fmt} is newer than this tierdb; upgrade tierdb",
+                              path=p, offset=0)
+
+    @staticmethod
+    def _records(data: bytes, p: Path, pos: int, end_at: int,
+                 tolerate_tail: bool = False) -> Iterator[tuple[int, bytes, int]]:
+        """Yield ``(version, payload, end offset)`` of each record in ``data[pos:end_at]``,
+        every checksum verified. Raises CorruptionError naming the file and offset."""
+        hsize = REC_HEADER.size
+        unpack = REC_HEADER.unpack_from
+        crc32 = zlib.crc32
+        while pos < end_at:
+            if pos + hsize > end_at:
+                if tolerate_tail:
+                    return
+                raise CorruptionError("change feed record header cut short", path=p, offset=pos)
+            length, crc = unpack(data, pos)
+            end = pos + hsize + length
+            payload = data[pos + hsize:end]
+            if end > end_at or crc32(payload) != crc or length < _VERSION.size:
+                if tolerate_tail and (end >= end_at or not data[pos:end_at].strip(b"\0")):
+                    return
+                raise CorruptionError("change feed record fails its checksum", path=p, offset=pos)
+            yield _VERSION.unpack_from(payload, 0)[0], payload, end
+            pos = end
+
+    @staticmethod
+    def _truncate_file(p: Path, offset: int) -> None:
+        if offset < FEED_HEADER.size:
+            p.unlink()
+            return
+        with open(p, "r+b") as fh:
+            fh.truncate(offset)
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    def recovered(self, version: int, timestamp: float, batches: Writes) -> None:
+        """Commit-log replay during the store's recovery: re-feed what the feed lacks."""
+        if version > self._last:
+            self._tail.append((version, timestamp, batches))
+            self._last = version
+
+    def finish_recovery(self, version: int, rebuild: Callable[[int, int], list[tuple[int, float | None, Writes]]],
+                        commit_time: Callable[[int], float | None]) -> None:
+        """Make the feed agree with the recovered store at ``version``; then persist it.
+
+        A new feed starts at ``version`` (earlier commits are below its floor). Records above
+        ``version`` are dropped; versions still missing are rebuilt from the tiers.
+        """
+        if self._fresh:
+            self._floor = self._disk_last = self._last = version
+            self._tail = []
+            for _first, p in self._segments:
+                p.unlink()
+            self._segments = []
+            self._write_state()
+            self._fresh = False
+            self.recovery.update(rebuilt=0, dropped=0)
+            return
+        dropped = 0
+        if self._last > version:  # only "none" durability: commits the store lost
+            dropped = self._last - version
+            self._tail = [r for r in self._tail if r[0] <= version]
+            if self._disk_last > version:
+                self._truncate_disk_above(version)
+            self._last = self._tail[-1][0] if self._tail else self._disk_last
+        rebuilt = 0
+        if self._last < version:
+            for v, ts, writes in rebuild(self._last, version):
+                self._tail.append((v, ts if ts is not None else (commit_time(v) or time.time()), writes))
+                rebuilt += 1
+            self._last = version
+            log.warning("change feed %s: rebuilt %d commit(s) up to version %d from the tiers",
+                        self.dir, rebuilt, version)
+        self.recovery.update(rebuilt=rebuilt, dropped=dropped)
+        if self.dir is not None:
+            with self._lock:
+                self._write_tail_locked()
+                self._sync_locked()
+
+    def _truncate_disk_above(self, version: int) -> None:
+        while self._segments and self._segments[-1][0] > version:
+            _first, p = self._segments.pop()
+            p.unlink()
+        if self._segments:
+            p = self._segments[-1][1]
+            data = p.read_bytes()
+            cut = FEED_HEADER.size
+            for v, _payload, end in self._records(data, p, FEED_HEADER.size, len(data)):
+                if v > version:
+                    break
+                cut = end
+            self._truncate_file(p, cut)
+        self._disk_last = min(self._disk_last, version)
+
+    # -- writing ------------------------------------------------------------------------
+
+    def observe(self, version: int, timestamp: float, batches: Writes) -> None:
+        """The commit observer: feed one commit (under the store's commit lock)."""
+        with self._lock:
+            tail = self._tail
+            tail.append((version, timestamp, batches))
+            self._last = version
+            if self._write_through or len(tail) >= TAIL_RECORDS:
+                if self.dir is None:
+                    if not len(tail) % TAIL_RECORDS:
+                        self._trim_locked()
+                elif self._broken is None:
+                    # Never raise into the committer (its commit is applied): a failed write
+                    # keeps the records in memory, readers still see them, and sync/close
+                    # (hence commit-log retirement) raise until the store is reopened, whose
+                    # recovery re-feeds them from the commit log or the tiers.
+                    try:
+                        self._write_tail_locked()
+                        if self._write_through and self.durability == "sync":
+                            self._sync_locked()
+                    except StorageIOError as exc:
+                        log.error("change feed %s: %s", self.dir, exc)
+            if self._waiters:
+                self._cond.notify_all()
+
+    def _write_tail_locked(self) -> None:
+        """Write the in-memory tail to the active segment (rotating first when it is full)."""
+        tail = self._tail
+        if not tail or self.dir is None:
+            return
+        if self._broken is not None:
+            raise StorageIOError(f"the change feed {self.dir} failed earlier ({self._broken}); "
+                                 "close the store and open it again (recovery re-feeds from the commit log)")
+        good = self._active_size
+        try:
+            if self._fd is None or self._active_size >= self.segment_bytes:
+                self._rotate_locked(tail[0][0])
+            good = self._active_size
+            parts: list[bytes] = []
+            for v, ts, batches in tail:
+                payload = encode_batches(v, ts, batches)
+                parts.append(REC_HEADER.pack(len(payload), zlib.crc32(payload)))
+                parts.append(payload)
+            data = memoryview(b"".join(parts))
+            assert self._fd is not None
+            while data:
+                n = os.write(self._fd, data)
+                data = data[n:]
+                self._active_size += n
+        except OSError as exc:
+            self._broken = str(exc.strerror or exc)
+            if self._fd is not None:  # no half record may stay in front of later ones
+                try:
+                    os.ftruncate(self._fd, good)
+                except OSError:
+                    pass
+            raise StorageIOError(f"change feed write failed in {self.dir} ({exc.strerror or exc}); the "
+                                 "commit is applied; close and reopen the store to re-feed it") from exc
+        self._disk_last = tail[-1][0]
+        self._tail = []   # readers holding the old list keep a consistent view
+
+    def _rotate_locked(self, first: int) -> None:
+        d = self.dir
+        assert d is not None
+        if self._fd is not None:
+            os.fsync(self._fd)
+            os.close(self._fd)
+            self._fd = None
+        p = d / _name_of(first)
+        if self._segments and self._segments[-1][1] == p:
+            fd = os.open(p, os.O_WRONLY | os.O_APPEND)
+            self._fd, self._active_size = fd, os.fstat(fd).st_size
+            return
+        fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        try:
+            os.write(fd, _FILE_HEADER)
+            os.fsync(fd)
+            _fsync_dir(d)
+        except OSError:
+            os.close(fd)
+            p.unlink(missing_ok=True)
+            raise
+        self._fd, self._active_size = fd, len(_FILE_HEADER)
+        self._segments.append((first, p))
+        if len(self._segments) > 1:
+            self._trim_locked()
+
+    def _sync_locked(self) -> None:
+        if self._fd is not None:
+            try:
+                os.fsync(self._fd)
+            except OSError as exc:
+                self._broken = str(exc.strerror or exc)
+                raise StorageIOError(f"change feed fsync failed in {self.dir} ({exc.strerror or exc})") from exc
+
+    def sync(self) -> None:
+        """Write the buffered tail and fsync the active segment."""
+        with self._lock:
+            if self._closed or self.dir is None:
+                return
+            self._write_tail_locked()
+            self._sync_locked()
+
+    def guard(self, truncate: Callable[[int], int]) -> Callable[[int], int]:
+        """Wrap the commit log's ``truncate_through``: the feed is durable before the log
+        forgets anything."""
+        def truncate_through(version: int) -> int:
+            self.sync()
+            return truncate(version)
+        return truncate_through
+
+    def close(self) -> None:
+        """Write and fsync everything; wake waiting readers (their iterations end)."""
+        with self._lock:
+            if self._closed:
+                return
+            try:
+                if self.dir is not None and self._broken is None:
+                    self._write_tail_locked()
+                    self._sync_locked()
+            finally:
+                if self._fd is not None:
+                    os.close(self._fd)
+                    self._fd = None
+                self._closed = True
+                self._cond.notify_all()
+
+    # -- retention ----------------------------------------------------------------------
+
+    @property
+    def floor(self) -> int:
+        """Changes at or below this version may be gone; ``changes(after)`` needs ``after >= floor``."""
+        return self._floor
+
+    @property
+    def last(self) -> int:
+        """The newest version in the feed."""
+        return self._last
+
+    def _target_floor(self) -> int:
+        if self._consumers:
+            return min(self._consumers.values())
+        return min(self._history_floor(), self._last)
+
+    def _trim_locked(self) -> None:
+        """Raise the floor to the lowest consumer (or the history floor); delete whole
+        segments at or below it. The floor is persisted before any file goes."""
+        target = self._target_floor()
+        if target > self._floor:
+            self._floor = target
+            self._write_state()
+        if self.dir is None:
+            n = 0
+            while n < len(self._tail) and self._tail[n][0] <= self._floor:
+                n += 1
+            if n:
+                self._tail = self._tail[n:]
+            return
+        segs = self._segments
+        doomed = [p for i, (_f, p) in enumerate(segs[:-1]) if segs[i + 1][0] - 1 <= self._floor]
+        if doomed:
+            for p in doomed:
+                p.unlink(missing_ok=True)
+            self._segments = segs[len(doomed):]
+            _fsync_dir(self.dir)
+
+    def trim(self) -> int:
+        """Apply retention now; return the floor."""
+        with self._lock:
+            self._check_open()
+            self._trim_locked()
+            return self._floor
+
+    # -- consumers ----------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ClosedError("the store is closed; open it again with engine.open()")
+
+    def consumer(self, name: str) -> Consumer:
+        """Get (or durably create, at the floor) the consumer ``name``."""
+        n = _check_name(name)
+        with self._lock:
+            self._check_open()
+            if n not in self._consumers:
+                self._consumers[n] = self._floor
+                self._write_state()
+        return Consumer(self, n)
+
+    def consumers(self) -> dict[str, int]:
+        with self._lock:
+            self._check_open()
+            return dict(self._consumers)
+
+    def drop_consumer(self, name: str) -> bool:
+        n = _check_name(name)
+        with self._lock:
+            self._check_open()
+            if n not in self._consumers:
+                return False
+            del self._consumers[n]
+            self._write_state()
+            self._trim_locked()
+            return True
+
+    def position(self, name: str) -> int:
+        with self._lock:
+            self._check_open()
+            try:
+                return self._consumers[name]
+            except KeyError:
+                raise KeyError(f"consumer {name!r} was removed; store.consumer({name!r}) "
+                               "creates it again at the feed's floor") from None
+
+    def ack(self, name: str, version: int) -> None:
+        from ..errors import FutureVersionError
+        from ..types import check_version
+
+        v = check_version(version)
+        with self._lock:
+            self._check_open()
+            if name not in self._consumers:
+                raise KeyError(f"consumer {name!r} was removed; store.consumer({name!r}) "
+                               "creates it again at the feed's floor")
+            current = self._current_version()
+            if v > current:
+                raise FutureVersionError(f"cannot ack version {v}: the newest committed version is {current}")
+            if v < self._floor:
+                raise ChangesTrimmed(f"cannot move consumer {name!r} to {v}: changes at or below the "
+                                     f"feed floor {self._floor} are trimmed", floor=self._floor)
+            if self._consumers[name] == v:
+                return
+            self._consumers[name] = v
+            self._write_state()
+            self._trim_locked()
+
+    # -- reading ------------------------------------------------------------------------
+
+    def read(self, after: int = 0, *, tables: Iterable[EntryKind] | None = None, wait: bool = False,
+             timeout: float | None = None) -> Iterator[Change]:
+        """Every change above ``after`` in version order (see ``Store.changes``)."""
+        from ..types import check_version
+
+        after = check_version(after, "after")
+        wanted: frozenset[EntryKind] | None = None
+        if tables is not None:
+            if isinstance(tables, EntryKind):
+                tables = [tables]
+            wanted = frozenset(tables)
+            for t in wanted:
+                if not isinstance(t, EntryKind):
+                    raise InvalidKeyError(f"tables must hold EntryKind values, got {type(t).__name__}")
+        if timeout is not None and timeout < 0:
+            raise ValueError(f"timeout must be >= 0 or None, got {timeout!r}")
+        with self._lock:
+            self._check_open()
+            self._check_floor(after)
+        return self._iterate(after, wanted, wait, timeout)
+
+    def _check_floor(self, after: int) -> None:
+        if after < self._floor:
+            raise ChangesTrimmed(
+                f"changes at or below version {self._floor} are trimmed from the feed; read with "
+                f"after >= {self._floor} (a durable consumer keeps changes until it acks them)",
+                floor=self._floor)
+
+    def _iterate(self, pos: int, wanted: frozenset[EntryKind] | None, wait: bool,
+                 timeout: float | None) -> Iterator[Change]:
+        while True:
+            with self._lock:
+                if self._closed:
+                    return
+                self._check_floor(pos)
+                if self._last <= pos:
+                    if not wait:
+                        return
+                    deadline = None if timeout is None else time.monotonic() + timeout
+                    self._waiters += 1
+                    try:
+                        while self._last <= pos and not self._closed:
+                            left = None if deadline is None else deadline - time.monotonic()
+                            if left is not None and left <= 0:
+                                return
+                            self._cond.wait(left)
+                    finally:
+                        self._waiters -= 1
+                    if self._closed:
+                        return
+                segments = list(self._segments) if self._disk_last > pos else []
+                disk_last, active_size, tail, last = self._disk_last, self._active_size, self._tail, self._last
+            start = pos
+            for change in self._from_disk(segments, disk_last, active_size, pos):
+                pos = change.version
+                if wanted is None:
+                    yield change
+                else:
+                    w = {t: rows for t, rows in change.writes.items() if t in wanted}
+                    if w:
+                        yield Change(change.version, change.time, w)
+            for v, ts, batches in tail:
+                if v <= pos:
+                    continue
+                pos = v
+                if wanted is None:
+                    yield Change(v, ts, batches)
+                else:
+                    w = {t: rows for t, rows in batches.items() if t in wanted}
+                    if w:
+                        yield Change(v, ts, w)
+            if pos == start and last > pos:
+                raise CorruptionError(f"change feed holds no record above version {pos} although "
+                                      f"it was fed up to {last}", path=self.dir)
+
+    def _from_disk(self, segments: Sequence[tuple[int, Path]], disk_last: int, active_size: int,
+                   after: int) -> Iterator[Change]:
+        """Changes ``after < v <= disk_last`` from the segment files, checksums verified."""
+        if not segments or disk_last <= after:
+            return
+        start = 0
+        for i, (first, _p) in enumerate(segments):
+            if first <= after + 1:
+                start = i
+        for i in range(start, len(segments)):
+            first, p = segments[i]
+            try:
+                data = p.read_bytes()
+            except FileNotFoundError:
+                raise ChangesTrimmed(f"changes after version {after} were trimmed while this reader "
+                                     f"read them (floor {self._floor}); use a durable consumer to keep "
+                                     "them", floor=self._floor) from None
+            self._check_header(data, p)
+            end_at = active_size if i == len(segments) - 1 else len(data)
+            for v, payload, _end in self._records(data, p, FEED_HEADER.size, min(end_at, len(data))):
+                if v <= after:
+                    continue
+                if v > disk_last:
+                    return
+                try:
+                    version, ts, writes = decode_batches(payload)
+                except (ValueError, struct.error) as exc:
+                    raise CorruptionError(f"malformed change feed record ({exc})", path=p) from None
+                yield Change(version, ts, writes)
+                after = v
+
+    # -- checking and stats -------------------------------------------------------------
+
+    def check(self) -> dict[str, Any]:
+        """Verify every record's checksum and that versions above the floor are gap-free
+        and increasing, ending at :attr:`last`. Raises CorruptionError."""
+        with self._lock:
+            self._check_open()
+            floor, last = self._floor, self._last
+        expect = floor
+        n = 0
+        for ch in self._iterate(floor, None, False, None):
+            if ch.version != expect + 1:
+                raise CorruptionError(f"change feed has version {ch.version} after {expect} (a gap or "
+                                      "a repeat)", path=self.dir)
+            expect = ch.version
+            n += 1
+        if expect < last:
+            raise CorruptionError(f"change feed ends at {expect}, expected {last}", path=self.dir)
+        return {"changes": n, "floor": floor, "last": expect}
+
+    def stats(self) -> dict[str, Any]:
+        with self._lock:
+            size = 0
+            for _f, p in self._segments:
+                try:
+                    size += p.stat().st_size
+                except FileNotFoundError:
+                    pass
+            return {"floor": self._floor, "last": self._last, "segments": len(self._segments),
+                    "bytes": size, "buffered": len(self._tail), "consumers": dict(self._consumers)}
+
