@@ -68,10 +68,21 @@ def decode_rows(eks: list[bytes], sfx: list[bytes], vs: Sequence[bytes], table: 
     return list(map(_tuple_new, repeat(RawEntry, n), zip(eks, versions, vals)))
 
 
+def _live(ks: list[bytes], ss: list[bytes], vs: list[bytes]) -> tuple[list[bytes], list[bytes], list[bytes]]:
+    """The rows of ``ks``/``ss``/``vs`` whose tagged value is not a tombstone. O(rows) in C."""
+    if TAG_TOMBSTONE not in vs:
+        return ks, ss, vs
+    keep = list(map(TAG_TOMBSTONE.__ne__, vs))
+    return list(compress(ks, keep)), list(compress(ss, keep)), list(compress(vs, keep))
+
+
 def select_fwd(cf: Any, lo: bytes | None, hi: bytes | None, inv_read: bytes,
-               want: int) -> tuple[list[bytes], list[bytes], list[bytes]]:
+               want: int, live_only: bool = False) -> tuple[list[bytes], list[bytes], list[bytes]]:
     """The first ``want`` keys ascending from ``lo`` (< ``hi``) at their newest version whose
     ``~version`` is >= ``inv_read``: their escaped keys, ``~version`` suffixes and tagged values.
+    With ``live_only``, keys whose newest visible version is a tombstone are left out and do
+    not count toward ``want`` (a caller that returns only live rows then reads one page, not
+    a second one for the rows the tombstones took).
 
     Rows come from one bounded iterator in chunks (``islice``), and each chunk is filtered by
     whole-list C-level operations, no bytecode per row: keep the visible rows (``compress``),
@@ -117,16 +128,17 @@ def select_fwd(cf: Any, lo: bytes | None, hi: bytes | None, inv_read: bytes,
                 # A key's visible versions are contiguous, newest first: take each key's first,
                 # i.e. every visible row whose key differs from the visible row before it.
                 if vps[0] != last_vk and len(set(vps)) == len(vps):
-                    sel_k += vps
-                    sel_s += vss
-                    sel_v += vvs
+                    tk, ts, tv = vps, vss, vvs
                 else:
                     prev = [last_vk]
                     prev += vps
                     new = list(map(ne, vps, prev))
-                    sel_k += compress(vps, new)
-                    sel_s += compress(vss, new)
-                    sel_v += compress(vvs, new)
+                    tk, ts, tv = list(compress(vps, new)), list(compress(vss, new)), list(compress(vvs, new))
+                if live_only:
+                    tk, ts, tv = _live(tk, ts, tv)
+                sel_k += tk
+                sel_s += ts
+                sel_v += tv
                 last_vk = vps[-1]
             rows_per_key = min(len(rows) / max(len(sel_k) - taken, 1), 4.0)
             if len(ps) > SCAN_SKIP_LIMIT and ps[-1 - SCAN_SKIP_LIMIT] == ps[-1]:
@@ -163,7 +175,7 @@ def decode_items(eks: list[bytes], vs: Sequence[bytes], table: EntryKind) -> lis
 
 
 def select_rev(cf: Any, lo: bytes | None, hi: bytes | None, inv_read: bytes,
-               want: int) -> tuple[list[bytes], list[bytes], list[bytes]]:
+               want: int, live_only: bool = False) -> tuple[list[bytes], list[bytes], list[bytes]]:
     """As :func:`select_fwd`, descending from ``hi`` (exclusive) down to ``lo`` (inclusive).
 
     Walking backwards, a key's versions arrive oldest first, so its visible ones come first
@@ -217,9 +229,12 @@ def select_rev(cf: Any, lo: bytes | None, hi: bytes | None, inv_read: bytes,
                 pend = None
             if vps:
                 last = list(map(ne, vps, vps[1:]))  # row i is its key's last visible row
-                sel_k += compress(vps, last)
-                sel_s += compress(vss, last)
-                sel_v += compress(vvs, last)
+                tk, ts, tv = list(compress(vps, last)), list(compress(vss, last)), list(compress(vvs, last))
+                if live_only:
+                    tk, ts, tv = _live(tk, ts, tv)
+                sel_k += tk
+                sel_s += ts
+                sel_v += tv
                 pend = (vps[-1], vss[-1], vvs[-1])
             rows_per_key = min(len(ks) / max(len(sel_k) - taken, 1), 4.0)
             if done:
@@ -232,9 +247,10 @@ def select_rev(cf: Any, lo: bytes | None, hi: bytes | None, inv_read: bytes,
                     pend = None
                 for k, v in cf.items(from_key=key + TERMINATOR + inv_read,
                                      read_opt=upper_bound_ro(key + PAST_VERSIONS)):
-                    sel_k.append(key)
-                    sel_s.append(k[-8:])
-                    sel_v.append(v)
+                    if not (live_only and v == TAG_TOMBSTONE):
+                        sel_k.append(key)
+                        sel_s.append(k[-8:])
+                        sel_v.append(v)
                     break
                 from_key = key + TERMINATOR  # seek_for_prev lands on the key below
                 break
@@ -242,7 +258,7 @@ def select_rev(cf: Any, lo: bytes | None, hi: bytes | None, inv_read: bytes,
             break  # want reached
         if len(sel_k) >= want:
             break
-    if pend is not None and len(sel_k) < want:
+    if pend is not None and len(sel_k) < want and not (live_only and pend[2] == TAG_TOMBSTONE):
         sel_k.append(pend[0])
         sel_s.append(pend[1])
         sel_v.append(pend[2])

@@ -184,7 +184,7 @@ class RangeScans(WarmDB):
             if cf is None:
                 return
             try:
-                eks, _, vs = select_fwd(cf, lo, hi, inv_read, page)
+                eks, _, vs = select_fwd(cf, lo, hi, inv_read, page, True)
             except rocksdict.DbClosedError as e:
                 raise ClosedError(f"warm tier {self.path} is closed") from e
             if eks:
@@ -202,7 +202,7 @@ class RangeScans(WarmDB):
             if cf is None:
                 return
             try:
-                eks, _, vs = select_rev(cf, lo, hi, inv_read, page)
+                eks, _, vs = select_rev(cf, lo, hi, inv_read, page, True)
             except rocksdict.DbClosedError as e:
                 raise ClosedError(f"warm tier {self.path} is closed") from e
             if eks:
