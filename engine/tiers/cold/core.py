@@ -11,7 +11,8 @@ from __future__ import annotations
 import fcntl
 import os
 import threading
-from collections.abc import Sequence
+import weakref
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Self
 
@@ -75,6 +76,13 @@ class TierCore:
             raise LockedError(f"cold tier {self.path} is open elsewhere (LOCK is held); close "
                               "the other user first") from None
         self._remote: RemoteFiles | None = None
+        # Segment objects retired by compaction, deleted once no reader holds their Segment
+        # (a local file stays readable through its open descriptor; an object does not).
+        self._doomed: list[str] = []
+        # Objects a backup or clone is copying (engine/backup): name -> holders. Retiring one
+        # meanwhile is deferred to the release of its last hold (see hold_objects).
+        self._held: dict[str, int] = {}
+        self._held_retired: set[str] = set()
         try:
             rec: Recovered | RemoteRecovered
             if self.options.url is None:
@@ -177,6 +185,7 @@ class TierCore:
         if self._remote is not None:
             self._remote.settled([segment_object(s.file_no) for s in segments]
                                  + [drop_object(no) for no in drop_nos])
+            self._reap()
 
     def _retire(self, segments: Sequence[Segment], drop_nos: Sequence[int]) -> None:
         """Remove files the durable manifest no longer names (after the swap)."""
@@ -186,8 +195,17 @@ class TierCore:
             for no in drop_nos:
                 self._unlink_quiet(self.path / drop_name(no))
             return
-        self._retire_objects([segment_object(s.file_no) for s in segments]
-                             + [drop_object(no) for no in drop_nos])
+        for s in segments:
+            weakref.finalize(s, self._doomed.append, segment_object(s.file_no))
+        self._retire_objects([drop_object(no) for no in drop_nos])
+
+    def _reap(self) -> None:
+        """Delete retired segment objects whose last reader is gone."""
+        if self._doomed:
+            names = []
+            while self._doomed:
+                names.append(self._doomed.pop())
+            self._retire_objects(names)
 
     def _retire_objects(self, names: list[str]) -> None:
         """Delete object-store objects no manifest of this tier names any more (retired by
@@ -195,6 +213,11 @@ class TierCore:
         sharing these objects by reference would hook here."""
         remote = self._remote
         assert remote is not None
+        if self._held:
+            with self._write_lock:
+                kept = {n for n in names if n in self._held}
+                self._held_retired.update(kept)
+            names = [n for n in names if n not in kept]
         for name in names:
             try:
                 remote.client.delete(name)
@@ -202,6 +225,41 @@ class TierCore:
                 pass  # still unreferenced: the next open sweeps it
             if name.startswith("seg/"):
                 remote.ranges.drop_file(int(name[4:16]))
+
+    def hold_objects(self, names: Sequence[str]) -> Callable[[], None]:
+        """Keep the object-store objects ``names`` from deletion until the returned
+        ``release()`` is called: a backup or clone (engine/backup) copies the objects a
+        manifest named while compaction may retire them meanwhile. Call under the writer
+        lock, with names the current manifest holds. A retirement that falls inside the
+        hold is carried out by the release. No-op for a local tier (its copies are hard
+        links). Thread-safe; ``release`` is idempotent."""
+        if self._remote is None:
+            return lambda: None
+        with self._write_lock:
+            for n in names:
+                self._held[n] = self._held.get(n, 0) + 1
+        done = False
+
+        def release() -> None:
+            nonlocal done
+            with self._write_lock:
+                if done:
+                    return
+                done = True
+                due = []
+                for n in names:
+                    left = self._held[n] - 1
+                    if left:
+                        self._held[n] = left
+                        continue
+                    del self._held[n]
+                    if n in self._held_retired:
+                        self._held_retired.discard(n)
+                        due.append(n)
+            if due and self._state is not None:
+                self._retire_objects(due)
+
+        return release
 
     def _cache_filler(self, file_no: int) -> BlockHook | None:
         """The writer hook that parses each block of segment ``file_no`` into the cache as
@@ -251,6 +309,11 @@ class TierCore:
                 return
             self._state = None
             self._cache.clear()
+            if self._remote is not None:
+                try:
+                    self._reap()
+                except StorageIOError:
+                    pass  # unreferenced objects: the next open sweeps them
             try:
                 os.close(self._lock_fd)
             except OSError:
