@@ -24,7 +24,6 @@ import pytest
 
 from engine.errors import ClosedError, CorruptionError, FormatError, LockedError
 from engine.tiers import ColdTier
-from engine.tiers.cold import tier as _tier_module
 from engine.tiers.cold.bloom import BloomFilter, bloom_hash, hash_many
 from engine.tiers.cold.compaction import plan
 from engine.tiers.cold.format import FOOTER, FORMAT_VERSION, MANIFEST_HEADER, crc32
