@@ -1130,12 +1130,14 @@ class Store:
 
         return backup(self, dest, progress=progress, **storage_options)
 
-    def clone(self, dest: str | os.PathLike[str], *, version: int | None = None) -> dict[str, Any]:
+    def clone(self, dest: str | os.PathLike[str], *, version: int | None = None,
+              cold_url: str | None = None, cold_storage_options: dict[str, Any] | None = None) -> dict[str, Any]:
         """Create at ``dest`` a writable store whose history ends at ``version`` (default:
         now), sharing immutable files by hard link. See :func:`engine.backup.clone`."""
         from .backup.clone import clone_store
 
-        return clone_store(self, dest, version=version)
+        return clone_store(self, dest, version=version, cold_url=cold_url,
+                           cold_storage_options=cold_storage_options)
 
     def check(self) -> dict[str, Any]:
         """Verify every tier's invariants and band order. Raises CorruptionError."""

@@ -30,6 +30,7 @@ from typing import Any
 
 from ..errors import BackupError, CorruptionError, EngineError, StorageIOError
 from .capture import capture, make_staging
+from .coldplace import place_cold
 from .files import fsync_dir, fsync_tree, remove_tree, walk_files
 from .manifest import (BACKUP_NAME, DATA_DIR, BackupFile, BackupManifest, decode_manifest,
                        encode_manifest)
@@ -161,13 +162,20 @@ def check_backup(src: str | os.PathLike[str], *, progress: Progress | None = Non
 
 
 def restore_backup(src: str | os.PathLike[str], path: str | os.PathLike[str], *,
-                   progress: Progress | None = None, **storage_options: Any) -> dict[str, Any]:
+                   progress: Progress | None = None, cold_url: str | None = None,
+                   cold_storage_options: dict[str, Any] | None = None,
+                   **storage_options: Any) -> dict[str, Any]:
     """Rebuild a working store at ``path`` (missing, or an empty directory) from the backup
-    ``src`` (a directory or an object-store URL). Every byte is verified against the
-    manifest while copying; the store appears at ``path`` only once complete (a staging
-    directory beside it is renamed), then it is opened once to confirm its version.
+    ``src`` (a directory or an object-store URL; ``storage_options`` for it). Every byte is
+    verified against the manifest while copying; the store appears at ``path`` only once
+    complete (a staging directory beside it is renamed), then it is opened once to confirm
+    its version.
 
-    Returns ``{"version", "files", "bytes", "path", "seconds"}``.
+    The restored store keeps its cold tier in ``path/cold`` unless ``cold_url`` (an empty
+    object-store prefix, ``cold_storage_options`` for it) is given; it never reuses the
+    ``cold_url`` of the store the backup was taken from (see coldplace.py).
+
+    Returns ``{"version", "files", "bytes", "path", "cold_url", "seconds"}``.
     Raises:
         DestinationExistsError: ``path`` exists and is not empty (nothing written).
         CorruptionError: the backup is incomplete or damaged (names the file; nothing is
@@ -193,6 +201,7 @@ def restore_backup(src: str | os.PathLike[str], path: str | os.PathLike[str], *,
                 _verify_file(source, f, tick, fh)
                 fh.flush()
                 os.fsync(fh.fileno())
+        placed = place_cold(staging, cold_url, cold_storage_options)
         fsync_tree(staging)
         if dest.exists():
             dest.rmdir()  # empty (checked above)
@@ -206,10 +215,10 @@ def restore_backup(src: str | os.PathLike[str], path: str | os.PathLike[str], *,
         raise
     from ..store import open as open_store
 
-    with open_store(dest) as restored:
+    with open_store(dest, storage_options=cold_storage_options) as restored:
         version = restored.version
     if version != m.version:
         raise CorruptionError(f"the restored store opens at version {version}, the backup "
                               f"manifest says {m.version}", path=dest)
     return {"version": m.version, "files": len(m.files), "bytes": m.total_bytes, "path": str(dest),
-            "seconds": time.monotonic() - started}
+            "cold_url": placed, "seconds": time.monotonic() - started}

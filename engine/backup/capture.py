@@ -164,6 +164,7 @@ def capture(store: Any, root: Path, upto: int | None = None, *, foreign: bool = 
             except BaseException:
                 store._readpoints.release(token)
                 raise
+        remote: _RemoteCold | None = None
         try:
             if warm is not None and not warm_first:
                 raw = warm.get_meta(FLUSHED_META)
@@ -171,12 +172,24 @@ def capture(store: Any, root: Path, upto: int | None = None, *, foreign: bool = 
                 _checkpoint(warm, root / "warm", img)
             if log_ is not None:
                 _copy_log(path / "log", root / "log", img.flushed, v, img)
-            if cold is not None:
+            if cold is not None and getattr(cold, "_remote", None) is not None:
+                remote = _hold_remote_cold(cold, img)
+            elif cold is not None:
                 _link_cold(cold, root / "cold", img)
             _other_entries(path, root, foreign, img)
-            fsync_dir(root)
+        except BaseException:
+            if remote is not None:
+                remote.release()
+            raise
         finally:
             store._readpoints.release(token)
+    if remote is not None:
+        # Outside the store's locks: downloads may take long; the hold keeps the objects.
+        try:
+            _download_cold(remote, root / "cold", img)
+        finally:
+            remote.release()
+    fsync_dir(root)
     return img
 
 
@@ -328,6 +341,46 @@ def _link_cold(cold: Any, dst: Path, img: Image) -> None:
             img.count(dst / name, linked)
         _write_new(dst / MANIFEST_NAME, raw)
         img.count(dst / MANIFEST_NAME, False)
+    fsync_dir(dst)
+
+
+@dataclass
+class _RemoteCold:
+    """The objects of an object-store cold tier's manifest, held against deletion."""
+
+    client: Any
+    manifest: bytes
+    names: list[str]
+    release: Any
+
+
+def _hold_remote_cold(cold: Any, img: Image) -> _RemoteCold:
+    """Under the cold tier's writer lock: its current manifest, the objects it names, and a
+    hold on them (ColdTier.hold_objects) so a compaction cannot delete them mid-copy."""
+    from ..tiers.cold.manifest import encode_manifest
+    from ..tiers.cold.remote import drop_object, segment_object
+
+    with cold._write_lock:
+        m = cold._manifest
+        names = [segment_object(ref.file_no) for ref in m.segments]
+        names += [drop_object(no) for no in (m.drop_files or [])]
+        img.cold_max_version = max((s.max_version for s in cold._live().segments), default=0)
+        release = cold.hold_objects(names)
+        return _RemoteCold(cold._remote.client, encode_manifest(m), names, release)
+
+
+def _download_cold(rc: _RemoteCold, dst: Path, img: Image) -> None:
+    """Write the held objects into ``dst`` as a local cold directory (``NNN.seg``,
+    ``NNN.drop``, ``MANIFEST``): the image opens with a local cold tier."""
+    from ..tiers.cold.manifest import MANIFEST_NAME
+
+    dst.mkdir()
+    for name in rc.names:
+        out = dst / name.rsplit("/", 1)[-1]
+        _write_new(out, rc.client.get(name).data)
+        img.count(out, False)
+    _write_new(dst / MANIFEST_NAME, rc.manifest)
+    img.count(dst / MANIFEST_NAME, False)
     fsync_dir(dst)
 
 

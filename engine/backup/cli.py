@@ -23,9 +23,9 @@ __all__ = ["add_backup_commands", "check_command", "is_backup"]
 Command = Callable[[argparse.Namespace], int]
 
 
-def _options(items: list[str] | None) -> dict[str, str]:
+def _options(items: list[str] | None) -> dict[str, Any]:
     """``KEY=VALUE`` strings -> obstore storage options."""
-    out: dict[str, str] = {}
+    out: dict[str, Any] = {}
     for item in items or ():
         key, sep, value = item.partition("=")
         if not sep or not key:
@@ -82,19 +82,31 @@ def add_backup_commands(sub: Any, progress: Callable[..., Any]) -> None:
     def cmd_restore(args: argparse.Namespace) -> int:
         bar = progress("restore", "B")
         try:
-            result = restore_backup(args.src, args.path, progress=bar, **_options(args.option))
+            result = restore_backup(args.src, args.path, progress=bar, cold_url=args.cold_url,
+                                    cold_storage_options=_options(args.cold_option),
+                                    **_options(args.option))
         finally:
             bar.close()
         _print(result)
         return 0
 
     def cmd_clone(args: argparse.Namespace) -> int:
-        _print(clone(args.src, args.dest, version=args.version))
+        opts = _options(args.option)
+        _print(clone(args.src, args.dest, version=args.version, cold_url=args.cold_url,
+                     cold_storage_options=_options(args.cold_option),
+                     **({"storage_options": opts} if opts else {})))
         return 0
 
     def with_options(sp: argparse.ArgumentParser) -> None:
         sp.add_argument("--option", action="append", metavar="KEY=VALUE",
                         help="object-store option for a URL (endpoint, region, allow_http=true, ...)")
+
+    def with_cold_url(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--cold-url", default=None,
+                        help="put the new store's cold tier in this empty object-store prefix "
+                             "(default: local, in the store directory)")
+        sp.add_argument("--cold-option", action="append", metavar="KEY=VALUE",
+                        help="object-store option for --cold-url")
 
     sp = sub.add_parser("backup", help="write a consistent, checksummed backup of a store "
                                        "(a directory or an object-store URL)")
@@ -107,6 +119,7 @@ def add_backup_commands(sub: Any, progress: Callable[..., Any]) -> None:
     sp.add_argument("src", help="backup directory or URL")
     sp.add_argument("path", help="new or empty directory for the restored store")
     with_options(sp)
+    with_cold_url(sp)
     sp.set_defaults(func=cmd_restore)
 
     sp = sub.add_parser("clone", help="create a writable store whose history ends at a version, "
@@ -115,4 +128,7 @@ def add_backup_commands(sub: Any, progress: Callable[..., Any]) -> None:
     sp.add_argument("dest", help="new or empty directory for the clone")
     sp.add_argument("--version", type=version_arg, default=None,
                     help="the clone's last version (default: the source's current version)")
+    with_cold_url(sp)
+    sp.add_argument("--option", action="append", metavar="KEY=VALUE",
+                    help="object-store option for the source's cold_url")
     sp.set_defaults(func=cmd_clone)

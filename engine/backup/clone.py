@@ -45,6 +45,7 @@ from typing import Any
 
 from ..errors import BackupError, FormatError, LockedError, StorageIOError
 from .capture import FLUSHED_META, Image, capture, make_staging
+from .coldplace import place_cold
 from .files import fsync_dir, remove_tree
 from .targets import check_empty_dir
 
@@ -57,12 +58,17 @@ _DROP_BATCH = 50_000
 
 
 def clone(src: Any, dest: str | os.PathLike[str], *, version: int | None = None,
+          cold_url: str | None = None, cold_storage_options: dict[str, Any] | None = None,
           **open_options: Any) -> dict[str, Any]:
     """Create at ``dest`` a writable store whose history ends at ``version`` (default: the
     source's current version), sharing the source's immutable files by hard link.
 
-    ``src``: a store directory (opened here, with ``open_options`` such as ``retention``,
-    and closed again), or an open :class:`~engine.Store`. Returns ``{"version",
+    ``src``: a store directory (opened here, with ``open_options`` such as ``retention``
+    or ``storage_options``, and closed again), or an open :class:`~engine.Store`. The clone's
+    cold tier is local (``dest/cold``) unless ``cold_url`` names an empty object-store prefix
+    for it (``cold_storage_options`` for obstore); a source whose cold tier is in an object
+    store has its live segments copied into the clone (see docs/DECISIONS.md: sharing by
+    reference is done only by hard link). Returns ``{"version",
     "source_version", "path", "linked_files", "linked_bytes", "copied_files",
     "copied_bytes", "trimmed_versions", "not_cloned", "seconds"}`` (``not_cloned``: entries
     of the source directory this tierdb does not know, left out of the clone).
@@ -81,7 +87,8 @@ def clone(src: Any, dest: str | os.PathLike[str], *, version: int | None = None,
     from ..store import open as open_store
 
     if isinstance(src, Store):
-        return clone_store(src, dest, version=version)
+        return clone_store(src, dest, version=version, cold_url=cold_url,
+                           cold_storage_options=cold_storage_options)
     p = Path(src)
     check_empty_dir(Path(dest), "clone destination")
     if not (p / MARKER_NAME).is_file():
@@ -95,13 +102,15 @@ def clone(src: Any, dest: str | os.PathLike[str], *, version: int | None = None,
             "from the process that has it open with store.clone(dest, version=...), or close "
             "it there first") from None
     try:
-        return clone_store(store, dest, version=version)
+        return clone_store(store, dest, version=version, cold_url=cold_url,
+                           cold_storage_options=cold_storage_options)
     finally:
         store.close()
 
 
-def clone_store(store: Any, dest: str | os.PathLike[str], *,
-                version: int | None = None) -> dict[str, Any]:
+def clone_store(store: Any, dest: str | os.PathLike[str], *, version: int | None = None,
+                cold_url: str | None = None,
+                cold_storage_options: dict[str, Any] | None = None) -> dict[str, Any]:
     """:func:`clone` of an open store (``store.clone``)."""
     from ..store import _read_marker, _write_marker
 
@@ -126,6 +135,7 @@ def clone_store(store: Any, dest: str | os.PathLike[str], *,
         finally:
             store._readpoints.release(token)
         trimmed = _trim(staging, img)
+        placed = place_cold(staging, cold_url, cold_storage_options)
         meta = _read_marker(staging)
         meta["created"] = time.time()
         meta["clone_of"] = {"source": str(src), "version": v, "source_version": img.source_version}
@@ -137,7 +147,7 @@ def clone_store(store: Any, dest: str | os.PathLike[str], *,
             remove_tree(staging)
         raise
     return {"version": v, "source_version": img.source_version, "path": str(out), **figures,
-            "trimmed_versions": trimmed, "not_cloned": img.foreign,
+            "trimmed_versions": trimmed, "not_cloned": img.foreign, "cold_url": placed,
             "seconds": time.monotonic() - started}
 
 

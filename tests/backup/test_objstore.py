@@ -1,0 +1,205 @@
+"""Backups to and from object stores (memory://, file://, and S3 on a real HTTP endpoint:
+moto's ThreadedMotoServer on loopback, always stopped), and backups/clones of a store whose
+cold tier lives in an object store (cold_url)."""
+
+from __future__ import annotations
+
+import socket
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import engine
+from engine.backup import capture as capture_mod
+from engine.backup.manifest import BACKUP_NAME
+from engine.backup.objstore import ObjectTarget
+from engine.tiers.cold.objstore import ObjectStoreClient
+
+from .test_backup import KEYS, T, fill, histories, quiet
+
+BUCKET = "tierdb-backups"
+
+
+class S3:
+    """A moto S3 server on a free loopback port (restartable: moto keeps its state in this
+    process)."""
+
+    def __init__(self) -> None:
+        from moto.server import ThreadedMotoServer
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self._cls = ThreadedMotoServer
+        self.server: Any = None
+        self.endpoint = f"http://127.0.0.1:{self.port}"
+        self.options = {"endpoint": self.endpoint, "allow_http": "true", "access_key_id": "test",
+                        "secret_access_key": "test", "region": "us-east-1"}
+
+    def start(self) -> None:
+        self.server = self._cls(ip_address="127.0.0.1", port=self.port, verbose=False)
+        self.server.start()
+
+    def stop(self) -> None:
+        if self.server is not None:
+            self.server.stop()
+            self.server = None
+
+    def url(self) -> str:
+        return f"s3://{BUCKET}/{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture(scope="module")
+def s3() -> Iterator[S3]:
+    pytest.importorskip("moto.server")
+    import boto3
+
+    srv = S3()
+    srv.start()
+    try:
+        boto3.client("s3", endpoint_url=srv.endpoint, aws_access_key_id="test",
+                     aws_secret_access_key="test", region_name="us-east-1").create_bucket(Bucket=BUCKET)
+        yield srv
+    finally:
+        srv.stop()
+
+
+def where(kind: str, tmp_path: Path, s3: S3 | None) -> tuple[str, dict[str, Any]]:
+    if kind == "memory":
+        return f"memory://bk-{uuid.uuid4().hex}", {}
+    if kind == "file":
+        return f"file://{tmp_path}/objects-{uuid.uuid4().hex[:8]}", {}
+    assert s3 is not None
+    return s3.url(), dict(s3.options)
+
+
+@pytest.mark.parametrize("kind", ["memory", "file", "s3"])
+def test_backup_to_an_object_store(tmp_path: Path, kind: str, request: pytest.FixtureRequest) -> None:
+    s3 = request.getfixturevalue("s3") if kind == "s3" else None
+    url, opts = where(kind, tmp_path, s3)
+    with engine.open(tmp_path / "src", layout=quiet()) as s:
+        fill(s, 8)
+        result = s.backup(url, **opts)
+        expect = histories(s)
+        with pytest.raises(engine.DestinationExistsError):
+            s.backup(url, **opts)  # the prefix is not empty any more
+    assert engine.check_backup(url, **opts)["version"] == result["version"]
+    engine.restore_backup(url, tmp_path / "restored", **opts)
+    with engine.open(tmp_path / "restored") as r:
+        assert histories(r) == expect
+    # a changed byte in any object is named by check
+    client = ObjectStoreClient(url, opts or None)
+    names = [i.name for i in client.list("")]
+    assert BACKUP_NAME in names and any(n.endswith(".seg") for n in names)
+    for name in (BACKUP_NAME, next(n for n in names if n.endswith(".seg"))):
+        original = client.get(name).data
+        damaged = bytearray(original)
+        damaged[len(damaged) // 2] ^= 0x10
+        client.put(name, bytes(damaged))
+        with pytest.raises(engine.CorruptionError) as ei:
+            engine.check_backup(url, **opts)
+        assert name.rsplit("/", 1)[-1] in str(ei.value)
+        client.put(name, original)
+    assert engine.check_backup(url, **opts)["ok"]
+
+
+def test_s3_server_stopped_mid_backup(tmp_path: Path, s3: S3, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The S3 server goes away in the middle of a backup: the backup fails with a typed
+    error after bounded retries; once the server is back, what it left is not a backup
+    check() accepts, the source store is intact, and a new backup succeeds."""
+    url = s3.url()
+    real_put = ObjectTarget.put
+    puts = {"n": 0}
+
+    def put_then_stop(self: ObjectTarget, rel: str, src: Path, tick: Any) -> tuple[int, str]:
+        puts["n"] += 1
+        if puts["n"] == 4:
+            s3.stop()
+        return real_put(self, rel, src, tick)
+
+    with engine.open(tmp_path / "src", layout=quiet()) as s:
+        fill(s, 8)
+        expect = histories(s)
+        monkeypatch.setattr(ObjectTarget, "put", put_then_stop)
+        try:
+            with pytest.raises(engine.StorageIOError):
+                s.backup(url, **s3.options)
+        finally:
+            s3.start()
+        monkeypatch.setattr(ObjectTarget, "put", real_put)
+        left = ObjectStoreClient(url, s3.options).list("")
+        assert left and BACKUP_NAME not in {i.name for i in left}
+        with pytest.raises(engine.CorruptionError, match="not a complete"):
+            engine.check_backup(url, **s3.options)
+        assert histories(s) == expect
+        s.check()
+        url2 = s3.url()
+        s.backup(url2, **s3.options)
+    assert engine.check_backup(url2, **s3.options)["ok"]
+
+
+def test_backup_and_clone_of_a_store_with_its_cold_tier_in_an_object_store(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The cold tier lives at a cold_url: a backup downloads the manifest's objects while a
+    compaction retires them (the hold defers their deletion until the copy is done), restores
+    to a local cold tier or a new cold_url, and clones never reuse the source's prefix."""
+    cold_url = f"memory://cold-{uuid.uuid4().hex}"
+    layout = engine.Layout.parse("hot+warm+cold", background=False, cold_url=cold_url)
+    s = engine.open(tmp_path / "src", layout=layout)
+    fill(s, 16)
+    s.demote(policy="age")
+    cold = next(t for t in s._tiers if t.name == "cold")
+    client = ObjectStoreClient(cold_url)
+    before = {i.name for i in client.list("seg/")}
+    assert len(before) >= 2
+    real_download = capture_mod._download_cold
+    seen: dict[str, Any] = {}
+
+    def compact_first(rc: Any, dst: Path, img: Any) -> None:
+        cold.compact(full=True)  # retires every held segment object while the backup holds it
+        seen["during"] = {i.name for i in client.list("seg/")}
+        real_download(rc, dst, img)
+
+    monkeypatch.setattr(capture_mod, "_download_cold", compact_first)
+    result = s.backup(tmp_path / "bk")
+    monkeypatch.setattr(capture_mod, "_download_cold", real_download)
+    assert before <= seen["during"], "held objects are not deleted mid-copy"
+    expect = histories(s)
+    v = result["version"]
+    engine.restore_backup(tmp_path / "bk", tmp_path / "local")
+    with engine.open(tmp_path / "local") as r:
+        assert r.layout.cold_url is None and histories(r) == expect
+        r.check()
+    new_url = f"file://{tmp_path}/restored-cold"
+    engine.restore_backup(tmp_path / "bk", tmp_path / "remote", cold_url=new_url)
+    with engine.open(tmp_path / "remote") as r:
+        assert r.layout.cold_url == new_url and histories(r) == expect
+        r.check()
+    c = s.clone(tmp_path / "clone", version=v - 4)
+    assert c["cold_url"] is None
+    with pytest.raises(engine.DestinationExistsError):
+        s.clone(tmp_path / "clone2", cold_url=cold_url)  # never the source's prefix
+    assert not (tmp_path / "clone2").exists()
+    s.close()
+    with engine.open(tmp_path / "clone") as c2:
+        assert histories(c2) == histories_upto(expect, v - 4)
+        with c2.begin() as tx:
+            tx.set(T, KEYS[0], b"clone")
+        c2.flush(); c2.demote(policy="age")
+        c2.check()
+    with engine.open(tmp_path / "src", layout=layout) as s2:
+        assert histories(s2) == expect  # the clone wrote nothing into the source's prefix
+    after = {i.name for i in client.list("seg/")}
+    assert not (before & after), "released and unnamed: the retired objects are gone"
+
+
+def histories_upto(h: dict, v: int) -> dict:
+    out = {}
+    for k, rows in h.items():
+        kept = [r for r in rows if r[0] <= v]
+        if kept:
+            out[k] = kept
+    return out
