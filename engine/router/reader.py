@@ -194,9 +194,23 @@ class MergedScan:
         for page in self.pages():
             yield from page
 
+    def _first_fill(self) -> list[_Stream]:
+        """Fill every stream once, sharing ``chunk`` rows among them in tier order: each
+        takes its share of what the tiers before it left (an empty hot tier leaves its
+        share to warm and cold). Returns the streams that have rows."""
+        streams = self._streams
+        budget = streams[0].chunk if streams else 0
+        live: list[_Stream] = []
+        for i, s in enumerate(streams):
+            s.size = max(budget // (len(streams) - i), 1)
+            if s.fill():
+                live.append(s)
+                budget -= len(s.buf)
+        return live
+
     def pages(self) -> Iterator[list[RawEntry]]:
         reverse = self._reverse
-        streams = [s for s in self._streams if s.fill()]
+        streams = self._first_fill()
         while len(streams) > 1:
             # The horizon: no stream that may return more rows has buffered past it.
             lasts = [s.buf[-1].key for s in streams if not s.cursor.exhausted]
@@ -250,6 +264,9 @@ class MergedScan:
             # at recent versions), read the whole range through the fast tier's pages,
             # without a first page of RawEntry.
             lone = fast_streams[0]
+            for s in self._streams:
+                if s is not lone:
+                    s.size = max(s.chunk // len(self._streams), 1)
             if not any(s.fill() for s in self._streams if s is not lone):
                 yield from lone.tier.scan_item_pages(  # type: ignore[attr-defined]
                     lone.table, lone.start, lone.end, lone.version, reverse=self._reverse,
