@@ -192,6 +192,20 @@ def cmd_history(args: argparse.Namespace) -> int:
     return 0 if rows else 1
 
 
+def cmd_changes(args: argparse.Namespace) -> int:
+    """The change feed as JSON lines: ``{"version", "time", "writes": {table: [{"key",
+    "value"}]}}``; keys and values as elsewhere (text or 0x hex), a tombstone is ``null``."""
+    tables = [parse_table(t) for t in args.table] if args.table else None
+    with _open(args.path) as store:
+        for ch in store.changes(args.after, tables=tables, wait=args.follow, timeout=args.timeout):
+            print(json.dumps({
+                "version": ch.version, "time": ch.time,
+                "writes": {str(t): [{"key": show_bytes(k), "value": None if v is None else show_bytes(v)}
+                                    for k, v in rows] for t, rows in ch.writes.items()},
+            }), flush=args.follow)
+    return 0
+
+
 def cmd_stats(args: argparse.Namespace) -> int:
     with _open(args.path) as store:
         print(json.dumps(store.stats(), indent=2, sort_keys=True, default=str))
@@ -312,6 +326,16 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("history", help="every retained version of a key")
     with_path(sp); sp.add_argument("key"); with_table(sp)
     sp.set_defaults(func=cmd_history)
+
+    sp = sub.add_parser("changes", help="the change feed as JSON lines (stores opened with changefeed=True)")
+    with_path(sp)
+    sp.add_argument("--after", type=version_arg, default=0, help="print commits above this version (default 0)")
+    sp.add_argument("--table", action="append", default=None,
+                    help="only this table's writes (repeatable; multi, source:<id>, operator:<id>)")
+    sp.add_argument("--follow", action="store_true", help="keep waiting for new commits")
+    sp.add_argument("--timeout", type=float, default=None,
+                    help="with --follow: stop after this many seconds without a new commit")
+    sp.set_defaults(func=cmd_changes)
 
     sp = sub.add_parser("stats", help="per-tier statistics as JSON")
     with_path(sp); sp.set_defaults(func=cmd_stats)

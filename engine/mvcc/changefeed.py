@@ -681,7 +681,9 @@ class ChangeFeed:
                     if self._closed:
                         return
                 segments = list(self._segments) if self._disk_last > pos else []
-                disk_last, active_size, tail, last = self._disk_last, self._active_size, self._tail, self._last
+                disk_last, tail, last = self._disk_last, self._tail, self._last
+                # bytes of the segment being appended that hold whole records
+                active_size = self._active_size if self._fd is not None else -1
             start = pos
             for change in self._from_disk(segments, disk_last, active_size, pos):
                 pos = change.version
@@ -723,7 +725,7 @@ class ChangeFeed:
                                      f"read them (floor {self._floor}); use a durable consumer to keep "
                                      "them", floor=self._floor) from None
             self._check_header(data, p)
-            end_at = active_size if i == len(segments) - 1 else len(data)
+            end_at = active_size if i == len(segments) - 1 and active_size >= 0 else len(data)
             for v, payload, _end in self._records(data, p, FEED_HEADER.size, min(end_at, len(data))):
                 if v <= after:
                     continue
