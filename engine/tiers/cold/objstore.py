@@ -146,8 +146,9 @@ class ObjectStoreClient:
     Args:
         url: see the module docstring; validated by :func:`check_url`.
         storage_options: passed to ``obstore.store.from_url``; ``allow_http``,
-            ``timeout`` and ``connect_timeout`` go to its client options. Never stored on
-            disk by tierdb.
+            ``timeout`` and ``connect_timeout`` go to its client options. Two keys are
+            tierdb's own and override the arguments below: ``retries`` and
+            ``retry_backoff`` (seconds). Never stored on disk by tierdb.
         retries: attempts after the first for transient faults (default 5).
         backoff: first backoff in seconds (doubles per attempt, capped at ``max_backoff``,
             with full jitter).
@@ -172,6 +173,12 @@ class ObjectStoreClient:
         self.scheme = p.scheme.lower()
         self._cas_lock_path: Path | None = None
         opts = dict(storage_options or {})
+        if "retries" in opts:
+            self.retries = int(opts.pop("retries"))
+        if "retry_backoff" in opts:
+            self.backoff = float(opts.pop("retry_backoff"))
+        if self.retries < 0 or self.backoff < 0:
+            raise ValueError("storage_options retries and retry_backoff must be >= 0")
         from obstore.store import MemoryStore, from_url
 
         try:
