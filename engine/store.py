@@ -876,6 +876,8 @@ class Store:
         before = {v for tier in self._tiers for v, _ in tier.get_all_versions(t, k)}
         self._forget_logged({(t, k): None})
         self._drop_explicit([(t, k, None, None, True)])
+        if self._feed is not None:  # the change feed forgets the key's rows too
+            self._feed.forget(t, k)
         after = {v for tier in self._tiers for v, _ in tier.get_all_versions(t, k)}
         return len(before - after)
 

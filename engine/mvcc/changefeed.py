@@ -28,10 +28,12 @@ floor are deleted when the floor moves (on ``ack``, consumer removal and segment
 Reading below the floor raises :class:`~engine.errors.ChangesTrimmed`.
 
 Notes: thread safety
-    :meth:`ChangeFeed.observe` runs under the store's commit lock; it takes the feed's own
-    lock, which readers, :meth:`sync`, consumers and trimming share. Readers hold the feed
-    lock only to take a consistent view (segment list, bytes on disk, in-memory tail); they
-    read files and yield outside it, so they never block committers for long.
+    :meth:`ChangeFeed.observe` runs under the store's commit lock and takes the feed lock
+    (tail, segments, the active file), which readers and :meth:`sync` share. Readers hold it
+    only to take a consistent view (segment list, bytes on disk, in-memory tail); they read
+    files and yield outside it. Consumers, the ``STATE`` file and trimming have their own
+    state lock, always taken before the feed lock, so an ``ack``'s fsync never blocks a
+    committer; a committer trims (outside the feed lock) only after a segment rotation.
 """
 
 from __future__ import annotations
@@ -186,7 +188,9 @@ class ChangeFeed:
         self._history_floor = history_floor
         self._current_version = current_version
         self.segment_bytes = segment_bytes or SEGMENT_BYTES
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()          # tail, segments, writing, floor reads
+        self._state_lock = threading.RLock()   # consumers, STATE writes, trimming (taken first)
+        self._trim_due = False
         self._cond = threading.Condition(self._lock)
         self._waiters = 0
         self._tail: list[tuple[int, float, Writes]] = []  # not yet on disk (all, in memory)
@@ -402,7 +406,7 @@ class ChangeFeed:
             if self._write_through or len(tail) >= TAIL_RECORDS:
                 if self.dir is None:
                     if not len(tail) % TAIL_RECORDS:
-                        self._trim_locked()
+                        self._trim_due = True
                 elif self._broken is None:
                     # Never raise into the committer (its commit is applied): a failed write
                     # keeps the records in memory, readers still see them, and sync/close
@@ -416,6 +420,8 @@ class ChangeFeed:
                         log.error("change feed %s: %s", self.dir, exc)
             if self._waiters:
                 self._cond.notify_all()
+        if self._trim_due:
+            self._trim_quietly()
 
     def _write_tail_locked(self) -> None:
         """Write the in-memory tail to the active segment (rotating first when it is full)."""
@@ -477,7 +483,7 @@ class ChangeFeed:
         self._fd, self._active_size = fd, len(_FILE_HEADER)
         self._segments.append((first, p))
         if len(self._segments) > 1:
-            self._trim_locked()
+            self._trim_due = True  # run by the writer after it released the feed lock
 
     def _sync_locked(self) -> None:
         if self._fd is not None:
@@ -494,6 +500,8 @@ class ChangeFeed:
                 return
             self._write_tail_locked()
             self._sync_locked()
+        if self._trim_due:
+            self._trim_quietly()
 
     def guard(self, truncate: Callable[[int], int]) -> Callable[[int], int]:
         """Wrap the commit log's ``truncate_through``: the feed is durable before the log
@@ -519,6 +527,61 @@ class ChangeFeed:
                 self._closed = True
                 self._cond.notify_all()
 
+    def forget(self, table: EntryKind, key: bytes) -> int:
+        """Remove every row of ``key`` in ``table`` from the feed (``store.erase``); return
+        how many went. Commits keep their versions (one may be left with no writes).
+
+        Each segment holding the key is rewritten to a temporary file, fsynced and renamed
+        over the old one (a crash leaves the old or the new file); the active segment is
+        closed first, so the next commit starts a new one. Blocks committers for the
+        rewrite: O(feed bytes). Raises StorageIOError.
+        """
+        def without(batches: Writes) -> tuple[Writes, int]:
+            rows = batches.get(table)
+            if not rows or all(k != key for k, _ in rows):
+                return batches, 0
+            kept = [(k, v) for k, v in rows if k != key]
+            out = {t: r for t, r in batches.items() if t != table}
+            if kept:
+                out[table] = kept
+            return out, len(rows) - len(kept)
+
+        removed = 0
+        with self._lock:
+            self._check_open()
+            tail = []
+            for v, ts, batches in self._tail:
+                b, n = without(batches)
+                removed += n
+                tail.append((v, ts, b))
+            self._tail = tail
+            if self.dir is None:
+                return removed
+            try:
+                if self._fd is not None:
+                    os.fsync(self._fd)
+                    os.close(self._fd)
+                    self._fd = None
+                for _first, p in self._segments:
+                    data = p.read_bytes()
+                    self._check_header(data, p)
+                    out, hit = [_FILE_HEADER], 0
+                    for _v, payload, _end in self._records(data, p, FEED_HEADER.size, len(data)):
+                        version, ts, batches = decode_batches(payload)
+                        b, n = without(batches)
+                        if n:
+                            hit += n
+                            payload = encode_batches(version, ts, b)
+                        out.append(REC_HEADER.pack(len(payload), zlib.crc32(payload)))
+                        out.append(payload)
+                    if hit:
+                        atomic_write(p, b"".join(out))
+                        removed += hit
+            except OSError as exc:
+                raise StorageIOError(f"change feed rewrite in {self.dir} failed ({exc.strerror or exc}); "
+                                     "erase again to finish") from exc
+        return removed
+
     # -- retention ----------------------------------------------------------------------
 
     @property
@@ -536,34 +599,51 @@ class ChangeFeed:
             return min(self._consumers.values())
         return min(self._history_floor(), self._last)
 
-    def _trim_locked(self) -> None:
-        """Raise the floor to the lowest consumer (or the history floor); delete whole
-        segments at or below it. The floor is persisted before any file goes."""
-        target = self._target_floor()
-        if target > self._floor:
-            self._floor = target
-            self._write_state()
-        if self.dir is None:
-            n = 0
-            while n < len(self._tail) and self._tail[n][0] <= self._floor:
-                n += 1
-            if n:
-                self._tail = self._tail[n:]
-            return
-        segs = self._segments
-        doomed = [p for i, (_f, p) in enumerate(segs[:-1]) if segs[i + 1][0] - 1 <= self._floor]
-        if doomed:
-            for p in doomed:
-                p.unlink(missing_ok=True)
-            self._segments = segs[len(doomed):]
-            _fsync_dir(self.dir)
+    def _trim(self) -> None:
+        """Raise the floor to the lowest consumer (or the history floor) and delete whole
+        segments at or below it. The new floor is persisted before any file goes. Runs
+        under the state lock only (files are deleted outside the feed lock)."""
+        with self._state_lock:
+            self._trim_due = False
+            target = self._target_floor()
+            if target > self._floor:
+                old = self._floor
+                self._floor = target
+                try:
+                    self._write_state()
+                except BaseException:
+                    self._floor = old
+                    raise
+            with self._lock:
+                floor = self._floor
+                if self.dir is None:
+                    n = 0
+                    while n < len(self._tail) and self._tail[n][0] <= floor:
+                        n += 1
+                    if n:
+                        self._tail = self._tail[n:]
+                    return
+                segs = self._segments
+                doomed = [p for i, (_f, p) in enumerate(segs[:-1]) if segs[i + 1][0] - 1 <= floor]
+                self._segments = segs[len(doomed):]
+            if doomed:
+                for p in doomed:
+                    p.unlink(missing_ok=True)
+                _fsync_dir(self.dir)
+
+    def _trim_quietly(self) -> None:
+        """:meth:`_trim` from the commit path: never raise into a committer."""
+        try:
+            self._trim()
+        except OSError as exc:
+            log.error("change feed %s: trimming failed (%s); it is retried at the next rotation",
+                      self.dir, exc)
 
     def trim(self) -> int:
         """Apply retention now; return the floor."""
-        with self._lock:
-            self._check_open()
-            self._trim_locked()
-            return self._floor
+        self._check_open()
+        self._trim()
+        return self._floor
 
     # -- consumers ----------------------------------------------------------------------
 
@@ -574,31 +654,39 @@ class ChangeFeed:
     def consumer(self, name: str) -> Consumer:
         """Get (or durably create, at the floor) the consumer ``name``."""
         n = _check_name(name)
-        with self._lock:
+        with self._state_lock:
             self._check_open()
             if n not in self._consumers:
                 self._consumers[n] = self._floor
-                self._write_state()
+                try:
+                    self._write_state()
+                except BaseException:
+                    del self._consumers[n]
+                    raise
         return Consumer(self, n)
 
     def consumers(self) -> dict[str, int]:
-        with self._lock:
+        with self._state_lock:
             self._check_open()
             return dict(self._consumers)
 
     def drop_consumer(self, name: str) -> bool:
         n = _check_name(name)
-        with self._lock:
+        with self._state_lock:
             self._check_open()
             if n not in self._consumers:
                 return False
-            del self._consumers[n]
-            self._write_state()
-            self._trim_locked()
+            old = self._consumers.pop(n)
+            try:
+                self._write_state()
+            except BaseException:
+                self._consumers[n] = old
+                raise
+            self._trim()
             return True
 
     def position(self, name: str) -> int:
-        with self._lock:
+        with self._state_lock:
             self._check_open()
             try:
                 return self._consumers[name]
@@ -607,11 +695,13 @@ class ChangeFeed:
                                "creates it again at the feed's floor") from None
 
     def ack(self, name: str, version: int) -> None:
+        """Move consumer ``name`` to ``version``; persisted (one atomic file replace) before
+        returning. Committers are not blocked by the fsync (it runs under the state lock)."""
         from ..errors import FutureVersionError
         from ..types import check_version
 
         v = check_version(version)
-        with self._lock:
+        with self._state_lock:
             self._check_open()
             if name not in self._consumers:
                 raise KeyError(f"consumer {name!r} was removed; store.consumer({name!r}) "
@@ -622,11 +712,17 @@ class ChangeFeed:
             if v < self._floor:
                 raise ChangesTrimmed(f"cannot move consumer {name!r} to {v}: changes at or below the "
                                      f"feed floor {self._floor} are trimmed", floor=self._floor)
-            if self._consumers[name] == v:
+            old = self._consumers[name]
+            if old == v:
                 return
             self._consumers[name] = v
-            self._write_state()
-            self._trim_locked()
+            try:
+                self._write_state()
+            except BaseException:
+                self._consumers[name] = old
+                raise
+            if v > old or not self._consumers:
+                self._trim()
 
     # -- reading ------------------------------------------------------------------------
 

@@ -463,3 +463,34 @@ def test_cli_changes_prints_json_lines(tmp_path, capsys):
     engine.open(plain).close()
     assert cli_main(["changes", str(plain)]) == 2
     assert "ChangefeedDisabled" in capsys.readouterr().err
+
+
+def test_erase_removes_the_key_from_the_feed(tmp_path, monkeypatch):
+    monkeypatch.setattr(cf, "SEGMENT_BYTES", 512)
+    monkeypatch.setattr(cf, "TAIL_RECORDS", 4)
+    path = tmp_path / "s"
+    store = engine.open(path, changefeed=True)
+    secret = b"SECRET-VALUE-0123456789"
+    for i in range(40):
+        with store.begin() as tx:
+            tx.set(A, b"k%d" % (i % 5), b"v%d" % i)
+            if i % 3 == 0:
+                tx.set(B, b"pii", secret + b"%d" % i)
+    with store.begin() as tx:
+        tx.set(B, b"pii", secret)  # the only row of version 41
+    store.erase(B, b"pii")
+    changes = list(store.changes())
+    assert [c.version for c in changes] == list(range(1, 42))  # versions stay contiguous
+    assert all(B not in c.writes for c in changes)
+    assert changes[-1].writes == {}
+    assert [c.version for c in store.changes(tables=[B])] == []
+    with store.begin() as tx:
+        tx.set(A, b"after", b"erase")
+    assert list(store.changes(41))[0].writes == {A: [(b"after", b"erase")]}
+    store.compact()
+    store.close()
+    for f in (path / cf.FEED_DIR).iterdir():
+        assert secret not in f.read_bytes(), f
+    store = engine.open(path)
+    assert len(list(store.changes())) == 42 and store.check()["changefeed"]["last"] == 42
+    store.close()
