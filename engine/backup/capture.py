@@ -61,7 +61,8 @@ STAGING_PREFIX = ".tierdb-staging-"
 """Name prefix of image directories made inside a store directory (removed when done; a
 stale one left by a crashed process is removed by the next backup or clone)."""
 
-KNOWN = frozenset({"TIERDB", "LOCK", "TIME", "PINS", "POLICIES", "warm", "cold", "log"})
+FEED_DIR = "changes"  # engine/mvcc/changefeed.py
+KNOWN = frozenset({"TIERDB", "LOCK", "TIME", "PINS", "POLICIES", "warm", "cold", "log", FEED_DIR})
 CACHES = frozenset({"cold-cache"})
 """Store entries an image never carries: caches the store rebuilds on demand."""
 
@@ -161,6 +162,8 @@ def capture(store: Any, root: Path, upto: int | None = None, *, foreign: bool = 
                 _write_pins(store._policies.all(), root / "POLICIES", None, img)
                 if warm is not None and warm_first:
                     _checkpoint(warm, root / "warm", img)
+                if foreign:
+                    _link_feed(store, path / FEED_DIR, root / FEED_DIR, img)
             except BaseException:
                 store._readpoints.release(token)
                 raise
@@ -235,6 +238,25 @@ def _write_pins(pins: dict[str, int], dst: Path, upto: int | None, img: Image) -
     for n, v in sorted(keep.items()):
         ps.set(n, v)
     img.count(dst, False)
+
+
+def _link_feed(store: Any, src: Path, dst: Path, img: Image) -> None:
+    """The change feed (backups only), under the commit lock: its buffered records are
+    written out, its segments hard-linked (the active one keeps growing under both names:
+    records above the image's version are truncated when the restored store opens, as after
+    a crash), its STATE (consumer positions) copied as of now."""
+    feed = getattr(store, "_feed", None)
+    if feed is None or not src.is_dir():
+        return
+    feed.sync()
+    dst.mkdir()
+    for p in sorted(src.iterdir()):
+        if p.name.endswith(".tmp") or not p.is_file():
+            continue
+        if p.name == "STATE":
+            _copy_small(p, dst / p.name, img)
+        else:
+            img.count(dst / p.name, link_or_copy(p, dst / p.name))
 
 
 def _checkpoint(warm: Any, dst: Path, img: Image) -> None:

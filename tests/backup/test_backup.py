@@ -92,7 +92,7 @@ def test_backup_under_concurrent_commits_is_exact(tmp_path: Path) -> None:
     exactly the state at the version it reports: every key's whole history <= V, nothing
     above."""
     src = tmp_path / "src"
-    s = engine.open(src, layout=quiet())
+    s = engine.open(src, layout=quiet(), changefeed=True)
     fill(s, 6)
     stop = threading.Event()
     errors: list[BaseException] = []
@@ -134,11 +134,15 @@ def test_backup_under_concurrent_commits_is_exact(tmp_path: Path) -> None:
     assert v >= 40 and s.version > v and after >= v
     assert seen and seen[-1] == result["bytes"], "progress reaches the total"
     expect = histories(s, upto=v)
+    feed = [(c.version, c.writes) for c in s.changes(after=0) if c.version <= v]
     s.close()
     engine.restore_backup(tmp_path / "bk", tmp_path / "restored")
     with engine.open(tmp_path / "restored") as r:
         assert r.version == v
         assert histories(r) == expect
+        # the change feed is restored as of v too: every commit up to v, nothing above
+        assert [(c.version, c.writes) for c in r.changes(after=0)] == feed
+        assert [c[0] for c in feed] == list(range(1, v + 1))
         with pytest.raises(engine.FutureVersionError):
             r.get(T, KEYS[0], version=v + 1)
         r.check()

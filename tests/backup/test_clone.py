@@ -215,3 +215,20 @@ def test_clone_of_a_store_open_in_another_process_is_a_typed_error(tmp_path: Pat
     engine.clone(src, tmp_path / "c")  # closed there: now it works
     with engine.open(tmp_path / "c") as c:
         assert c.get(S, b"round") == b"2"
+
+
+def test_a_clone_of_a_store_with_a_change_feed_feeds_from_its_version(tmp_path: Path) -> None:
+    """A clone is a new store: its change feed starts at the clone's version (changes are
+    what happened to this store; the source's consumers are not cloned)."""
+    with engine.open(tmp_path / "src", layout=quiet(), changefeed=True) as s:
+        fill(s, 6)
+        s.consumer("audit").ack(2)
+        v = s.version - 2
+        assert s.clone(tmp_path / "c", version=v)["not_cloned"] == []
+    with engine.open(tmp_path / "c") as c:
+        assert c.consumers() == {}
+        with pytest.raises(engine.errors.ChangesTrimmed):
+            list(c.changes(after=v - 1))
+        with c.begin() as tx:
+            tx.set(T, b"after", b"x")
+        assert [(ch.version, ch.writes) for ch in c.changes(after=v)] == [(v + 1, {T: [(b"after", b"x")]})]
