@@ -333,7 +333,7 @@ class Store:
                 from .tiers.cold import ColdTier
                 remote: dict[str, Any] = {} if layout.cold_url is None else {
                     "url": layout.cold_url, "storage_options": self._storage_options,
-                    "disk_cache_bytes": layout.cold_disk_cache_bytes}
+                    "disk_cache_bytes": layout.cold_disk_cache_bytes, "ref_path": path / "COLD-REF"}
                 tiers.append(ColdTier(path / ("cold" if layout.cold_url is None else "cold-cache"),
                                       block_size=layout.block_size,
                                       zstd_level=layout.zstd_level, cache_bytes=layout.cold_cache_bytes,

@@ -269,6 +269,32 @@ def test_reopen_with_another_cold_url_is_refused(tmp_path):
         engine.Layout.parse("hot+warm+cold", cold_url="ftp://host/x")
 
 
+def test_empty_or_rolled_back_bucket_is_refused_not_taken_as_empty(tmp_path):
+    url = f"file://{tmp_path}/bucket"
+    with engine.open(tmp_path / "db", layout=_layout(url)) as s:
+        states = _fill(s, 20, 10)
+        s.flush()
+        s.demote()
+        assert s.stats()["tiers"]["cold"]["versions"] > 0
+    saved = (tmp_path / "bucket" / "MANIFEST").read_bytes()
+    with engine.open(tmp_path / "db") as s:
+        states.update(_fill(s, 20, 10, states))
+        s.flush()
+        s.demote()
+    manifest = tmp_path / "bucket" / "MANIFEST"
+    newest = manifest.read_bytes()
+    manifest.write_bytes(saved)  # the bucket "rolled back" to an older manifest
+    with pytest.raises(engine.CorruptionError, match="rolled back"):
+        engine.open(tmp_path / "db")
+    manifest.unlink()  # or the wrong (empty) bucket
+    with pytest.raises(engine.CorruptionError, match="no manifest"):
+        engine.open(tmp_path / "db")
+    manifest.write_bytes(newest)
+    with engine.open(tmp_path / "db") as s:
+        _verify(s, states)
+        s.check()
+
+
 # --- racing writers ----------------------------------------------------------------------
 
 

@@ -89,7 +89,9 @@ class TierCore:
                 rec = recover(self.path, self._cache)
             else:
                 client = ObjectStoreClient(self.options.url, self.options.storage_options)
-                self._remote = RemoteFiles(client, self.path, self.options.disk_cache_bytes)
+                ref = self.options.ref_path
+                self._remote = RemoteFiles(client, self.path, self.options.disk_cache_bytes,
+                                           None if ref is None else Path(ref))
                 rec = recover_remote(self.path, self._remote, self._cache, self._retire_objects)
         except BaseException:  # release the lock, then re-raise whatever it was
             os.close(self._lock_fd)

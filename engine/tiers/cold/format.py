@@ -33,6 +33,8 @@ from ...types import EntryKind
 
 __all__ = [
     "BLOCK_HEADER",
+    "COLD_REF",
+    "COLD_REF_MAGIC",
     "CRC",
     "DROPS_HEADER",
     "DROPS_MAGIC",
@@ -136,6 +138,13 @@ assert MANIFEST_SEGMENT.size == 32
 MANIFEST_TABLE: Final = struct.Struct("<B7xQ")
 """A known table: tag, (pad), id."""
 assert MANIFEST_TABLE.size == 16
+
+COLD_REF: Final = struct.Struct("<8sQI")
+"""``<store>/COLD-REF`` of an object-store cold tier: magic, the generation of the cold
+manifest this store last wrote, crc32 of the first 16 bytes. On open, an object store
+holding no manifest or an older one than this is refused (wrong bucket, rolled back)."""
+assert COLD_REF.size == 20
+COLD_REF_MAGIC: Final = b"TDBCREF\x00"
 
 CRC: Final = struct.Struct("<I")
 """A trailing crc32 of everything before it (manifest, drop files)."""

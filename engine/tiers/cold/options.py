@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -47,6 +48,10 @@ class ColdOptions:
             ``allow_http``); never written anywhere by tierdb.
         disk_cache_bytes: byte budget of the on-disk range cache of an object-store tier
             (512 MiB; 0 disables it: every block cache miss is a ranged GET).
+        ref_path: a local file recording the generation of the manifest this tier last
+            wrote (a store passes ``<store>/COLD-REF``); on open, an object store with no
+            manifest or an older one is refused with CorruptionError instead of being
+            taken as an empty (or rolled-back) archive. None: no such check.
     """
 
     block_size: int = 16 * 1024
@@ -62,6 +67,7 @@ class ColdOptions:
     url: str | None = None
     storage_options: Mapping[str, Any] | None = None
     disk_cache_bytes: int = 512 * 1024 * 1024
+    ref_path: str | os.PathLike[str] | None = None
 
     def __post_init__(self) -> None:
         def bad(what: str) -> ValueError:

@@ -32,8 +32,10 @@ Notes: thread safety
 
 from __future__ import annotations
 
+import logging
 import os
 import re
+import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,8 +43,8 @@ from pathlib import Path
 from ...errors import CorruptionError, ManifestConflictError, StorageIOError
 from .cache import BlockCache
 from .drops import DropGroup, DropIndex, decode_drops
-from .format import SEGMENT_HEADER
-from .manifest import Manifest, decode_manifest, encode_manifest
+from .format import COLD_REF, COLD_REF_MAGIC, SEGMENT_HEADER, crc32
+from .manifest import Manifest, decode_manifest, encode_manifest, write_atomic
 from .objstore import (
     ObjectExistsError,
     ObjectNotFoundError,
@@ -58,6 +60,8 @@ from .writer import WrittenSegment, segment_name
 
 __all__ = ["MANIFEST_OBJECT", "ManifestUncertain", "RemoteFiles", "RemoteRecovered",
            "drop_object", "recover_remote", "segment_object"]
+
+log = logging.getLogger("tierdb.cold")
 
 MANIFEST_OBJECT = "MANIFEST"
 _OBJ_RE = re.compile(r"^(seg|drop)/(\d{12})\.(seg|drop)$")
@@ -82,8 +86,10 @@ class RemoteFiles:
     """The cold tier's view of its object store: the client, the on-disk range cache, the
     manifest's current ETag and bytes."""
 
-    def __init__(self, client: ObjectStoreClient, cache_dir: Path, disk_cache_bytes: int) -> None:
+    def __init__(self, client: ObjectStoreClient, cache_dir: Path, disk_cache_bytes: int,
+                 ref_path: Path | None = None) -> None:
         self.client = client
+        self.ref_path = ref_path
         self.ranges = RangeCache(cache_dir, disk_cache_bytes)
         self.etag: str | None = None
         self.last: bytes | None = None
@@ -148,6 +154,40 @@ class RemoteFiles:
             raise ManifestUncertain(f"replacing the cold manifest {self.display(MANIFEST_OBJECT)} "
                                     f"failed and may or may not have taken effect: {exc}") from exc
         self.etag, self.last = etag, data
+        self.write_ref(m.generation)
+
+    # -- the local reference -------------------------------------------------------------
+
+    def read_ref(self) -> int | None:
+        """The manifest generation this store last wrote, or None (no ref file kept).
+
+        Raises CorruptionError if the file is damaged."""
+        if self.ref_path is None:
+            return None
+        try:
+            data = self.ref_path.read_bytes()
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            raise StorageIOError(f"cannot read {self.ref_path}: {exc}") from exc
+        if len(data) != COLD_REF.size:
+            raise CorruptionError(f"cold reference file is {len(data)} bytes, not {COLD_REF.size}",
+                                  path=self.ref_path, offset=0)
+        magic, generation, crc = COLD_REF.unpack(data)
+        if magic != COLD_REF_MAGIC or crc32(data[:16]) != crc:
+            raise CorruptionError("cold reference file fails its checksum", path=self.ref_path, offset=0)
+        return int(generation)
+
+    def write_ref(self, generation: int) -> None:
+        """Record ``generation`` as the newest manifest this store wrote. Best effort: a ref
+        left behind only weakens the open-time check (a newer manifest is accepted)."""
+        if self.ref_path is None:
+            return
+        head = COLD_REF.pack(COLD_REF_MAGIC, generation, 0)[:16]
+        try:
+            write_atomic(self.ref_path, head + struct.pack("<I", crc32(head)))
+        except StorageIOError as exc:
+            log.warning("could not record the cold manifest generation in %s: %s", self.ref_path, exc)
 
     # -- objects -------------------------------------------------------------------------
 
@@ -263,6 +303,14 @@ def recover_remote(local: Path, remote: RemoteFiles, cache: BlockCache,
                 raise StorageIOError(f"cannot remove stray staged file {name}: {exc}") from exc
             removed += 1
     m = remote.read_manifest()
+    last_gen = remote.read_ref()
+    if last_gen is not None and (m is None or m.generation < last_gen):
+        have = "no manifest" if m is None else f"manifest generation {m.generation}"
+        raise CorruptionError(
+            f"the object store at {remote.display('')} holds {have}, but this store last wrote "
+            f"generation {last_gen} there: wrong bucket/prefix or credentials, or the bucket was "
+            "rolled back. Point cold_url at the right place (or restore the bucket)",
+            path=remote.display(MANIFEST_OBJECT), offset=None)
     listed = remote.client.list("")
     numbered = [(mo.group(1), int(mo.group(2)), i.name) for i in listed
                 if (mo := _OBJ_RE.match(i.name)) and mo.group(1) == mo.group(3)]
