@@ -132,6 +132,13 @@ class Health(TierCore):
             **self._remote_stats(),
         }
 
+    def io_stats(self) -> dict[str, Any]:
+        """Cache and object-store counters only, without the O(entries) exact counts of
+        :meth:`stats` (which, on an object store with several segments, reads every block
+        once per change). O(1)."""
+        cache = self._cache
+        return {"cache_hits": cache.hits, "cache_misses": cache.misses, **self._remote_stats()}
+
     def _remote_stats(self) -> dict[str, Any]:
         """Object-store counters (requests, bytes, retries) and the on-disk range cache's
         hits and misses; ``cache_hit_rate`` is the share of block reads answered by either
