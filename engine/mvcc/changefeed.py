@@ -193,7 +193,10 @@ class ChangeFeed:
         self._trim_due = False
         self._cond = threading.Condition(self._lock)
         self._waiters = 0
-        self._tail: list[tuple[int, float, Writes]] = []  # not yet on disk (all, in memory)
+        # Not yet on disk (everything, in memory): (version, time, writes, framed record or
+        # None). The record is the commit log's own bytes when it has them (same framing).
+        self._tail: list[tuple[int, float, Writes, bytes | None]] = []
+        self.encoded: Callable[[], bytes | None] | None = None
         self._segments: list[tuple[int, Path]] = []       # (first version, path), oldest first
         self._fd: int | None = None
         self._active_size = 0
@@ -339,7 +342,7 @@ class ChangeFeed:
     def recovered(self, version: int, timestamp: float, batches: Writes) -> None:
         """Commit-log replay during the store's recovery: re-feed what the feed lacks."""
         if version > self._last:
-            self._tail.append((version, timestamp, batches))
+            self._tail.append((version, timestamp, batches, None))
             self._last = version
 
     def finish_recovery(self, version: int, rebuild: Callable[[int, int], list[tuple[int, float | None, Writes]]],
@@ -369,7 +372,7 @@ class ChangeFeed:
         rebuilt = 0
         if self._last < version:
             for v, ts, writes in rebuild(self._last, version):
-                self._tail.append((v, ts if ts is not None else (commit_time(v) or time.time()), writes))
+                self._tail.append((v, ts if ts is not None else (commit_time(v) or time.time()), writes, None))
                 rebuilt += 1
             self._last = version
             log.warning("change feed %s: rebuilt %d commit(s) up to version %d from the tiers",
@@ -401,7 +404,12 @@ class ChangeFeed:
         """The commit observer: feed one commit (under the store's commit lock)."""
         with self._lock:
             tail = self._tail
-            tail.append((version, timestamp, batches))
+            rec = None
+            if self.encoded is not None:
+                rec = self.encoded()  # the commit log's record of this very commit
+                if rec is not None and _VERSION.unpack_from(rec, REC_HEADER.size)[0] != version:
+                    rec = None
+            tail.append((version, timestamp, batches, rec))
             self._last = version
             if self._write_through or len(tail) >= TAIL_RECORDS:
                 if self.dir is None:
@@ -437,10 +445,13 @@ class ChangeFeed:
                 self._rotate_locked(tail[0][0])
             good = self._active_size
             parts: list[bytes] = []
-            for v, ts, batches in tail:
-                payload = encode_batches(v, ts, batches)
-                parts.append(REC_HEADER.pack(len(payload), zlib.crc32(payload)))
-                parts.append(payload)
+            for v, ts, batches, rec in tail:
+                if rec is None:
+                    payload = encode_batches(v, ts, batches)
+                    parts.append(REC_HEADER.pack(len(payload), zlib.crc32(payload)))
+                    parts.append(payload)
+                else:
+                    parts.append(rec)
             data = memoryview(b"".join(parts))
             assert self._fd is not None
             while data:
@@ -550,10 +561,10 @@ class ChangeFeed:
         with self._lock:
             self._check_open()
             tail = []
-            for v, ts, batches in self._tail:
+            for v, ts, batches, rec in self._tail:
                 b, n = without(batches)
                 removed += n
-                tail.append((v, ts, b))
+                tail.append((v, ts, b, None if n else rec))
             self._tail = tail
             if self.dir is None:
                 return removed
@@ -789,7 +800,7 @@ class ChangeFeed:
                     w = {t: rows for t, rows in change.writes.items() if t in wanted}
                     if w:
                         yield Change(change.version, change.time, w)
-            for v, ts, batches in tail:
+            for v, ts, batches, _rec in tail:
                 if v <= pos:
                     continue
                 pos = v

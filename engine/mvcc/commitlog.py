@@ -221,6 +221,7 @@ class CommitLog:
         self._broken: str | None = None
         self._active_last = 0     # version of the newest record in the active file
         self._active_records = 0  # records appended to the active file since it was opened
+        self.last_record: bytes | None = None  # the newest appended record, framed
         self.recovery = RecoveryReport()
         for tmp in self.dir.glob("*.tmp"):
             tmp.unlink()
@@ -372,6 +373,7 @@ class CommitLog:
             self._written += len(rec)
             self._active_last = version
             self._active_records += 1
+        self.last_record = rec  # the change feed writes these very bytes (same framing)
         return self._written
 
     def _write_disk(self, data: bytes | bytearray) -> None:
