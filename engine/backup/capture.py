@@ -62,7 +62,11 @@ STAGING_PREFIX = ".tierdb-staging-"
 stale one left by a crashed process is removed by the next backup or clone)."""
 
 FEED_DIR = "changes"  # engine/mvcc/changefeed.py
-KNOWN = frozenset({"TIERDB", "LOCK", "TIME", "PINS", "POLICIES", "warm", "cold", "log", FEED_DIR})
+KNOWN = frozenset({"TIERDB", "LOCK", "TIME", "PINS", "POLICIES", "warm", "cold", "log", FEED_DIR,
+                   "COLD-REF"})
+"""Store entries the capture handles itself (``COLD-REF`` is never carried: it pins the cold
+manifest generation of the store's own cold_url, and an image's cold tier always lands in a
+fresh place)."""
 CACHES = frozenset({"cold-cache"})
 """Store entries an image never carries: caches the store rebuilds on demand."""
 
@@ -89,6 +93,7 @@ class Image:
     warm_first: bool
     flushed: int = 0
     cold_max_version: int = 0
+    remote_cold: Any = None
     linked_files: int = 0
     linked_bytes: int = 0
     copied_files: int = 0
@@ -126,14 +131,17 @@ def make_staging(store_path: Path) -> Path:
     return root
 
 
-def capture(store: Any, root: Path, upto: int | None = None, *, foreign: bool = True) -> Image:
+def capture(store: Any, root: Path, upto: int | None = None, *, foreign: bool = True,
+            share_cold: bool = False) -> Image:
     """Write a store image of ``store`` as of ``upto`` (default: its current version) into
     the empty directory ``root``, which must be on the store's file system.
 
     ``upto`` below the current version: the commit log, time index and pins are cut at it;
     warm and cold may still hold newer versions (the caller trims them: see clone.py).
     ``foreign``: copy store entries this module does not know (True for backups) or only
-    list them (clones: they may carry another subsystem's identity).
+    list them (clones: they may carry another subsystem's identity). ``share_cold``: a cold
+    tier in an object store is not downloaded; ``img.remote_cold`` holds its manifest and
+    objects instead, held against deletion until the caller calls its ``release()``.
 
     Complexity: O(files) links, O(unflushed commit-log bytes) copied.
     Raises: ClosedError, CorruptionError (a damaged commit-log record), StorageIOError.
@@ -167,7 +175,7 @@ def capture(store: Any, root: Path, upto: int | None = None, *, foreign: bool = 
             except BaseException:
                 store._readpoints.release(token)
                 raise
-        remote: _RemoteCold | None = None
+        remote: RemoteCold | None = None
         try:
             if warm is not None and not warm_first:
                 raw = warm.get_meta(FLUSHED_META)
@@ -186,7 +194,9 @@ def capture(store: Any, root: Path, upto: int | None = None, *, foreign: bool = 
             raise
         finally:
             store._readpoints.release(token)
-    if remote is not None:
+    if remote is not None and share_cold:
+        img.remote_cold = remote
+    elif remote is not None:
         # Outside the store's locks: downloads may take long; the hold keeps the objects.
         try:
             _download_cold(remote, root / "cold", img)
@@ -367,7 +377,7 @@ def _link_cold(cold: Any, dst: Path, img: Image) -> None:
 
 
 @dataclass
-class _RemoteCold:
+class RemoteCold:
     """The objects of an object-store cold tier's manifest, held against deletion."""
 
     client: Any
@@ -376,7 +386,7 @@ class _RemoteCold:
     release: Any
 
 
-def _hold_remote_cold(cold: Any, img: Image) -> _RemoteCold:
+def _hold_remote_cold(cold: Any, img: Image) -> RemoteCold:
     """Under the cold tier's writer lock: its current manifest, the objects it names, and a
     hold on them (ColdTier.hold_objects) so a compaction cannot delete them mid-copy."""
     from ..tiers.cold.manifest import encode_manifest
@@ -388,10 +398,10 @@ def _hold_remote_cold(cold: Any, img: Image) -> _RemoteCold:
         names += [drop_object(no) for no in (m.drop_files or [])]
         img.cold_max_version = max((s.max_version for s in cold._live().segments), default=0)
         release = cold.hold_objects(names)
-        return _RemoteCold(cold._remote.client, encode_manifest(m), names, release)
+        return RemoteCold(cold._remote.client, encode_manifest(m), names, release)
 
 
-def _download_cold(rc: _RemoteCold, dst: Path, img: Image) -> None:
+def _download_cold(rc: RemoteCold, dst: Path, img: Image) -> None:
     """Write the held objects into ``dst`` as a local cold directory (``NNN.seg``,
     ``NNN.drop``, ``MANIFEST``): the image opens with a local cold tier."""
     from ..tiers.cold.manifest import MANIFEST_NAME

@@ -45,7 +45,7 @@ from typing import Any
 
 from ..errors import BackupError, FormatError, LockedError, StorageIOError
 from .capture import FLUSHED_META, Image, capture, make_staging
-from .coldplace import place_cold
+from .coldplace import SharedCold, place_cold, share_cold
 from .files import fsync_dir, remove_tree
 from .targets import check_empty_dir
 
@@ -128,15 +128,28 @@ def clone_store(store: Any, dest: str | os.PathLike[str], *, version: int | None
                           "directory outside it")
     v, token = store._hold(version)  # validates: future, below the floor, bad type
     staging: Path | None = None
+    shared: SharedCold | None = None
     try:
         try:
             staging = make_staging(src)
-            img = capture(store, staging, upto=v, foreign=False)
+            img = capture(store, staging, upto=v, foreign=False, share_cold=cold_url is not None)
         finally:
             store._readpoints.release(token)
-        trimmed = _trim(staging, img)
-        placed = place_cold(staging, cold_url, cold_storage_options)
         meta = _read_marker(staging)
+        if img.remote_cold is not None:
+            # Object store to object store: the clone references the source's objects.
+            assert cold_url is not None
+            try:
+                shared = share_cold(img.remote_cold, cold_url, cold_storage_options)
+            finally:
+                img.remote_cold.release()
+            placed: str | None = shared.url
+            meta["cold_url"] = shared.url
+            trimmed = _trim(staging, img, (shared.url, cold_storage_options))
+        else:
+            trimmed = _trim(staging, img)
+            placed = place_cold(staging, cold_url, cold_storage_options)
+            meta = _read_marker(staging)
         meta["created"] = time.time()
         meta["clone_of"] = {"source": str(src), "version": v, "source_version": img.source_version}
         _write_marker(staging, meta)
@@ -145,15 +158,18 @@ def clone_store(store: Any, dest: str | os.PathLike[str], *, version: int | None
     except BaseException:
         if staging is not None:
             remove_tree(staging)
+        if shared is not None:
+            shared.undo()
         raise
     return {"version": v, "source_version": img.source_version, "path": str(out), **figures,
             "trimmed_versions": trimmed, "not_cloned": img.foreign, "cold_url": placed,
             "seconds": time.monotonic() - started}
 
 
-def _trim(root: Path, img: Image) -> dict[str, int]:
+def _trim(root: Path, img: Image, remote: tuple[str, Any] | None = None) -> dict[str, int]:
     """Remove from the image every version above ``img.version`` that warm or cold holds,
-    and set warm's version metadata to it."""
+    and set warm's version metadata to it. ``remote``: the image's cold tier is the object
+    store prefix ``(cold_url, storage_options)`` instead of ``root/cold``."""
     v = img.version
     removed = {"warm": 0, "cold": 0}
     top = img.source_version if img.warm_first else img.flushed
@@ -176,10 +192,11 @@ def _trim(root: Path, img: Image) -> dict[str, int]:
             warm.write_entries({}, sync=True, meta=meta)
         finally:
             warm.close()
-    if (root / "cold").is_dir() and img.cold_max_version > v:
+    if (remote is not None or (root / "cold").is_dir()) and img.cold_max_version > v:
         from ..tiers.cold import ColdTier
 
-        cold = ColdTier(root / "cold")
+        cold = ColdTier(root / "cold") if remote is None else \
+            ColdTier(root / "cold-cache", url=remote[0], storage_options=remote[1])
         try:
             removed["cold"] = _drop_above(cold, v)
         finally:

@@ -88,3 +88,66 @@ def place_cold(root: Path, cold_url: str | None, storage_options: dict[str, Any]
     meta["cold_url"] = url
     _write_marker(root, meta)
     return url
+
+
+class SharedCold:
+    """A clone's cold prefix that references the source's objects (see :func:`share_cold`);
+    ``undo()`` removes it again (for a clone that fails later)."""
+
+    def __init__(self, url: str, client: Any, origins: dict[str, Any]) -> None:
+        self.url = url
+        self.client = client
+        self.origins = origins  # origin URL -> client that can write its refs
+
+    def undo(self) -> None:
+        from ..tiers.cold.shared import remove_ref
+
+        try:
+            for info in self.client.list(""):
+                self.client.delete(info.name)
+            for origin in self.origins.values():
+                remove_ref(origin, self.url)
+        except StorageIOError:
+            pass  # best effort: a ref whose clone has no BASE is removed by the origin
+
+
+def share_cold(rc: Any, cold_url: str, storage_options: dict[str, Any] | None) -> SharedCold:
+    """Make ``cold_url`` (an empty prefix) a cold tier whose manifest is the source's (``rc``:
+    capture.RemoteCold, its objects held) and whose objects stay where they are: write
+    ``BASE`` (object -> origin), a ref at every origin, then ``MANIFEST`` (engine/tiers/cold/
+    shared.py). Requests: O(origins) small puts; no segment byte moves.
+
+    Raises: DestinationExistsError (the prefix holds objects; nothing written),
+    StorageIOError (what was written is removed again).
+    """
+    from ..tiers.cold.objstore import ObjectStoreClient, check_url, redact_url
+    from ..tiers.cold.remote import MANIFEST_OBJECT
+    from ..tiers.cold.shared import SharedClient, add_ref, write_base
+
+    url = check_url(cold_url)
+    src = rc.client
+    if url == check_url(src.url):
+        raise DestinationExistsError(f"cold_url {redact_url(url)} is the source's own prefix; give "
+                                     "the clone an empty prefix of its own (nothing was written)")
+    client = ObjectStoreClient(url, storage_options or None)
+    present = client.list("")
+    if present:
+        raise DestinationExistsError(
+            f"cold_url {redact_url(url)} already holds {len(present)} object(s); give the clone an "
+            "empty prefix of its own (nothing was written)")
+    base = src.base if isinstance(src, SharedClient) else {}
+    objects = {name: base.get(name, check_url(src.url)) for name in rc.names}
+    origins: dict[str, Any] = {}
+    for o in set(objects.values()):
+        origins[o] = src if o == check_url(src.url) else src.origin(o)
+    shared = SharedCold(url, client, {})
+    try:
+        write_base(client, objects, create=True)
+        for o, oc in origins.items():
+            add_ref(oc, url)
+            shared.origins[o] = oc
+        client.put_if_absent(MANIFEST_OBJECT, rc.manifest)
+    except BaseException:
+        shared.undo()
+        raise
+    return shared

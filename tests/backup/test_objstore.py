@@ -203,3 +203,67 @@ def histories_upto(h: dict, v: int) -> dict:
         if kept:
             out[k] = kept
     return out
+
+
+def _names(url: str, prefix: str = "") -> set[str]:
+    return {i.name for i in ObjectStoreClient(url).list(prefix)}
+
+
+def test_object_store_clone_shares_segments_by_reference(tmp_path: Path) -> None:
+    """A clone of a cold_url store given its own cold_url copies no segment: its BASE names
+    the source's objects, a ref at the source keeps them through the source's compaction,
+    a clone of the clone keeps the original origin, and once the clones let go (their own
+    compaction, or their prefix deleted) the source's next sweep deletes what nobody needs."""
+    from engine.tiers.cold.shared import BASE_OBJECT, REFS_PREFIX, read_base
+
+    src_url = f"memory://src-{uuid.uuid4().hex}"
+    s = engine.open(tmp_path / "src", layout=engine.Layout.parse("hot+warm+cold", background=False,
+                                                                 cold_url=src_url))
+    fill(s, 16)
+    s.demote(policy="age")
+    v = s.version - 5
+    expect = {u: [list(s.range(T, version=u))] for u in range(v + 1)}
+    shared_segs = _names(src_url, "seg/")
+    c1_url = f"memory://c1-{uuid.uuid4().hex}"
+    r = s.clone(tmp_path / "c1", version=v, cold_url=c1_url)
+    assert r["cold_url"] == c1_url and r["trimmed_versions"]["cold"] > 0
+    assert BASE_OBJECT in _names(c1_url) and not _names(c1_url, "seg/"), "no segment copied"
+    assert len(_names(src_url, REFS_PREFIX)) == 1
+    # the source moves on and compacts: every segment the clone names stays
+    fill(s, 8, seed=5)
+    s.demote(policy="age")
+    next(t for t in s._tiers if t.name == "cold").compact(full=True)
+    s.close()
+    s = engine.open(tmp_path / "src")  # the open-time sweep too
+    assert shared_segs <= _names(src_url, "seg/")
+    with engine.open(tmp_path / "c1") as c1:
+        for u in range(v + 1):
+            assert [list(c1.range(T, version=u))] == expect[u]
+        c1.check()
+        v2 = v - 2
+        c1.clone(tmp_path / "c2", version=v2, cold_url=(c2_url := f"memory://c2-{uuid.uuid4().hex}"))
+        with c1.begin() as tx:  # the clone's writes land in its own prefix only
+            tx.set(T, b"c1-only", b"x")
+        c1.flush(); c1.demote(policy="age")
+        next(t for t in c1._tiers if t.name == "cold").compact(full=True)
+    assert _names(src_url, "seg/") >= shared_segs and s.get(T, b"c1-only") is None
+    with engine.open(tmp_path / "c1") as c1:  # c1 let go of the source's segments...
+        assert c1.get(T, b"c1-only") == b"x"
+    base = read_base(ObjectStoreClient(c1_url))
+    assert base is not None and not any(n.startswith("seg/") for n in base)
+    assert not (_names(c2_url, "seg/")), "a clone of a clone copies no segment either"
+    with engine.open(tmp_path / "c2") as c2:  # ...but c2 still names them at their origin
+        for u in range(v2 + 1):
+            assert [list(c2.range(T, version=u))] == expect[u]
+        c2.check()
+    s.close()
+    with engine.open(tmp_path / "src") as s2:
+        assert shared_segs & _names(src_url, "seg/"), "kept while c2 references them"
+    # deleting c2 (its prefix) releases its references: the source's next sweep collects
+    for name in _names(c2_url):
+        ObjectStoreClient(c2_url).delete(name)
+    with engine.open(tmp_path / "src") as s2:
+        assert not (shared_segs & _names(src_url, "seg/")), "nobody references them any more"
+        assert not _names(src_url, REFS_PREFIX)
+        assert [list(s2.range(T, version=v))] == expect[v]
+        s2.check()

@@ -29,7 +29,7 @@ from .manifest import (
     fsync_dir,
     write_atomic,
 )
-from .objstore import ObjectStoreClient
+from .shared import open_client, unreferenced
 from .options import ColdOptions
 from .reader import Segment
 from .remote import (
@@ -88,7 +88,8 @@ class TierCore:
             if self.options.url is None:
                 rec = recover(self.path, self._cache)
             else:
-                client = ObjectStoreClient(self.options.url, self.options.storage_options)
+                # A clone's prefix reads shared objects from their origin (shared.py).
+                client = open_client(self.options.url, self.options.storage_options)
                 ref = self.options.ref_path
                 self._remote = RemoteFiles(client, self.path, self.options.disk_cache_bytes,
                                            None if ref is None else Path(ref))
@@ -220,6 +221,10 @@ class TierCore:
                 kept = {n for n in names if n in self._held}
                 self._held_retired.update(kept)
             names = [n for n in names if n not in kept]
+        try:  # objects a clone references by name stay (shared.py); the next sweep retries
+            names = unreferenced(remote.client, names, self.options.storage_options)
+        except StorageIOError:
+            return  # unreferenced here: the next open's sweep offers them again
         for name in names:
             try:
                 remote.client.delete(name)
