@@ -25,6 +25,10 @@ drop files are written once under a temporary name and renamed; RocksDB never mo
 SST; commit-log files, which are appended to and rewritten, are never shared (the clone gets
 new ones). See docs/DECISIONS.md, "Clones share immutable files by hard link".
 
+In object stores the clone's own prefix references the source's objects instead (``BASE``
+at the clone, ``refs/`` at the origin; engine/tiers/cold/shared.py): the source's deletions
+skip objects a clone's ``BASE`` maps to it, and the clone only ever releases them.
+
 A store open in another process cannot be cloned by path (its lock is held and its
 unflushed commits live in that process): ``engine.clone`` raises :class:`LockedError` and
 says to clone from the owning process with ``store.clone(dest, version=v)``.
@@ -66,9 +70,10 @@ def clone(src: Any, dest: str | os.PathLike[str], *, version: int | None = None,
     ``src``: a store directory (opened here, with ``open_options`` such as ``retention``
     or ``storage_options``, and closed again), or an open :class:`~engine.Store`. The clone's
     cold tier is local (``dest/cold``) unless ``cold_url`` names an empty object-store prefix
-    for it (``cold_storage_options`` for obstore); a source whose cold tier is in an object
-    store has its live segments copied into the clone (see docs/DECISIONS.md: sharing by
-    reference is done only by hard link). Returns ``{"version",
+    for it (``cold_storage_options`` for obstore). A source whose cold tier is in an object
+    store shares its objects with a clone given a ``cold_url`` by reference (no segment is
+    copied; engine/tiers/cold/shared.py); without one they are downloaded into ``dest/cold``.
+    Returns ``{"version",
     "source_version", "path", "linked_files", "linked_bytes", "copied_files",
     "copied_bytes", "trimmed_versions", "not_cloned", "seconds"}`` (``not_cloned``: entries
     of the source directory this tierdb does not know, left out of the clone).
