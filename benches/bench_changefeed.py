@@ -30,9 +30,9 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import engine  # noqa: E402
-from engine import EntryKind  # noqa: E402
-from engine.bench.peers.rocks import VersionedRocksDB  # noqa: E402
+import engine
+from engine import EntryKind
+from engine.bench.peers.rocks import VersionedRocksDB
 
 T = EntryKind.source(1)
 
@@ -108,8 +108,8 @@ def main(argv: list[str] | None = None) -> int:
             "warm feed / rocksdb": med["tierdb warm changefeed"] / med["peer:rocksdb (versioned)"],
         }}
         print(f"\n{w} ({len(workloads[w])} commits x {len(workloads[w][0])} writes, median of {args.rounds}):")
-        for name in med:
-            print(f"  {name:34s} {med[name]:10.0f} commits/s  ±{spread[name] * 100:.0f}%")
+        for name, rate in med.items():
+            print(f"  {name:34s} {rate:10.0f} commits/s  ±{spread[name] * 100:.0f}%")
         for k, v in out[w]["ratios"].items():
             print(f"  {k:34s} {v:.3f}")
     if args.out:

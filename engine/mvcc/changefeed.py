@@ -38,49 +38,51 @@ Notes: thread safety
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import struct
 import threading
 import time
 import zlib
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from ..errors import ChangesTrimmed, ClosedError, CorruptionError, FormatError, InvalidKeyError, StorageIOError
-from ..types import Bound, EntryKind
+from ..errors import (
+    ChangesTrimmed,
+    ClosedError,
+    CorruptionError,
+    FormatError,
+    InvalidKeyError,
+    StorageIOError,
+)
+from ..types import EntryKind
 from .commitlog import REC_HEADER, decode_batches, encode_batches
+from .feedlog import (
+    FEED_DIR,
+    FEED_HEADER,
+    FILE_HEADER,
+    STATE_NAME,
+    VERSION,
+    Writes,
+    check_header,
+    fsync_dir,
+    read_state,
+    records,
+    scan_commits,
+    scan_tail_segment,
+    segment_name,
+    truncate_file,
+    write_state,
+)
 from .pins import atomic_write
 
-__all__ = ["Change", "ChangeFeed", "Consumer", "scan_commits", "FEED_DIR"]
+__all__ = ["FEED_DIR", "Change", "ChangeFeed", "Consumer", "scan_commits"]
 
 log = logging.getLogger("tierdb.changefeed")
 
-FEED_DIR = "changes"
-FEED_MAGIC = b"TIERDBCF"
-FEED_FORMAT_VERSION = 1
-# magic, format version, crc32 of the first 12 bytes
-FEED_HEADER = struct.Struct("<8sII")
-assert FEED_HEADER.size == 16
-_FILE_HEADER = FEED_HEADER.pack(FEED_MAGIC, FEED_FORMAT_VERSION,
-                                zlib.crc32(FEED_MAGIC + struct.pack("<I", FEED_FORMAT_VERSION)))
-# Records: REC_HEADER (payload length, crc32 of payload) + an encode_batches payload, whose
-# first 8 bytes are the little-endian u64 version (read without decoding the rest).
-_VERSION = struct.Struct("<Q")
-STATE_NAME = "STATE"
-STATE_MAGIC = b"TIERDBFS"
-STATE_FORMAT_VERSION = 1
-# magic, format version, payload length, crc32 of payload (payload: canonical JSON)
-STATE_HEADER = struct.Struct("<8sIII")
-assert STATE_HEADER.size == 20
-
 SEGMENT_BYTES = 16 << 20   # rotate the active segment past this size
 TAIL_RECORDS = 256         # buffered records (commit-log layouts) before a write
-
-Writes = dict[EntryKind, list[tuple[bytes, "bytes | None"]]]
-
 
 class Change(NamedTuple):
     """One commit as the change feed reports it.
@@ -95,40 +97,10 @@ class Change(NamedTuple):
     writes: Writes
 
 
-def _name_of(first: int) -> str:
-    return f"feed-{first:020d}.log"
-
-
 def _check_name(name: object) -> str:
     if not isinstance(name, str) or not name:
         raise InvalidKeyError(f"consumer name must be a non-empty str, got {name!r}")
     return name
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def scan_commits(router: Any, lo: int, hi: int) -> list[tuple[int, float | None, Writes]]:
-    """Rebuild the writes of versions ``lo < v <= hi`` from the tiers (crash gap filling).
-
-    Scans every table at ``hi`` (tombstones included) and reads the history of each key whose
-    newest version is above ``lo``. Versions GC already removed cannot come back; rows come in
-    key order. O(keys in the store) plus the history of the keys written in the gap.
-    """
-    out: dict[int, Writes] = {}
-    for table in router.tables():
-        for entry in router.scan(table, Bound.UNBOUNDED, Bound.UNBOUNDED, hi, False, 1024):
-            if entry.version <= lo:
-                continue
-            for v, value in router.history(table, entry.key):
-                if lo < v <= hi:
-                    out.setdefault(v, {}).setdefault(table, []).append((entry.key, value))
-    return [(v, None, out[v]) for v in sorted(out)]
 
 
 class Consumer:
@@ -222,7 +194,7 @@ class ChangeFeed:
         state = d / STATE_NAME
         if state.exists():
             self._fresh = False
-            meta = self._read_state(state)
+            meta = read_state(state)
             self._floor = int(meta["floor"])
             self._consumers = {str(k): int(v) for k, v in meta["consumers"].items()}
         for p in sorted(d.glob("feed-*.log")):
@@ -234,11 +206,11 @@ class ChangeFeed:
         torn = None
         if self._segments:
             p = self._segments[-1][1]
-            last, good, size = self._scan_tail_segment(p)
+            last, good, size = scan_tail_segment(p)
             if good < size:
                 torn = {"file": str(p), "offset": good, "bytes": size - good}
                 log.warning("change feed %s: torn tail of %d bytes at offset %d truncated", p, size - good, good)
-                self._truncate_file(p, good)
+                truncate_file(p, good)
                 if good < FEED_HEADER.size:
                     self._segments.pop()
             self._active_size = good
@@ -248,96 +220,9 @@ class ChangeFeed:
         self._last = self._disk_last
         self.recovery = {"torn_tail": torn, "disk_last": self._disk_last}
 
-    @staticmethod
-    def _read_state(p: Path) -> dict[str, Any]:
-        data = p.read_bytes()
-        if len(data) < STATE_HEADER.size:
-            raise CorruptionError("change feed STATE file is truncated", path=p, offset=0)
-        magic, fmt, length, crc = STATE_HEADER.unpack_from(data, 0)
-        if magic != STATE_MAGIC:
-            raise CorruptionError("change feed STATE file has a bad magic", path=p, offset=0)
-        if fmt > STATE_FORMAT_VERSION:
-            raise FormatError(f"change feed format {fmt} is newer than this tierdb; upgrade tierdb",
-                              path=p, offset=0)
-        body = data[STATE_HEADER.size:]
-        if len(body) != length or zlib.crc32(body) != crc:
-            raise CorruptionError("change feed STATE file fails its checksum", path=p,
-                                  offset=STATE_HEADER.size)
-        meta: dict[str, Any] = json.loads(body)
-        return meta
-
     def _write_state(self) -> None:
-        if self.dir is None:
-            return
-        body = json.dumps({"floor": self._floor, "consumers": self._consumers}, sort_keys=True,
-                          separators=(",", ":")).encode()
-        try:
-            atomic_write(self.dir / STATE_NAME, STATE_HEADER.pack(STATE_MAGIC, STATE_FORMAT_VERSION,
-                                                                  len(body), zlib.crc32(body)) + body)
-        except OSError as exc:
-            if isinstance(exc, StorageIOError):
-                raise
-            raise StorageIOError(f"cannot write the change feed state {self.dir / STATE_NAME}: "
-                                 f"{exc.strerror or exc}") from exc
-
-    def _scan_tail_segment(self, p: Path) -> tuple[int, int, int]:
-        """(newest version, end of the last whole record, file size) of the newest segment.
-
-        A record cut short or failing its checksum as the very last thing in the file is a
-        torn tail (returned as ``good < size``); one with a whole record after it is
-        corruption.
-        """
-        data = p.read_bytes()
-        size = len(data)
-        if size < FEED_HEADER.size:
-            return 0, 0, size  # header never completed: the whole file is a torn tail
-        self._check_header(data, p)
-        pos, last = FEED_HEADER.size, 0
-        for version, _payload, end in self._records(data, p, FEED_HEADER.size, size, tolerate_tail=True):
-            last, pos = version, end
-        return last, pos, size
-
-    @staticmethod
-    def _check_header(data: bytes, p: Path) -> None:
-        magic, fmt, crc = FEED_HEADER.unpack_from(data, 0)
-        if magic != FEED_MAGIC or zlib.crc32(data[:12]) != crc:
-            raise CorruptionError("bad change feed segment header (not a tierdb feed?)", path=p, offset=0)
-        if fmt > FEED_FORMAT_VERSION:
-            raise FormatError(f"change feed format {fmt} is newer than this tierdb; upgrade tierdb",
-                              path=p, offset=0)
-
-    @staticmethod
-    def _records(data: bytes, p: Path, pos: int, end_at: int,
-                 tolerate_tail: bool = False) -> Iterator[tuple[int, bytes, int]]:
-        """Yield ``(version, payload, end offset)`` of each record in ``data[pos:end_at]``,
-        every checksum verified. Raises CorruptionError naming the file and offset."""
-        hsize = REC_HEADER.size
-        unpack = REC_HEADER.unpack_from
-        crc32 = zlib.crc32
-        while pos < end_at:
-            if pos + hsize > end_at:
-                if tolerate_tail:
-                    return
-                raise CorruptionError("change feed record header cut short", path=p, offset=pos)
-            length, crc = unpack(data, pos)
-            end = pos + hsize + length
-            payload = data[pos + hsize:end]
-            if end > end_at or crc32(payload) != crc or length < _VERSION.size:
-                if tolerate_tail and (end >= end_at or not data[pos:end_at].strip(b"\0")):
-                    return
-                raise CorruptionError("change feed record fails its checksum", path=p, offset=pos)
-            yield _VERSION.unpack_from(payload, 0)[0], payload, end
-            pos = end
-
-    @staticmethod
-    def _truncate_file(p: Path, offset: int) -> None:
-        if offset < FEED_HEADER.size:
-            p.unlink()
-            return
-        with open(p, "r+b") as fh:
-            fh.truncate(offset)
-            fh.flush()
-            os.fsync(fh.fileno())
+        if self.dir is not None:
+            write_state(self.dir, self._floor, self._consumers)
 
     def recovered(self, version: int, timestamp: float, batches: Writes) -> None:
         """Commit-log replay during the store's recovery: re-feed what the feed lacks."""
@@ -391,11 +276,11 @@ class ChangeFeed:
             p = self._segments[-1][1]
             data = p.read_bytes()
             cut = FEED_HEADER.size
-            for v, _payload, end in self._records(data, p, FEED_HEADER.size, len(data)):
+            for v, _payload, end in records(data, p, FEED_HEADER.size, len(data)):
                 if v > version:
                     break
                 cut = end
-            self._truncate_file(p, cut)
+            truncate_file(p, cut)
         self._disk_last = min(self._disk_last, version)
 
     # -- writing ------------------------------------------------------------------------
@@ -407,7 +292,7 @@ class ChangeFeed:
             rec = None
             if self.encoded is not None:
                 rec = self.encoded()  # the commit log's record of this very commit
-                if rec is not None and _VERSION.unpack_from(rec, REC_HEADER.size)[0] != version:
+                if rec is not None and VERSION.unpack_from(rec, REC_HEADER.size)[0] != version:
                     rec = None
             tail.append((version, timestamp, batches, rec))
             self._last = version
@@ -477,21 +362,21 @@ class ChangeFeed:
             os.fsync(self._fd)
             os.close(self._fd)
             self._fd = None
-        p = d / _name_of(first)
+        p = d / segment_name(first)
         if self._segments and self._segments[-1][1] == p:
             fd = os.open(p, os.O_WRONLY | os.O_APPEND)
             self._fd, self._active_size = fd, os.fstat(fd).st_size
             return
         fd = os.open(p, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         try:
-            os.write(fd, _FILE_HEADER)
+            os.write(fd, FILE_HEADER)
             os.fsync(fd)
-            _fsync_dir(d)
+            fsync_dir(d)
         except OSError:
             os.close(fd)
             p.unlink(missing_ok=True)
             raise
-        self._fd, self._active_size = fd, len(_FILE_HEADER)
+        self._fd, self._active_size = fd, len(FILE_HEADER)
         self._segments.append((first, p))
         if len(self._segments) > 1:
             self._trim_due = True  # run by the writer after it released the feed lock
@@ -575,9 +460,9 @@ class ChangeFeed:
                     self._fd = None
                 for _first, p in self._segments:
                     data = p.read_bytes()
-                    self._check_header(data, p)
-                    out, hit = [_FILE_HEADER], 0
-                    for _v, payload, _end in self._records(data, p, FEED_HEADER.size, len(data)):
+                    check_header(data, p)
+                    out, hit = [FILE_HEADER], 0
+                    for _v, payload, _end in records(data, p, FEED_HEADER.size, len(data)):
                         version, ts, batches = decode_batches(payload)
                         b, n = without(batches)
                         if n:
@@ -640,7 +525,7 @@ class ChangeFeed:
             if doomed:
                 for p in doomed:
                     p.unlink(missing_ok=True)
-                _fsync_dir(self.dir)
+                fsync_dir(self.dir)
 
     def _trim_quietly(self) -> None:
         """:meth:`_trim` from the commit path: never raise into a committer."""
@@ -831,9 +716,9 @@ class ChangeFeed:
                 raise ChangesTrimmed(f"changes after version {after} were trimmed while this reader "
                                      f"read them (floor {self._floor}); use a durable consumer to keep "
                                      "them", floor=self._floor) from None
-            self._check_header(data, p)
+            check_header(data, p)
             end_at = active_size if i == len(segments) - 1 and active_size >= 0 else len(data)
-            for v, payload, _end in self._records(data, p, FEED_HEADER.size, min(end_at, len(data))):
+            for v, payload, _end in records(data, p, FEED_HEADER.size, min(end_at, len(data))):
                 if v <= after:
                     continue
                 if v > disk_last:

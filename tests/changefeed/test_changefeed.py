@@ -23,6 +23,7 @@ from engine import Change, ChangefeedDisabled, ChangesTrimmed, EntryKind
 from engine.cli import main as cli_main
 from engine.errors import CorruptionError, FutureVersionError
 from engine.mvcc import changefeed as cf
+from engine.mvcc import feedlog
 
 A = EntryKind.source(1)
 B = EntryKind.operator(2)
@@ -204,6 +205,42 @@ def test_live_reader_sees_new_commits(tmp_path):
     store.close()
     w.join(10)
     assert ended.is_set()
+
+
+def test_concurrent_writers_flushes_and_readers_see_each_commit_once(tmp_path, monkeypatch):
+    monkeypatch.setattr(cf, "SEGMENT_BYTES", 4096)
+    monkeypatch.setattr(cf, "TAIL_RECORDS", 16)
+    store = engine.open(tmp_path / "s", changefeed=True)
+    seen: list[list[int]] = [[], []]
+    errors: list[BaseException] = []
+
+    def reader(i: int) -> None:
+        try:
+            for ch in store.changes(0, wait=True, timeout=20):
+                seen[i].append(ch.version)
+                if ch.version == 400:
+                    return
+        except (AssertionError, engine.EngineError) as exc:  # reported by the assertion below
+            errors.append(exc)
+
+    def writer(w: int) -> None:
+        for i in range(100):
+            with store.begin(isolation="snapshot") as tx:
+                tx.set(A, b"w%d-%d" % (w, i), b"x" * (i % 50))
+            if i % 25 == 0:
+                store.flush()
+
+    readers = [threading.Thread(target=reader, args=(i,)) for i in range(2)]
+    writers = [threading.Thread(target=writer, args=(w,)) for w in range(4)]
+    for t in readers + writers:
+        t.start()
+    for t in writers + readers:
+        t.join(60)
+    assert not errors
+    assert seen[0] == seen[1] == list(range(1, 401))
+    rows = {k for ch in store.changes() for k, _ in ch.writes[A]}
+    assert len(rows) == 400
+    store.close()
 
 
 # -- durable consumers, trimming, the floor ---------------------------------------------------
@@ -403,9 +440,9 @@ def test_missing_newest_records_are_rebuilt_from_the_tiers(tmp_path):
     rng = random.Random(8)
     expected = dict(commit_random(store, rng, i) for i in range(30))
     store.close()
-    seg = sorted((path / cf.FEED_DIR).glob("feed-*.log"))[-1]
+    seg = max((path / cf.FEED_DIR).glob("feed-*.log"))
     data = seg.read_bytes()
-    ends = [end for _v, _p, end in cf.ChangeFeed._records(data, seg, cf.FEED_HEADER.size, len(data))]
+    ends = [end for _v, _p, end in feedlog.records(data, seg, feedlog.FEED_HEADER.size, len(data))]
     seg.write_bytes(data[:ends[-4]])  # versions 28..30 gone from the feed
     store = engine.open(path)
     assert store._feed.recovery["rebuilt"] == 3
@@ -486,7 +523,7 @@ def test_erase_removes_the_key_from_the_feed(tmp_path, monkeypatch):
     assert [c.version for c in store.changes(tables=[B])] == []
     with store.begin() as tx:
         tx.set(A, b"after", b"erase")
-    assert list(store.changes(41))[0].writes == {A: [(b"after", b"erase")]}
+    assert next(iter(store.changes(41))).writes == {A: [(b"after", b"erase")]}
     store.compact()
     store.close()
     for f in (path / cf.FEED_DIR).iterdir():
