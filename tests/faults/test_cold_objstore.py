@@ -493,3 +493,26 @@ def test_range_cache_budget_and_damaged_cache_file(tmp_path):
     with ColdTier(tmp_path / "c", url=url, disk_cache_bytes=budget) as t:  # reloads the cache
         assert t.stats()["disk_cache_bytes"] <= budget
         assert t.get(T, b"key00042", 10) == want
+
+
+def test_cold_scan_reads_ahead_point_gets_fetch_single_blocks(tmp_path):
+    from engine.types import Bound, RangeCursor
+
+    url = "memory://objtest-readahead" + str(tmp_path).replace("/", "_")
+    rows = [RawEntry(b"key%06d" % i, 1, os.urandom(20).hex().encode() * 3) for i in range(20_000)]
+    with ColdTier(tmp_path / "w", url=url, block_size=1024, dictionary=False) as t:
+        t.write_entries({T: rows})
+        nblocks = len(t._state.segments[0].block_entries)
+    with ColdTier(tmp_path / "r1", url=url, cache_on_write=False) as t:  # empty caches
+        before = t.io_stats()["objstore_range_gets"]
+        for i in (5, 9_000, 17_123):
+            assert t.get(T, b"key%06d" % i, 1) == rows[i].value
+        assert t.io_stats()["objstore_range_gets"] - before == 3  # one block each
+    with ColdTier(tmp_path / "r2", url=url, cache_on_write=False) as t:
+        before = t.io_stats()["objstore_range_gets"]
+        cur, got = RangeCursor(), []
+        while not cur.exhausted:
+            got += t.range_next(T, cur, Bound.UNBOUNDED, Bound.UNBOUNDED, 5, 500).entries
+        assert got == rows
+        gets = t.io_stats()["objstore_range_gets"] - before
+        assert nblocks > 500 and gets < nblocks / 20, (gets, nblocks)
