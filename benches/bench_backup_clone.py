@@ -16,6 +16,10 @@ with a warm page cache, with the store open and idle:
 * ``clone-old``: ``store.clone(dir, version=...)`` at the version before the last round
   (trims the versions above it from warm and cold).
 
+With ``--object-store`` the cold tier lives at a ``file://`` cold_url: ``copy`` also copies
+that prefix, ``backup`` and ``clone`` download it, and ``clone-ref``/``clone-ref-old`` give
+the clone a prefix of its own that references the source's objects (``BASE`` + refs).
+
 Prints per contender the median seconds, bytes written (new bytes on disk: copies, not
 links) and the ratio to ``copy``. One process, one run: compare ratios, not absolutes.
 """
@@ -37,8 +41,9 @@ import engine
 T = engine.EntryKind.source(1)
 
 
-def build(path: Path, keys: int, rounds: int) -> tuple[engine.Store, int]:
-    store = engine.open(path, layout=engine.Layout.parse("hot+warm+cold", background=False))
+def build(path: Path, keys: int, rounds: int, cold_url: str | None = None) -> tuple[engine.Store, int]:
+    store = engine.open(path, layout=engine.Layout.parse("hot+warm+cold", background=False,
+                                                         cold_url=cold_url))
     rng = random.Random(42)
     # 100-byte values, half of them random bytes: compressible like real records, not a
     # constant that zstd and RocksDB shrink to nothing.
@@ -81,12 +86,17 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--dir", default=None, help="work directory (default: a temporary one)")
+    ap.add_argument("--object-store", action="store_true",
+                    help="keep the cold tier in a file:// object store (cold_url) and add a "
+                         "clone sharing it by reference")
     args = ap.parse_args()
     root = Path(args.dir or tempfile.mkdtemp(prefix="bench-backup-"))
     root.mkdir(parents=True, exist_ok=True)
     try:
         t0 = time.perf_counter()
-        store, old = build(root / "src", args.keys, args.rounds)
+        cold_dir = root / "src-cold"
+        store, old = build(root / "src", args.keys, args.rounds,
+                           f"file://{cold_dir}" if args.object_store else None)
         print(f"aged store: {args.keys} keys, version {store.version}, {dir_bytes(root / 'src') / 1e6:.1f} MB "
               f"on disk (built in {time.perf_counter() - t0:.1f} s); tiers: "
               + ", ".join(f"{n} {s.get('bytes', 0) / 1e6:.1f} MB" for n, s in store.stats()["tiers"].items()))
@@ -98,14 +108,19 @@ def main() -> None:
             dest = root / f"copy{i}"
             t = time.perf_counter()
             shutil.copytree(root / "src", dest, ignore=shutil.ignore_patterns("LOCK"))
+            if args.object_store:
+                shutil.copytree(cold_dir, root / f"copy-cold{i}")
             times.setdefault("copy", []).append(time.perf_counter() - t)
-            written["copy"] = dir_bytes(dest)
+            written["copy"] = dir_bytes(dest) + (dir_bytes(root / f"copy-cold{i}") if args.object_store else 0)
             shutil.rmtree(dest)
+            shutil.rmtree(root / f"copy-cold{i}", ignore_errors=True)
 
         def run_copy_sync(i: int) -> None:
             dest = root / f"copys{i}"
             t = time.perf_counter()
             shutil.copytree(root / "src", dest, ignore=shutil.ignore_patterns("LOCK"))
+            if args.object_store:
+                shutil.copytree(cold_dir, dest / "object-store-copy")
             for d, _dirs, files in os.walk(dest):
                 for f in files:
                     fd = os.open(os.path.join(d, f), os.O_RDONLY)
@@ -133,15 +148,22 @@ def main() -> None:
             shutil.rmtree(root / f"rs{i}")
 
         def run_clone(i: int) -> None:
-            for name, version in (("clone", None), ("clone-old", old)):
+            runs: list[tuple[str, int | None, str | None]] = [("clone", None, None), ("clone-old", old, None)]
+            if args.object_store:
+                runs += [("clone-ref", None, f"file://{root}/ref{i}"),
+                         ("clone-ref-old", old, f"file://{root}/refold{i}")]
+            for name, version, url in runs:
                 dest = root / f"{name}{i}"
                 t = time.perf_counter()
-                r = store.clone(dest, version=version)
+                r = store.clone(dest, version=version, cold_url=url)
                 times.setdefault(name, []).append(time.perf_counter() - t)
-                written[name] = new_bytes(dest)
+                prefix = Path(url[len("file://"):]) if url else None
+                written[name] = new_bytes(dest) + (dir_bytes(prefix) if prefix else 0)
                 extra[f"{name} shared MB"] = round(r["linked_bytes"] / 1e6, 2)
                 extra[f"{name} trimmed"] = r["trimmed_versions"]
                 shutil.rmtree(dest)
+                if prefix is not None:
+                    shutil.rmtree(prefix)
 
         order = [run_copy, run_copy_sync, run_backup, run_clone]
         for i in range(args.repeats):
@@ -149,10 +171,13 @@ def main() -> None:
                 fn(i)
         base_t = statistics.median(times["copy"])
         base_b = written["copy"]
-        print(f"\n{'contender':10s} {'median s':>9s} {'x copy':>7s} {'MB written':>11s} {'x copy':>7s}")
-        for name in ("copy", "copy+fsync", "backup", "restore", "clone", "clone-old"):
+        print(f"\n{'contender':14s} {'median s':>9s} {'x copy':>7s} {'MB written':>11s} {'x copy':>7s}")
+        names = ["copy", "copy+fsync", "backup", "restore", "clone", "clone-old"]
+        if args.object_store:
+            names += ["clone-ref", "clone-ref-old"]
+        for name in names:
             med = statistics.median(times[name])
-            print(f"{name:10s} {med:9.3f} {med / base_t:7.2f} {written[name] / 1e6:11.2f} "
+            print(f"{name:14s} {med:9.3f} {med / base_t:7.2f} {written[name] / 1e6:11.2f} "
                   f"{written[name] / base_b:7.3f}")
         for k, v in extra.items():
             print(f"  {k}: {v}")
