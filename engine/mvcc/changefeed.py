@@ -395,7 +395,17 @@ class ChangeFeed:
             if self._closed or self.dir is None:
                 return
             self._write_tail_locked()
-            self._sync_locked()
+            # fsync a duplicate outside the lock: committers keep appending meanwhile, and a
+            # rotation may close the original (it fsyncs the file it closes itself)
+            fd = None if self._fd is None else os.dup(self._fd)
+        if fd is not None:
+            try:
+                os.fsync(fd)
+            except OSError as exc:
+                self._broken = str(exc.strerror or exc)
+                raise StorageIOError(f"change feed fsync failed in {self.dir} ({exc.strerror or exc})") from exc
+            finally:
+                os.close(fd)
         if self._trim_due:
             self._trim_quietly()
 
