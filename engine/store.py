@@ -240,6 +240,8 @@ class Store:
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise LockedError(f"store {path} is already open (another process or another Store in this one); close it there first") from None
+        for stale in path.glob(".tierdb-staging-*"):  # a backup or clone killed mid-way (engine/backup)
+            shutil.rmtree(stale, ignore_errors=True)  # we hold the lock: nobody else uses it
         if fresh:
             layout = layout_arg or Layout()
             before = {p.name for p in path.iterdir()}
