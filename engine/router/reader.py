@@ -22,13 +22,13 @@ from __future__ import annotations
 
 import threading
 from bisect import bisect_right
-from itertools import chain
-from collections.abc import Callable, Iterator, Sequence
-from operator import itemgetter
+from collections.abc import Callable, Generator, Iterator, Sequence
+from itertools import chain, compress, repeat
+from operator import is_not, itemgetter
 from typing import Any
 
 from ..tiers.base import BOTTOM_ONLY, TierStorage
-from ..types import Bound, EntryKind, RangeCursor, RawEntry
+from ..types import Bound, EntryKind, RangeBatch, RangeCursor, RawEntry
 
 __all__ = ["Router", "MergedScan", "ScanEpochs", "ScanIterator"]
 
@@ -145,7 +145,8 @@ class _Stream:
                  "fetch")
 
     def __init__(self, tier: TierStorage, table: EntryKind, start: Bound, end: Bound,
-                 version: int, chunk: int, reverse: bool, size: int | None = None) -> None:
+                 version: int, chunk: int, reverse: bool, size: int | None = None,
+                 pairs: bool = False) -> None:
         self.tier = tier
         self.cursor = RangeCursor()
         self.buf: list[RawEntry] = []  # the current page; rows before ``pos`` are consumed
@@ -154,6 +155,8 @@ class _Stream:
         self.version, self.chunk = version, chunk
         self.size = chunk if size is None else size  # rows per fetch while merging
         self.fetch = tier.range_rev_next if reverse else tier.range_next
+        if pairs:  # rows as (key, value or None): the tier's own pages when it has them
+            self.fetch = _pairs_fetch(tier, reverse)
 
     def fill(self) -> bool:
         """Make sure an unconsumed row is buffered; False when the tier is drained."""
@@ -167,6 +170,26 @@ class _Stream:
 
 
 _KEY = itemgetter(0)
+_VAL = itemgetter(1)  # of a (key, value) pair
+_ENTRY_VALUE = itemgetter(2)  # of a RawEntry
+
+
+def _pairs_fetch(tier: TierStorage, reverse: bool) -> Callable[..., RangeBatch]:
+    """A page fetch of ``tier`` whose entries are ``(key, value or None)`` pairs."""
+    own = getattr(tier, "range_pairs_next", None)
+    if own is not None:
+        def fetch(table: EntryKind, cursor: RangeCursor, start: Bound, end: Bound, version: int,
+                  size: int) -> RangeBatch:
+            return own(table, cursor, start, end, version, size, reverse)  # type: ignore[no-any-return]
+        return fetch
+    plain = tier.range_rev_next if reverse else tier.range_next
+
+    def converted(table: EntryKind, cursor: RangeCursor, start: Bound, end: Bound, version: int,
+                  size: int) -> RangeBatch:
+        page = plain(table, cursor, start, end, version, size)
+        es = page.entries
+        return RangeBatch(list(zip(map(_KEY, es), map(_ENTRY_VALUE, es))), page.has_more)  # type: ignore[arg-type]
+    return converted
 
 
 class MergedScan:
@@ -181,12 +204,14 @@ class MergedScan:
     """
 
     def __init__(self, tiers: Sequence[TierStorage], table: EntryKind, start: Bound, end: Bound,
-                 version: int, reverse: bool, chunk: int) -> None:
+                 version: int, reverse: bool, chunk: int, pairs: bool = False) -> None:
         # While several tiers are merged, each fetches its share of ``chunk`` rows, so a merged
         # page is about ``chunk`` rows, not up to ``chunk`` per tier: a scan that takes
         # ``chunk`` rows (the caller's batch size) then reads no tier far past what it takes.
         size = max(chunk // len(tiers), 1) if tiers else chunk
-        self._streams = [_Stream(t, table, start, end, version, chunk, reverse, size) for t in tiers]
+        # ``pairs``: rows are (key, value or None) tuples, not RawEntry (item_pages: no version)
+        self._streams = [_Stream(t, table, start, end, version, chunk, reverse, size, pairs) for t in tiers]
+        self._pairs = pairs
         self._reverse = reverse
         self._lone: _Stream | None = None  # set once the merge is down to one stream
 
@@ -208,15 +233,16 @@ class MergedScan:
                 budget -= len(s.buf)
         return live
 
-    def pages(self) -> Iterator[list[RawEntry]]:
+    def pages(self) -> Generator[list[Any], None, None]:
+        """Merged rows a batch at a time: RawEntry rows, or (key, value) pairs with ``pairs``."""
         reverse = self._reverse
         streams = self._first_fill()
         while len(streams) > 1:
             # The horizon: no stream that may return more rows has buffered past it.
-            lasts = [s.buf[-1].key for s in streams if not s.cursor.exhausted]
+            lasts = [s.buf[-1][0] for s in streams if not s.cursor.exhausted]
             if lasts:
                 horizon = min(lasts) if not reverse else max(lasts)
-            rows: list[RawEntry] = []
+            rows: list[Any] = []
             for s in streams:
                 buf, pos = s.buf, s.pos
                 if not lasts:
@@ -224,7 +250,7 @@ class MergedScan:
                 elif reverse:  # keys descending: take while key >= horizon
                     cut = pos
                     n = len(buf)
-                    while cut < n and buf[cut].key >= horizon:
+                    while cut < n and buf[cut][0] >= horizon:
                         cut += 1
                 else:
                     cut = bisect_right(buf, horizon, pos, len(buf), key=_KEY)
@@ -274,19 +300,24 @@ class MergedScan:
                 return
         pages = self.pages()
         for page in pages:
-            live = [(k, val) for k, _, val in page if val is not None]
+            live: list[tuple[bytes, bytes]]
+            if self._pairs:
+                vals = list(map(_VAL, page))
+                live = page if None not in vals else list(compress(page, map(is_not, vals, repeat(None))))
+            else:
+                live = [(k, val) for k, _, val in page if val is not None]
             if live:
                 yield live
-            s = self._lone
-            if s is not None and not s.cursor.exhausted and s.cursor.last_key is not None:
-                fast = getattr(s.tier, "scan_item_pages", None)
+            ls = self._lone
+            if ls is not None and not ls.cursor.exhausted and ls.cursor.last_key is not None:
+                fast = getattr(ls.tier, "scan_item_pages", None)
                 if fast is not None:
                     pages.close()
-                    after = Bound.excluded(s.cursor.last_key)
+                    after = Bound.excluded(ls.cursor.last_key)
                     if self._reverse:
-                        yield from fast(s.table, s.start, after, s.version, reverse=True, page=s.chunk)
+                        yield from fast(ls.table, ls.start, after, ls.version, reverse=True, page=ls.chunk)
                     else:
-                        yield from fast(s.table, after, s.end, s.version, page=s.chunk)
+                        yield from fast(ls.table, after, ls.end, ls.version, page=ls.chunk)
                     return
 
     def items(self) -> Iterator[tuple[bytes, bytes]]:
@@ -438,7 +469,7 @@ class Router:
             self.scans += 1
             try:
                 yield from MergedScan(self.tiers_for(version), table, start, end, version, reverse,
-                                      chunk).item_pages()
+                                      chunk, pairs=True).item_pages()
             finally:
                 self.epochs.exit(epoch)
         finally:

@@ -34,7 +34,7 @@ def finish_page(cursor: RangeCursor, rows: list[RawEntry], has_more: bool) -> Ra
     """The paging contract every tier shares: advance ``cursor`` past ``rows`` and mark it
     exhausted when nothing is left. O(1)."""
     if rows:
-        cursor.last_key = rows[-1].key
+        cursor.last_key = rows[-1][0]  # a RawEntry or a (key, value) pair: the key comes first
     if not has_more:
         cursor.exhausted = True
     return RangeBatch(rows, has_more)

@@ -53,6 +53,9 @@ from ..errors import ClosedError, CorruptionError, InvalidKeyError
 from ..types import Bound, EntryKind, RangeBatch, RangeCursor, RawEntry, as_bytes
 from .base import BOTTOM_ONLY, DropBatches, SetBatches, finish_page
 
+_KEY0 = itemgetter(0)  # RawEntry -> key
+_VALUE2 = itemgetter(2)  # RawEntry -> value
+
 __all__ = ["HotTier"]
 
 # Rough per-version bookkeeping cost (list slots, int, bytes header) used in byte accounting.
@@ -440,6 +443,15 @@ class HotTier:
     def range_rev_next(self, table: EntryKind, cursor: RangeCursor, start: Bound, end: Bound,
                        version: int, batch_size: int) -> RangeBatch:
         return self._page(table, cursor, start, end, version, batch_size, True)
+
+    def range_pairs_next(self, table: EntryKind, cursor: RangeCursor, start: Bound, end: Bound,
+                         version: int, batch_size: int, reverse: bool = False) -> RangeBatch:
+        """As :meth:`range_next` / :meth:`range_rev_next`, entries as ``(key, value or None)``."""
+        page = self._page(table, cursor, start, end, version, batch_size, reverse)
+        es = page.entries
+        if es:
+            return RangeBatch(list(zip(map(_KEY0, es), map(_VALUE2, es))), page.has_more)  # type: ignore[arg-type]
+        return page
 
     def tables(self) -> list[EntryKind]:
         return sorted(self._tables)

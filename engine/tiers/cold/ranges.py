@@ -24,6 +24,7 @@ from .scan import ColumnChunk, chunks_from_rows, segment_columns
 from .state import State
 
 _first = itemgetter(0)
+_third = itemgetter(2)
 _tuple_new = tuple.__new__
 """``tuple.__new__(RawEntry, (k, v, value))`` builds a row without the NamedTuple's Python
 ``__new__`` (a third of a page's cost per row; the warm and hot tiers do the same)."""
@@ -146,7 +147,7 @@ class RangeReads(TierCore):
         return out, False
 
     def _page(self, table: EntryKind, cursor: RangeCursor, start: Bound, end: Bound,
-              version: int, batch_size: int, reverse: bool) -> RangeBatch:
+              version: int, batch_size: int, reverse: bool, pairs: bool = False) -> RangeBatch:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         st = self._live()
@@ -159,7 +160,7 @@ class RangeReads(TierCore):
                 hi, hi_inc = cursor.last_key, False
             else:
                 lo, lo_inc = cursor.last_key, False
-        out: list[RawEntry] = []
+        out: list[Any] = []  # RawEntry rows, or (key, value) pairs
         has_more = False
         srcs = self._sources(st, table, lo, hi, version)
         if len(srcs) == 1:
@@ -172,15 +173,24 @@ class RangeReads(TierCore):
                     has_more = True
                     break
                 if len(ks) > room:
-                    out.extend(map(_tuple_new, repeat(RawEntry, room),
-                                   zip(ks[:room], vl[:room], blk.values(el[:room]))))
+                    if pairs:
+                        out.extend(zip(ks[:room], blk.values(el[:room])))
+                    else:
+                        out.extend(map(_tuple_new, repeat(RawEntry, room),
+                                       zip(ks[:room], vl[:room], blk.values(el[:room]))))
                     has_more = True
                     break
-                out.extend(map(_tuple_new, repeat(RawEntry, len(ks)), zip(ks, vl, blk.values(el))))
+                if pairs:
+                    out.extend(zip(ks, blk.values(el)))
+                else:
+                    out.extend(map(_tuple_new, repeat(RawEntry, len(ks)), zip(ks, vl, blk.values(el))))
         elif srcs:
             rows, has_more = self._merged_rows(srcs, st.drops.keys.get(table), lo, lo_inc, hi,
                                                hi_inc, version, reverse, batch_size)
-            out = list(map(_tuple_new, repeat(RawEntry, len(rows)), rows))
+            if pairs:
+                out = list(zip(map(_first, rows), map(_third, rows)))
+            else:
+                out = list(map(_tuple_new, repeat(RawEntry, len(rows)), rows))
         return finish_page(cursor, out, has_more)
 
     def range_next(self, table: EntryKind, cursor: RangeCursor, start: Bound, end: Bound,
@@ -192,6 +202,12 @@ class RangeReads(TierCore):
                        version: int, batch_size: int) -> RangeBatch:
         """As :meth:`range_next`, descending."""
         return self._page(table, cursor, start, end, version, batch_size, True)
+
+    def range_pairs_next(self, table: EntryKind, cursor: RangeCursor, start: Bound, end: Bound,
+                         version: int, batch_size: int, reverse: bool = False) -> RangeBatch:
+        """As :meth:`range_next` / :meth:`range_rev_next`, entries as ``(key, value or None)``
+        pairs (a merged scan's rows: no :class:`RawEntry`)."""
+        return self._page(table, cursor, start, end, version, batch_size, reverse, True)
 
     def scan_columns(self, table: EntryKind, version: int, start: Bound | None = None,
                      end: Bound | None = None, *, chunk_rows: int = 4096) -> Iterator[ColumnChunk]:

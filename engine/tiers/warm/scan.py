@@ -39,7 +39,7 @@ from .format import (
     key_prefix,
     pack_inv,
 )
-from .rows import decode_items, decode_rows, select_fwd, select_rev
+from .rows import decode_items, decode_pairs, decode_rows, select_fwd, select_rev
 
 _from_bytes = int.from_bytes
 _raw_entry = RawEntry
@@ -62,6 +62,24 @@ def scan_rev(cf: Any, lo: bytes | None, hi: bytes | None, inv_read: bytes, batch
     if len(eks) > batch_size:
         return decode_rows(eks[:batch_size], sfx[:batch_size], vs[:batch_size], table), True
     return decode_rows(eks, sfx, vs, table), False
+
+
+def pairs_fwd(cf: Any, lo: bytes | None, hi: bytes | None, inv_read: bytes, batch_size: int,
+              table: EntryKind) -> tuple[list[tuple[bytes, bytes | None]], bool]:
+    """As :func:`scan_fwd`, rows as ``(key, value or None)`` pairs."""
+    eks, _, vs = select_fwd(cf, lo, hi, inv_read, batch_size + 1)
+    if len(eks) > batch_size:
+        return decode_pairs(eks[:batch_size], vs[:batch_size], table), True
+    return decode_pairs(eks, vs, table), False
+
+
+def pairs_rev(cf: Any, lo: bytes | None, hi: bytes | None, inv_read: bytes, batch_size: int,
+              table: EntryKind) -> tuple[list[tuple[bytes, bytes | None]], bool]:
+    """As :func:`scan_rev`, rows as ``(key, value or None)`` pairs."""
+    eks, _, vs = select_rev(cf, lo, hi, inv_read, batch_size + 1)
+    if len(eks) > batch_size:
+        return decode_pairs(eks[:batch_size], vs[:batch_size], table), True
+    return decode_pairs(eks, vs, table), False
 
 
 class RangeScans(WarmDB):
@@ -94,6 +112,7 @@ class RangeScans(WarmDB):
         version: int,
         batch_size: int,
         reverse: bool,
+        pairs: bool = False,
     ) -> RangeBatch:
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -112,11 +131,13 @@ class RangeScans(WarmDB):
         lo = self._low(start, cursor, reverse)
         hi = self._high(end, cursor, reverse)
         if lo is not None and hi is not None and lo >= hi:
-            out: list[RawEntry] = []
+            out: list[Any] = []
             has_more = False
         else:
             try:
-                if reverse:
+                if pairs:
+                    out, has_more = (pairs_rev if reverse else pairs_fwd)(cf, lo, hi, inv_read, batch_size, table)
+                elif reverse:
                     out, has_more = self._scan_rev(cf, lo, hi, inv_read, batch_size, table)
                 else:
                     out, has_more = self._scan_fwd(cf, lo, hi, inv_read, batch_size, table)
@@ -140,6 +161,13 @@ class RangeScans(WarmDB):
                        version: int, batch_size: int) -> RangeBatch:
         """As :meth:`range_next`, in descending key order."""
         return self._page(table, cursor, start, end, version, batch_size, True)
+
+    def range_pairs_next(self, table: EntryKind, cursor: RangeCursor, start: Bound, end: Bound,
+                         version: int, batch_size: int, reverse: bool = False) -> RangeBatch:
+        """As :meth:`range_next` (or :meth:`range_rev_next`), the page's entries as
+        ``(key, value or None)`` pairs: no :class:`RawEntry` and no version decoding (a
+        merged scan's rows, bench_peers "scan old")."""
+        return self._page(table, cursor, start, end, version, batch_size, reverse, True)
 
     def scan_items(self, table: EntryKind, start: Bound, end: Bound, version: int, *,
                    reverse: bool = False, page: int = DEFAULT_BATCH_SIZE) -> Iterator[tuple[bytes, bytes]]:
