@@ -409,6 +409,23 @@ class ChangeFeed:
         if self._trim_due:
             self._trim_quietly()
 
+    def seal(self) -> None:
+        """Write the tail, fsync and close the active segment: every existing segment is then
+        immutable (the next record starts a new one), so it may be hard-linked (backups).
+        Blocks committers for one fsync. Raises StorageIOError."""
+        with self._lock:
+            if self._closed or self.dir is None:
+                return
+            self._write_tail_locked()
+            if self._fd is not None:
+                try:
+                    os.fsync(self._fd)
+                except OSError as exc:
+                    self._broken = str(exc.strerror or exc)
+                    raise StorageIOError(f"change feed fsync failed in {self.dir} ({exc.strerror or exc})") from exc
+                os.close(self._fd)
+                self._fd = None
+
     def guard(self, truncate: Callable[[int], int]) -> Callable[[int], int]:
         """Wrap the commit log's ``truncate_through``: the feed is durable before the log
         forgets anything."""

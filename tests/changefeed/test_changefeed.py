@@ -531,3 +531,21 @@ def test_erase_removes_the_key_from_the_feed(tmp_path, monkeypatch):
     store = engine.open(path)
     assert len(list(store.changes())) == 42 and store.check()["changefeed"]["last"] == 42
     store.close()
+
+
+def test_seal_makes_every_segment_immutable(tmp_path):
+    """Backups hard-link feed segments after seal(): later commits must not change them."""
+    path = tmp_path / "s"
+    store = engine.open(path, changefeed=True)
+    rng = random.Random(4)
+    expected = dict(commit_random(store, rng, i) for i in range(20))
+    store._feed.seal()
+    before = {p.name: p.read_bytes() for p in (path / cf.FEED_DIR).glob("feed-*.log")}
+    expected.update(commit_random(store, rng, 100 + i) for i in range(300))
+    store.close()
+    after = {p.name: p.read_bytes() for p in (path / cf.FEED_DIR).glob("feed-*.log")}
+    assert all(after[name] == data for name, data in before.items())
+    assert len(after) > len(before)
+    store = engine.open(path)
+    assert feed_of(store) == expected
+    store.close()
