@@ -177,8 +177,10 @@ def _trim(root: Path, img: Image, remote: tuple[str, Any] | None = None) -> dict
     store prefix ``(cold_url, storage_options)`` instead of ``root/cold``."""
     v = img.version
     removed = {"warm": 0, "cold": 0}
-    top = img.source_version if img.warm_first else img.flushed
-    if (root / "warm").is_dir() and top > v:  # else: nothing above v, metadata already right
+    # Warm holds nothing above the source's version. (Not "above the flushed watermark" for
+    # hot-fronted layouts: a flush cut short by a crash leaves versions above it in warm
+    # until the next flush settles them.)
+    if (root / "warm").is_dir() and img.source_version > v:  # else: metadata already right
         from ..tiers.warm import WarmTier
 
         warm = WarmTier(root / "warm")

@@ -232,3 +232,41 @@ def test_a_clone_of_a_store_with_a_change_feed_feeds_from_its_version(tmp_path: 
         with c.begin() as tx:
             tx.set(T, b"after", b"x")
         assert [(ch.version, ch.writes) for ch in c.changes(after=v)] == [(v + 1, {T: [(b"after", b"x")]})]
+
+
+def test_clone_after_a_flush_cut_short_holds_nothing_above_its_version(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A flush that wrote its chunks to warm but failed before its watermark leaves versions
+    above the flushed watermark in warm (fault injected on the watermark write). A clone at
+    a version between the watermark and those versions must not inherit them: its own next
+    commits reuse those version numbers."""
+    with engine.open(tmp_path / "src", layout=quiet()) as s:
+        fill(s, 4, move=False)
+        s.flush()
+        fill(s, 3, seed=4, move=False)
+        top = s.version
+        warm = next(t for t in s._tiers if t.name == "warm")
+        real = warm.write_entries
+
+        def no_watermark(batches: object, **kw: object) -> None:
+            if kw.get("meta"):
+                raise engine.StorageIOError("injected: watermark write failed")
+            real(batches, **kw)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(warm, "write_entries", no_watermark)
+        with pytest.raises(engine.StorageIOError, match="injected"):
+            s.flush()
+        monkeypatch.setattr(warm, "write_entries", real)
+        assert any(ver > top - 2 for table in warm.tables() for ver in
+                   (e.version for e in warm.iter_versions(table)))
+        expect = {u: reads_at(s, u) for u in range(top - 2 + 1)}
+        s.clone(tmp_path / "c", version=top - 2)
+    with engine.open(tmp_path / "c", layout=quiet()) as c:
+        assert c.version == top - 2
+        for u, rows in expect.items():
+            assert reads_at(c, u) == rows
+        with c.begin() as tx:
+            tx.set(S, b"round", b"clone")
+        c.flush()
+        assert reads_at(c, top - 1)[0] == expect[top - 2][0], "version top-1 is the clone's own"
+        c.check()
