@@ -11,8 +11,8 @@ commit is ``v + 1``. It is made in three steps:
 2. trim: versions above ``v`` that warm or cold still hold are removed from the image with
    the tiers' own ``drop`` (RocksDB deletes; a cold drop file), and the image's warm
    metadata is set to ``v`` (flushed watermark or version; the cold-read shortcut is turned
-   off when the trim removed what it relies on). Nothing is trimmed when ``v`` is at or
-   above everything warm and cold hold, which is the case for a clone of the latest version.
+   off when the trim removed what it relies on). A clone of the latest version trims
+   nothing and opens neither tier.
 3. place: the image is renamed to ``dest`` (same file system: the shared files stay
    shared) or copied there (another file system: nothing can be shared).
 
@@ -23,7 +23,7 @@ when the last name does. That holds for a clone of a clone (one more name), and 
 clone simply drops its names. Neither side ever writes into a shared file: cold segments and
 drop files are written once under a temporary name and renamed; RocksDB never modifies an
 SST; commit-log files, which are appended to and rewritten, are never shared (the clone gets
-new ones). See docs/DECISIONS.md, "Clones share immutable files by hard link".
+new ones). See docs/DECISIONS.md, "Backups and clones".
 
 In object stores the clone's own prefix references the source's objects instead (``BASE``
 at the clone, ``refs/`` at the origin; engine/tiers/cold/shared.py): the source's deletions
