@@ -349,6 +349,8 @@ def build_parser() -> argparse.ArgumentParser:
         with_path(sp); sp.set_defaults(func=_maintenance(name))
         if name == "check":  # a store, or a backup directory / URL (engine/backup/cli.py)
             from .backup.cli import check_command
+            sp.add_argument("--option", action="append", metavar="KEY=VALUE",
+                            help="object-store option when PATH is a backup URL")
             sp.set_defaults(func=check_command(_maintenance(name), _progress))
 
     from .backup.cli import add_backup_commands

@@ -54,7 +54,7 @@ def check_command(store_check: Command, progress: Callable[..., Any]) -> Command
             return store_check(args)
         bar = progress("check", "B")
         try:
-            result = check_backup(args.path, progress=bar)
+            result = check_backup(args.path, progress=bar, **_options(getattr(args, "option", None)))
         finally:
             bar.close()
         _print(result)

@@ -127,6 +127,7 @@ def test_backup_under_concurrent_commits_is_exact(tmp_path: Path) -> None:
         after = s.version
         while s.version < result["version"] + 20:  # keep committing past the backup
             threading.Event().wait(0.01)
+        cloned = s.clone(tmp_path / "clone")  # a clone of "now", taken under commits too
     finally:
         stop.set()
         th.join()
@@ -136,7 +137,10 @@ def test_backup_under_concurrent_commits_is_exact(tmp_path: Path) -> None:
     assert seen and seen[-1] == result["bytes"], "progress reaches the total"
     expect = histories(s, upto=v)
     feed = [(c.version, c.writes) for c in s.changes(after=0) if c.version <= v]
+    expect_clone = histories(s, upto=cloned["version"])
     s.close()
+    with engine.open(tmp_path / "clone") as c:
+        assert c.version == cloned["version"] and histories(c) == expect_clone
     engine.restore_backup(tmp_path / "bk", tmp_path / "restored")
     with engine.open(tmp_path / "restored") as r:
         assert r.version == v
