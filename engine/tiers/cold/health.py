@@ -141,13 +141,15 @@ class Health(TierCore):
 
     def _remote_stats(self) -> dict[str, Any]:
         """Object-store counters (requests, bytes, retries) and the on-disk range cache's
-        hits and misses; ``cache_hit_rate`` is the share of block reads answered by either
-        cache (memory or disk) without asking the object store."""
+        hits and misses; ``cache_hit_rate`` is the share of segment reads (blocks, and
+        header/meta at open) answered by the block cache or the range cache without asking
+        the object store."""
         remote = self._remote
         if remote is None:
             return {}
         out: dict[str, Any] = {"cold_url": remote.display("").rstrip("/"), **remote.stats()}
+        # Every read is a block-cache hit, or goes to the range cache (hit or miss -> GET).
         hits = self._cache.hits + out["disk_cache_hits"]
-        asked = self._cache.hits + self._cache.misses
-        out["cache_hit_rate"] = round(min(hits, asked) / asked, 4) if asked else 0.0
+        asked = hits + out["disk_cache_misses"]
+        out["cache_hit_rate"] = round(hits / asked, 4) if asked else 0.0
         return out
