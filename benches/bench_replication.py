@@ -133,10 +133,13 @@ def failover_run(cluster: object, root: Path, which: int) -> dict[str, float]:
     log = root / f"{stream}.log"
     child = subprocess.Popen([sys.executable, str(ROOT / "tests/replication/primary_child.py"),
                               str(root / f"{stream}-p"), ",".join(cluster.urls), stream, str(log)],  # type: ignore[attr-defined]
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                             stdout=subprocess.DEVNULL, stderr=open(root / f"{stream}.err", "wb"))
     r = None
     try:
         while not (log.exists() and b"READY" in log.read_bytes()):
+            if child.poll() is not None:
+                raise RuntimeError(f"the primary child exited with {child.returncode}: "
+                                   f"{(root / f'{stream}.err').read_text()[-2000:]}")
             time.sleep(0.05)
         r = engine.open_replica(root / f"{stream}-r", servers=cluster.urls, stream=stream)  # type: ignore[attr-defined]
         time.sleep(1.5)

@@ -71,7 +71,8 @@ class Link:
     def run(self, coro: Coroutine[Any, Any, T], what: str, timeout: float | None = None) -> T:
         """Run ``coro`` on the loop, bounded; map transport failures to replication errors."""
         try:
-            return self.conn._submit(coro, f"{what} (stream {self.stream!r})", timeout)
+            return self.conn._submit(coro, f"{what} (stream {self.stream!r})",
+                                     self.timeout if timeout is None else timeout)
         except RevisionMismatch as exc:
             raise WrongLastSequence(str(exc)) from exc
         except KvTimeout as exc:
@@ -240,7 +241,7 @@ class Link:
             except Exception:  # noqa: BLE001 - closing; the connection may already be gone
                 pass
         try:
-            self.run(go(), "stop following", 5.0)
+            self.run(go(), "stop following", 1.0)   # the server drops it anyway when idle
         except ReplicationError:
             pass
 

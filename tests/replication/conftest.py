@@ -73,9 +73,14 @@ class Cluster:
         return [n.url for n in self.nodes]
 
     def heal(self) -> None:
+        """Restart killed nodes and wait until the cluster places a new R3 stream again."""
+        restarted = False
         for n in self.nodes:
             if not n.alive:
                 n.start()
+                restarted = True
+        if restarted:
+            _wait_for_jetstream(self)
 
 
 @pytest.fixture(scope="session")
@@ -102,7 +107,7 @@ def cluster() -> Iterator[Cluster]:
 def _wait_for_jetstream(c: Cluster) -> None:
     """Until an R3 stream can be created (the meta leader is elected)."""
     from engine.replication.link import Link
-    link = Link(c.urls, "probe", timeout=3.0)
+    link = Link(c.urls, f"probe{uuid.uuid4().hex[:8]}", timeout=3.0)
     link.connect()
     try:
         end = time.monotonic() + 40
