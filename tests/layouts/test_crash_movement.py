@@ -58,9 +58,10 @@ def verify(path: Path, layout: str, reported: list[int]) -> int:
 def test_sigkill_during_movement(tmp_path, layout):
     rng = random.Random(layout)
     path = tmp_path / "db"
+    trials = 3 if "@" in layout else 6  # the object-store variant: fewer kills, same checks
     layout = layout_spec(layout, tmp_path)  # a memory:// cold tier cannot outlive the child
     reported_all: list[int] = []
-    for trial in range(6):
+    for trial in range(trials):
         reported = run_and_kill(path, layout, "normal", rng.uniform(0.6, 1.6))
         reported_all += reported
         verify(path, layout, reported_all)
