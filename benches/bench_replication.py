@@ -143,6 +143,13 @@ def failover_run(cluster: object, root: Path, which: int) -> dict[str, float]:
             time.sleep(0.05)
         r = engine.open_replica(root / f"{stream}-r", servers=cluster.urls, stream=stream)  # type: ignore[attr-defined]
         time.sleep(1.5)
+        victim = cluster.nodes[which % 3]  # type: ignore[attr-defined]
+        link = r._follower.link
+
+        async def who() -> tuple[str, str]:
+            info = await link.js.stream_info(stream)
+            return str(info.cluster.leader), str(link.conn._nc.connected_url.netloc)
+        leader, connected = link.run(who(), "who leads")
         t0 = time.perf_counter()
         child.send_signal(signal.SIGKILL)
         cluster.nodes[which % 3].kill()  # type: ignore[attr-defined]
@@ -160,6 +167,8 @@ def failover_run(cluster: object, root: Path, which: int) -> dict[str, float]:
         lost = sum(1 for v, c in acked.items()
                    if r.get(T, b"k%d" % (c % 50), version=v) != b"v%d" % c)
         return {"acked_commits": len(acked), "acked_lost": lost,
+                "killed_stream_leader": leader == f"n{victim.i}",
+                "killed_replicas_server": connected.endswith(f":{victim.client}"),
                 "kill_to_promoted_s": t_promoted - t0, "kill_to_first_commit_s": t1 - t0}
     finally:
         if child.poll() is None:

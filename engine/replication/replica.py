@@ -242,6 +242,13 @@ def open_replica(path: str | os.PathLike[str] | None, *, servers: list[str], str
         state = load_state(store.path)
         if state is not None and state.stream != stream:
             raise ReplicaDiverged(f"store {path} replicates stream {state.stream!r}, not {stream!r}")
+        if state is not None and state.role == "primary":
+            # A (deposed) primary may hold commits the stream never received (ack="async"),
+            # which following would silently build on: refuse rather than fork.
+            raise ReplicaDiverged(
+                f"store {path} was the primary of stream {stream!r}; it cannot become a replica "
+                "(it may hold commits the stream never received): open a new replica directory, "
+                "or resume it as primary with store.replicate() if it still holds the claim")
         if state is None:
             if store.version > 0:
                 raise ReplicaDiverged(f"store {path} already holds commits of its own; a replica "

@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 import engine
+from engine.replication import ReplicaDiverged
 
 from .conftest import Cluster, all_histories, wait_until
 
@@ -127,6 +128,14 @@ def test_resumed_old_primary_is_fenced_and_its_writes_are_nowhere(
                                               for k, h in hist.items()) if h}
         finally:
             old.close()
+        old = engine.open(tmp_path / "p")
+        try:
+            with pytest.raises(engine.FencedError):  # it cannot take the stream back
+                old.replicate(cluster.urls, stream_name, replicas=3)
+        finally:
+            old.close()
+        with pytest.raises(ReplicaDiverged):         # nor follow it (it could have forked)
+            engine.open_replica(tmp_path / "p", servers=cluster.urls, stream=stream_name)
         other = engine.open_replica(tmp_path / "r2", servers=cluster.urls, stream=stream_name)
         assert other.wait_for(pv + 5, 20)
         assert all_histories(other) == all_histories(replica)
