@@ -270,3 +270,30 @@ def test_clone_after_a_flush_cut_short_holds_nothing_above_its_version(
         c.flush()
         assert reads_at(c, top - 1)[0] == expect[top - 2][0], "version top-1 is the clone's own"
         c.check()
+
+
+def test_clone_onto_another_file_system_copies(tmp_path: Path) -> None:
+    """Hard links cannot cross file systems: the clone is copied there (nothing shared) and
+    reads the same."""
+    import os
+    import shutil
+    import uuid
+
+    other = Path("/dev/shm")
+    if not other.is_dir() or os.stat(other).st_dev == os.stat(tmp_path).st_dev:
+        pytest.skip("needs a second file system (/dev/shm)")
+    dest = other / f"tierdb-clone-{uuid.uuid4().hex}"
+    try:
+        with engine.open(tmp_path / "src", layout=quiet()) as s:
+            fill(s, 8)
+            v = s.version - 1
+            expect = {u: reads_at(s, u) for u in range(v + 1)}
+            r = s.clone(dest, version=v)
+        assert r["linked_bytes"] == 0 and r["copied_bytes"] > 0
+        assert not any(p.stat().st_nlink > 1 for p in dest.rglob("*") if p.is_file())
+        with engine.open(dest, layout=quiet()) as c:
+            for u, rows in expect.items():
+                assert reads_at(c, u) == rows
+            c.check()
+    finally:
+        shutil.rmtree(dest, ignore_errors=True)
