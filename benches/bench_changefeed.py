@@ -8,9 +8,13 @@ shows most) and ``batch100`` (100 writes per commit). Targets per workload: tier
 layout (hot+warm+cold) and the warm-first layout ("warm"), each with and without the feed,
 durability ``"normal"``; the peer writes the same rows as versioned keys in RocksDB
 (unsynced WriteBatch per commit). Every target starts from an empty directory each round;
-rounds are interleaved with the order rotated; figures are medians of the rounds. The
-timed part ends with ``close()`` (the feed's buffered tail is written then). A check at the
-end reads the feed back and asserts it holds every commit.
+rounds are interleaved with the order rotated. The timed part ends with ``close()`` (the
+feed's buffered tail is written then). A check at the end reads the feed back and asserts it
+holds every commit.
+
+Reported: commits/s (wall clock, median of the rounds) and, because a shared machine's load
+swings between rounds, the median of the *per-round* ratios, both of wall-clock rates and of
+process CPU time per commit (all threads of the process: RocksDB's and the mover's too).
 
 Numbers on a shared 2-core machine are noisy: read the ratios, not the absolute rates.
 """
@@ -44,29 +48,30 @@ def make_commits(n: int, per_commit: int, seed: int = 1) -> list[list[tuple[byte
             for _ in range(n)]
 
 
-def run_tierdb(path: Path, commits: list[list[tuple[bytes, bytes]]], layout: str, feed: bool) -> float:
+def run_tierdb(path: Path, commits: list[list[tuple[bytes, bytes]]], layout: str,
+               feed: bool) -> tuple[float, float]:
     store = engine.open(path, layout=layout, changefeed=feed)
-    t0 = time.perf_counter()
+    c0, t0 = time.process_time(), time.perf_counter()
     for rows in commits:
         with store.begin() as tx:
             for k, v in rows:
                 tx.set(T, k, v)
     store.close()
-    dt = time.perf_counter() - t0
+    dt, cpu = time.perf_counter() - t0, time.process_time() - c0
     if feed:  # the feed holds every commit, in order
         store = engine.open(path)
         assert sum(1 for _ in store.changes()) == len(commits) == store.version
         store.close()
-    return len(commits) / dt
+    return len(commits) / dt, cpu / len(commits)
 
 
-def run_rocks(path: Path, commits: list[list[tuple[bytes, bytes]]]) -> float:
+def run_rocks(path: Path, commits: list[list[tuple[bytes, bytes]]]) -> tuple[float, float]:
     db = VersionedRocksDB(path)
-    t0 = time.perf_counter()
+    c0, t0 = time.process_time(), time.perf_counter()
     for rows in commits:
         db.commit(rows)
     db.close()
-    return len(commits) / (time.perf_counter() - t0)
+    return len(commits) / (time.perf_counter() - t0), (time.process_time() - c0) / len(commits)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -84,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
         ("peer:rocksdb (versioned)", run_rocks),
     ]
     results: dict[str, dict[str, list[float]]] = {w: {name: [] for name, _ in targets} for w in workloads}
+    cpu: dict[str, dict[str, list[float]]] = {w: {name: [] for name, _ in targets} for w in workloads}
     root = Path(tempfile.mkdtemp(prefix="bench-changefeed-"))
     try:
         for r in range(args.rounds):
@@ -92,26 +98,37 @@ def main(argv: list[str] | None = None) -> int:
                 for name, fn in order:
                     d = root / "t"
                     shutil.rmtree(d, ignore_errors=True)
-                    results[w][name].append(fn(d, commits))
+                    rate, per_commit = fn(d, commits)
+                    results[w][name].append(rate)
+                    cpu[w][name].append(per_commit)
             print(f"round {r + 1}/{args.rounds} done", file=sys.stderr)
     finally:
         shutil.rmtree(root, ignore_errors=True)
+    pairs = {
+        "hot+warm+cold: feed / no feed": ("tierdb hot+warm+cold changefeed", "tierdb hot+warm+cold"),
+        "warm: feed / no feed": ("tierdb warm changefeed", "tierdb warm"),
+        "hot+warm+cold feed / rocksdb": ("tierdb hot+warm+cold changefeed", "peer:rocksdb (versioned)"),
+        "hot+warm+cold / rocksdb": ("tierdb hot+warm+cold", "peer:rocksdb (versioned)"),
+        "warm feed / rocksdb": ("tierdb warm changefeed", "peer:rocksdb (versioned)"),
+    }
     out: dict[str, Any] = {}
     for w, per in results.items():
         med = {name: statistics.median(v) for name, v in per.items()}
         spread = {name: (max(v) - min(v)) / 2 / statistics.median(v) for name, v in per.items()}
-        out[w] = {"commits_per_s": med, "spread": spread, "ratios": {
-            "hot+warm+cold: feed / no feed": med["tierdb hot+warm+cold changefeed"] / med["tierdb hot+warm+cold"],
-            "warm: feed / no feed": med["tierdb warm changefeed"] / med["tierdb warm"],
-            "hot+warm+cold feed / rocksdb": med["tierdb hot+warm+cold changefeed"] / med["peer:rocksdb (versioned)"],
-            "hot+warm+cold / rocksdb": med["tierdb hot+warm+cold"] / med["peer:rocksdb (versioned)"],
-            "warm feed / rocksdb": med["tierdb warm changefeed"] / med["peer:rocksdb (versioned)"],
-        }}
+        ratios = {k: statistics.median(x / y for x, y in zip(per[a], per[b], strict=True))
+                  for k, (a, b) in pairs.items()}
+        # CPU per commit, inverted so that > 1 means faster, like the throughput ratios
+        cpu_ratios = {k: statistics.median(y / x for x, y in zip(cpu[w][a], cpu[w][b], strict=True))
+                      for k, (a, b) in pairs.items()}
+        out[w] = {"commits_per_s": med, "spread": spread, "ratios_wall": ratios, "ratios_cpu": cpu_ratios,
+                  "cpu_us_per_commit": {n: statistics.median(v) * 1e6 for n, v in cpu[w].items()}}
         print(f"\n{w} ({len(workloads[w])} commits x {len(workloads[w][0])} writes, median of {args.rounds}):")
         for name, rate in med.items():
-            print(f"  {name:34s} {rate:10.0f} commits/s  ±{spread[name] * 100:.0f}%")
-        for k, v in out[w]["ratios"].items():
-            print(f"  {k:34s} {v:.3f}")
+            print(f"  {name:34s} {rate:10.0f} commits/s  ±{spread[name] * 100:.0f}%"
+                  f"  {out[w]['cpu_us_per_commit'][name]:8.1f} us CPU/commit")
+        print(f"  {'ratio (median of per-round ratios)':34s}   wall    CPU")
+        for k in pairs:
+            print(f"  {k:34s} {ratios[k]:6.3f} {cpu_ratios[k]:6.3f}")
     if args.out:
         Path(args.out).write_text(json.dumps(out, indent=2))
     return 0

@@ -288,6 +288,33 @@ class ChangeFeed:
     def observe(self, version: int, timestamp: float, batches: Writes) -> None:
         """The commit observer: feed one commit (under the store's commit lock)."""
         with self._lock:
+            fd = self._fd
+            if (self._write_through and fd is not None and self._broken is None
+                    and not self._tail and self._active_size < self.segment_bytes):
+                # Warm-first fast path: one record straight to the open segment.
+                payload = encode_batches(version, timestamp, batches)
+                framed = REC_HEADER.pack(len(payload), zlib.crc32(payload)) + payload
+                try:
+                    if os.write(fd, framed) != len(framed):
+                        raise OSError(f"short write to the change feed ({self.dir})")
+                    if self.durability == "sync":
+                        os.fdatasync(fd)
+                except OSError as exc:
+                    self._broken = str(exc.strerror or exc)
+                    try:
+                        os.ftruncate(fd, self._active_size)
+                    except OSError:
+                        pass
+                    log.error("change feed %s: write failed (%s); records stay in memory until "
+                              "the store is reopened", self.dir, exc)
+                    self._tail.append((version, timestamp, batches, None))
+                else:
+                    self._active_size += len(framed)
+                    self._disk_last = version
+                self._last = version
+                if self._waiters:
+                    self._cond.notify_all()
+                return
             tail = self._tail
             rec = None
             if self.encoded is not None:
