@@ -145,7 +145,13 @@ class Link:
         js = self.js
         bound = self.timeout if timeout is None else timeout
 
+        nc = self.conn._nc
+
         async def go() -> int:
+            if not nc.is_connected:
+                # nats-py would buffer the message and send it after a reconnect, turning a
+                # failed commit into one that lands later; refuse instead (certainly unsent)
+                raise ReplicationUnavailable(f"not connected to NATS ({self.servers}); not sent")
             ack = await js.publish(subject, data, timeout=bound, stream=self.stream,
                                    headers={EXPECTED_LAST_SEQ: str(expected_last_seq)})
             return int(ack.seq)

@@ -122,7 +122,14 @@ class Primary:
         try:
             seq = self.link.publish(self.link.commit_subject, data, self._last_seq)
         except WrongLastSequence:
-            raise self._fence("another store wrote to the stream (it was promoted)") from None
+            # Another store claimed the stream (fenced), or a publish of ours whose
+            # acknowledgement was lost landed after all (the client resends what it had
+            # buffered when it reconnects): the stream's end tells which.
+            self._uncertain = True
+            self._resync()
+            raise ReplicationUnavailable(
+                f"commit {version} was refused: stream {self.link.stream!r} holds a later "
+                "message of this store's; nothing was applied, retry") from None
         except ReplicationUnavailable as exc:
             self._uncertain = True
             raise ReplicationUnavailable(
@@ -150,29 +157,27 @@ class Primary:
         self._last_seq = last
 
     def _repair_locked(self, version: int) -> None:
-        """After an unacknowledged publish or a failed local apply: apply what reached the
-        stream, or find that nothing did. Raises ConflictError (retry) after applying."""
-        self._resync()
-        store = self.store
-        if self._shipped == version - 1:
-            self._uncertain = False
-            return
-        if self._shipped >= version:
-            link = self.link
-            first, last = link.info()
-            applier = Applier(store, link.stream, self.lineage, self.node,
-                              resume_seq(link, store.version, first, last) - 1)
-            while applier.seq < last:
-                r = link.get(applier.seq + 1)
-                if r is None:
-                    break
-                applier.handle(r[0], r[1], locked=True)
-            self._uncertain = False
+        """After an unacknowledged publish or a failed local apply: apply whatever of this
+        store's commits reached the stream after all, then continue from the stream's end.
+        Raises ConflictError (retry the transaction) when something was applied."""
+        self._resync()                    # raises FencedError if another store took over
+        link, store = self.link, self.store
+        first, last = link.info()
+        applier = Applier(store, link.stream, self.lineage, self.node,
+                          resume_seq(link, store.version, first, last) - 1)
+        applied = 0
+        while applier.seq < last:
+            r = link.get(applier.seq + 1)
+            if r is None or r[0] > last:
+                break
+            if applier.handle(r[0], r[1], locked=True) is not None:
+                applied += 1
+        self._last_seq, self._shipped, self._uncertain = last, store.version, False
+        if applied:
             raise ConflictError(
                 f"commits up to {store.version} reached stream {link.stream!r} although their "
-                "acknowledgement was lost; they are applied now: retry this transaction")
-        raise ReplicaDiverged(f"store is at {store.version} but stream {self.link.stream!r} ends at "
-                              f"version {self._shipped}: commits were lost; re-seed the stream")
+                f"acknowledgement was lost; they are applied now: retry this transaction "
+                f"(it would have been version {version})")
 
     # -- async --------------------------------------------------------------------------------
 
