@@ -286,19 +286,17 @@ def _start_following(store: ReplicaStore, link: Link, state: ReplicationState, f
     applier.on_lineage = remember
     if lineage is not None and not state.lineage:
         remember(lineage)
-    # Does the stream still hold the store's next commit? If not, start from the snapshot.
+    # Does the stream still hold the store's next commit? If not (trimmed below a snapshot,
+    # or every commit trimmed), apply the snapshot's versions above the store's first.
     head = link.first_after(link.commit_subject, 1)
-    need = store.version + 1
-    if head is not None:
-        behind = decode_message(head[1], head[0]).version > need
-    else:
-        behind = bool(claims) and claims[-1][2] > store.version
-    if behind:
-        snap_v = applier.load_snapshot(link)
-        if snap_v < store.version or (head is not None and decode_message(head[1], head[0]).version > store.version + 1):
+    head_v = None if head is None else decode_message(head[1], head[0]).version
+    if head_v is None or head_v > store.version + 1:
+        applier.load_snapshot(link)
+        if head_v is not None and head_v > store.version + 1:
             raise ReplicaDiverged(
-                f"stream {link.stream!r} no longer holds version {need} and no snapshot covers "
-                "it; delete this replica and open it again (it will start from the newest snapshot)")
+                f"stream {link.stream!r} starts at version {head_v} and no snapshot covers "
+                f"version {store.version + 1}: delete this replica and open it again (it will "
+                "start from the newest snapshot)")
         first, last = link.info()
     start = resume_seq(link, store.version, first, last)
     applier.seq = start - 1

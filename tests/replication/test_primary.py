@@ -111,3 +111,21 @@ def test_reopened_primary_continues_and_replicas_see_one_history(server: NatsSer
     finally:
         r.close()
         p.close()
+
+
+def test_scheduled_snapshots_trim_the_stream(server: NatsServer, tmp_path: Path) -> None:
+    p = engine.open(tmp_path / "p", layout="memory")
+    prim = p.replicate([server.url], "sched", replicas=1, ack="sync", snapshot_interval=0.2)
+    try:
+        for i in range(20):
+            with p.begin() as tx:
+                tx.set(T1, b"k%d" % (i % 3), b"v%d" % i)
+        assert wait_until(lambda: (prim.last_snapshot or {}).get("version") == 20, 20)
+        r = engine.open_replica(tmp_path / "r", servers=[server.url], stream="sched")
+        try:
+            assert r.version == 20             # loaded from the snapshot: no commit is left
+            assert all_histories(r) == all_histories(p)
+        finally:
+            r.close()
+    finally:
+        p.close()
