@@ -155,6 +155,9 @@ class Store:
     # and before anything is applied: it ships the commit (raising leaves the store as it was).
     _pre_apply: Any = None
     _read_only: str | None = None   # the message of the ReadOnlyError writes raise (replicas)
+    # A floor the store's own files impose (TIERDB "history_floor": a clone or restored backup
+    # whose source had already collected history below it; engine/backup). 0 = none.
+    _min_floor = 0
     _replication: Any = None        # the attached primary or replica link
 
     def __init__(self, path: str | os.PathLike[str] | None = None, *,
@@ -234,6 +237,7 @@ class Store:
         meta: dict[str, Any] = {}
         if not fresh:
             meta = _read_marker(path)
+            self._min_floor = int(meta.get("history_floor", 0))
         path.mkdir(parents=True, exist_ok=True)
         self._lock_fd = os.open(path / "LOCK", os.O_RDWR | os.O_CREAT, 0o644)
         try:
@@ -400,7 +404,7 @@ class Store:
             truncate = self._feed.guard(truncate)
         self._mover = Mover(self._router, self.layout, lambda: self._version, truncate,
                             None if log_ is None else self._drain_log)
-        self._track_gc = not self.retention.keeps_everything
+        self._track_gc = not self.retention.keeps_everything or self._min_floor > 0
         self._gc = DropWorker(self._tiers, self._mover._move_lock, self._retained_points,
                               interval=self._gc_interval)
         if not self._track_gc:
@@ -424,7 +428,7 @@ class Store:
 
     def history_floor(self) -> int:
         """The lowest version every read may use (0 = all history kept)."""
-        return self.retention.floor(self._version, self._time.version_at)
+        return max(self.retention.floor(self._version, self._time.version_at), self._min_floor)
 
     def _drain_log(self) -> None:
         """Hand the commit log's buffered records ("none" durability) to the OS."""
@@ -467,7 +471,7 @@ class Store:
             raise HistoryUnavailable(
                 f"table {table} keeps only its latest versions (set_table_policy); version {v} "
                 f"is not retained: read at {current}, or pin versions you need with store.pin()")
-        if not self.retention.keeps_everything and v < current:
+        if self._track_gc and v < current:  # a finite retention, or a floor in the marker
             floor = self.history_floor()
             if v < floor and not self._retained(v, own_hold):
                 raise HistoryUnavailable(

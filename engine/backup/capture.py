@@ -165,6 +165,7 @@ def capture(store: Any, root: Path, upto: int | None = None, *, foreign: bool = 
                     log_.rotate()  # every record <= source_version is in a closed file now
                 store._time.flush()
                 _copy_small(path / "TIERDB", root / "TIERDB", img)
+                _set_floor(root, min(int(store.history_floor()), v))
                 _write_time(path / "TIME", root / "TIME", v, img)
                 _write_pins(store._pins.all(), root / "PINS", v, img)
                 _write_pins(store._policies.all(), root / "POLICIES", None, img)
@@ -217,6 +218,21 @@ def _copy_small(src: Path, dst: Path, img: Image) -> None:
     except OSError as exc:
         raise StorageIOError(f"cannot copy {src}: {exc.strerror or exc}") from exc
     img.count(dst, False)
+
+
+def _set_floor(root: Path, floor: int) -> None:
+    """Record in the image's marker the source's history floor (capped at the image's
+    version): the source's GC may already have removed versions below it, so the new store
+    must answer reads there with HistoryUnavailable, whatever retention it is opened with,
+    rather than from partial history (its own floor, relative to an older version, would
+    be lower). Pinned versions below it stay readable (the pins are carried)."""
+    if floor <= 0:
+        return
+    from ..store import _read_marker, _write_marker
+
+    meta = _read_marker(root)
+    meta["history_floor"] = max(floor, int(meta.get("history_floor", 0)))
+    _write_marker(root, meta)
 
 
 def _write_time(src: Path, dst: Path, upto: int, img: Image) -> None:

@@ -297,3 +297,33 @@ def test_clone_onto_another_file_system_copies(tmp_path: Path) -> None:
             c.check()
     finally:
         shutil.rmtree(dest, ignore_errors=True)
+
+
+def test_history_the_source_collected_is_unavailable_in_clone_and_restore(tmp_path: Path) -> None:
+    """The source's GC removed versions below its floor F. A clone at v >= F (opened with the
+    same retention, whose floor relative to v is lower than F, or with none) and a restored
+    backup raise HistoryUnavailable below F instead of answering from partial history;
+    pinned versions stay readable."""
+    ret = engine.Retention(history_versions=5)
+    with engine.open(tmp_path / "src", layout=quiet(), retention=ret, gc_interval=0) as s:
+        with s.begin() as tx:
+            tx.set(T, b"pinned-era", b"p")
+        s.pin(1, "first")
+        for i in range(30):
+            with s.begin() as tx:
+                tx.set(T, b"k", b"v%d" % i)
+        s.flush()
+        s.gc()
+        floor = s.history_floor()
+        assert floor > 10
+        s.clone(tmp_path / "c", version=floor)
+        s.backup(tmp_path / "bk")
+        expect_floor = reads_at(s, floor)
+    engine.restore_backup(tmp_path / "bk", tmp_path / "r")
+    for path, retention in ((tmp_path / "c", ret), (tmp_path / "c", None), (tmp_path / "r", None)):
+        with engine.open(path, retention=retention) as c:
+            assert c.history_floor() == floor
+            with pytest.raises(engine.HistoryUnavailable):
+                c.get(T, b"k", version=floor - 2)
+            assert reads_at(c, floor) == expect_floor
+            assert c.get(T, b"pinned-era", version=1) == b"p"  # the pin came along
