@@ -254,6 +254,12 @@ class ChangeFeed:
             if self._disk_last > version:
                 self._truncate_disk_above(version)
             self._last = self._tail[-1][0] if self._tail else self._disk_last
+            # The versions above ``version`` will be new commits: consumers and the floor
+            # that had passed the lost ones come back, so nobody skips the new ones.
+            clamped = {n: min(p, version) for n, p in self._consumers.items()}
+            if clamped != self._consumers or self._floor > version:
+                self._consumers, self._floor = clamped, min(self._floor, version)
+                self._write_state()
         rebuilt = 0
         if self._last < version:
             for v, ts, writes in rebuild(self._last, version):
@@ -692,6 +698,11 @@ class ChangeFeed:
                     raise InvalidKeyError(f"tables must hold EntryKind values, got {type(t).__name__}")
         if timeout is not None and timeout < 0:
             raise ValueError(f"timeout must be >= 0 or None, got {timeout!r}")
+        current = self._current_version()
+        if after > current:
+            from ..errors import FutureVersionError
+
+            raise FutureVersionError(f"after={after} is in the future: the newest committed version is {current}")
         with self._lock:
             self._check_open()
             self._check_floor(after)

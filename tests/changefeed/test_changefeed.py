@@ -152,6 +152,8 @@ def test_opt_in_later_is_remembered_and_starts_at_the_current_version(tmp_path):
         list(store.changes(0))
     assert err.value.floor == 5 and "5" in str(err.value)
     assert list(store.changes(5)) == []
+    with pytest.raises(FutureVersionError):
+        store.changes(6)
     with store.begin() as tx:
         tx.set(B, b"x", b"y")
     store.close()
@@ -464,14 +466,18 @@ def test_feed_ahead_of_the_store_is_cut_back(tmp_path):
     store = engine.open(path)
     for i in range(10):
         commit_random(store, rng, 100 + i)
+    store.consumer("c").ack(28)
+    store.consumer("d").ack(5)
     store.close()
     shutil.rmtree(lost / cf.FEED_DIR)
     shutil.copytree(path / cf.FEED_DIR, lost / cf.FEED_DIR)  # ... with a feed up to 30
     store = engine.open(lost)
     assert store.version == 20 and store._feed.recovery["dropped"] == 10
-    assert feed_of(store) == expected
+    assert feed_of(store, 5) == {v: w for v, w in expected.items() if v > 5}
+    assert store.consumers() == {"c": 20, "d": 5}  # c must not skip the new commits 21..28
     v, w = commit_random(store, rng, 999)
     assert v == 21 and feed_of(store, 20) == {21: w}
+    assert [c.version for c in store.consumer("c").changes()] == [21]
     store.close()
 
 
