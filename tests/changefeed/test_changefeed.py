@@ -555,3 +555,25 @@ def test_seal_makes_every_segment_immutable(tmp_path):
     store = engine.open(path)
     assert feed_of(store) == expected
     store.close()
+
+
+@pytest.mark.parametrize("layout", ["warm", "hot+warm"])
+def test_sync_durability_and_argument_checks(tmp_path, layout):
+    path = tmp_path / "s"
+    store = engine.open(path, layout=layout, durability="sync", changefeed=True)
+    rng = random.Random(11)
+    expected = dict(commit_random(store, rng, i) for i in range(25))
+    assert [c.version for c in store.changes(20, tables=A)] == [
+        v for v, w in sorted(expected.items()) if v > 20 and A in w]
+    with pytest.raises(engine.InvalidKeyError):
+        store.changes(tables=["source:1"])
+    with pytest.raises(engine.InvalidKeyError):
+        store.changes("0")
+    with pytest.raises(ValueError):
+        store.changes(timeout=-1)
+    store.close()
+    with pytest.raises(engine.ClosedError):
+        store.changes()
+    store = engine.open(path)
+    assert feed_of(store) == expected
+    store.close()
