@@ -386,8 +386,8 @@ class HotTier:
         if cursor.exhausted:
             return RangeBatch.empty()
         t = self._tables.get(table)
-        if t is None:
-            if self._closed:
+        if t is None or not t.chains:  # no table, or every key flushed (the index may still
+            if self._closed:           # list them as dead until its next rebuild)
                 raise ClosedError("hot tier is closed")
             cursor.exhausted = True
             return RangeBatch.empty()

@@ -25,6 +25,7 @@ from .state import State
 
 _first = itemgetter(0)
 _third = itemgetter(2)
+_key_version = itemgetter(0, 1)
 _tuple_new = tuple.__new__
 """``tuple.__new__(RawEntry, (k, v, value))`` builds a row without the NamedTuple's Python
 ``__new__`` (a third of a page's cost per row; the warm and hot tiers do the same)."""
@@ -85,9 +86,9 @@ class RangeReads(TierCore):
         buffer of its visible rows; all rows up to the horizon (the nearest last buffered
         key among sources not yet drained, so every source's rows up to it are buffered)
         are taken, sorted by key (stable: newer segments first among equal keys) and
-        reduced to the highest version per key. Values are sliced per block batch as the
-        buffers fill, so rows come out as ``(key, version, value)``. O(rows log sources) at C
-        speed for the sort plus one Python step per row.
+        reduced to the highest version per key (a dict over the (key, version)-sorted rows).
+        Values are sliced per block batch as the buffers fill, so rows come out as ``(key,
+        version, value)``. O(rows log sources), every per-row step in C.
         """
         its = [seg.visible_blocks(tr, lo, lo_inc, hi, hi_inc, version, tdrops, reverse)
                for seg, tr in srcs]
@@ -127,17 +128,16 @@ class RangeReads(TierCore):
                         e += 1
                 batch.extend(b[p:e])
                 pos[s] = e
-            batch.sort(key=_first, reverse=reverse)
-            cur = batch[0]
-            append = out.append
-            for cand in batch:
-                if cand[0] == cur[0]:
-                    if cand[1] > cur[1]:
-                        cur = cand
-                    continue
-                append(cur)
-                cur = cand
-            append(cur)
+            # Highest version per key, in C: sort by (key, version) ascending, then a dict
+            # keeps each key's last row (its newest) at the key's first position. The batch
+            # lists newer segments first: reversed before the stable sort, a newer segment's
+            # row comes last among equal (key, version) rows, and wins.
+            batch.reverse()
+            batch.sort(key=_key_version)
+            rows = list(dict(zip(map(_first, batch), batch)).values())
+            if reverse:
+                rows.reverse()
+            out += rows
         if len(out) > want:
             del out[want:]
             return out, True
