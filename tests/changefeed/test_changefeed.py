@@ -399,10 +399,20 @@ def _run_child(path: Path, layout: str, seed: int, min_acked: int) -> list[int]:
 
 @pytest.mark.parametrize("layout", ["hot+warm+cold", "warm"])
 def test_kill_9_mid_load_feed_equals_committed_history(tmp_path, layout):
+    kill_9_trials(tmp_path, layout, 3)
+
+
+@pytest.mark.stress
+@pytest.mark.parametrize("layout", ["hot+warm+cold", "warm", "hot+warm", "warm+cold"])
+def test_kill_9_soak(tmp_path, layout):
+    kill_9_trials(tmp_path, layout, 15)
+
+
+def kill_9_trials(tmp_path: Path, layout: str, trials: int) -> None:
     path = tmp_path / "s"
     acked_all: list[int] = []
     refed = 0
-    for trial in range(3):
+    for trial in range(trials):
         acked = _run_child(path, layout, seed=trial * 7 + 1, min_acked=60)
         acked_all += acked
         store = engine.open(path)  # no flag: remembered
