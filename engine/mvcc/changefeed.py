@@ -205,7 +205,7 @@ class ChangeFeed:
             self._segments.append((first, p))
         torn = None
         if self._segments:
-            p = self._segments[-1][1]
+            first, p = self._segments[-1]
             last, good, size = scan_tail_segment(p)
             if good < size:
                 torn = {"file": str(p), "offset": good, "bytes": size - good}
@@ -214,7 +214,9 @@ class ChangeFeed:
                 if good < FEED_HEADER.size:
                     self._segments.pop()
             self._active_size = good
-            self._disk_last = last or (self._segments[-1][0] - 1 if self._segments else self._floor)
+            # versions are gap-free across segments: a segment with no whole record
+            # follows the one holding ``first - 1``
+            self._disk_last = last or max(first - 1, self._floor)
         else:
             self._disk_last = self._floor
         self._last = self._disk_last
