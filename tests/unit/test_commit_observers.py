@@ -11,7 +11,7 @@ from engine import EntryKind
 def test_observers_see_each_writing_commit_in_order(tmp_path):
     store = engine.open(tmp_path / "s")
     seen = []
-    obs = lambda v, t, b: seen.append((v, {k: list(r) for k, r in b.items()}))  # noqa: E731
+    obs = lambda v, t, b: seen.append((v, {k: list(r) for k, r in b.items()}))
     store.add_commit_observer(obs)
     with store.begin() as tx:
         tx.set(EntryKind.MULTI, b"a", b"1")
