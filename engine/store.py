@@ -412,6 +412,7 @@ class Store:
         if self._feed is not None:
             self._feed.finish_recovery(version, lambda lo, hi: scan_commits(self._router, lo, hi),
                                        self._time.time_of)
+            self.recovery["changefeed"] = self._feed.recovery
             if log_ is not None:  # the feed reuses the commit log's encoded record
                 self._feed.encoded = lambda: log_.last_record
             self._commit_observers = [*self._commit_observers, self._feed.observe]

@@ -351,7 +351,7 @@ def test_corrupt_record_fails_loudly_and_torn_tail_is_truncated(tmp_path, monkey
     # a torn tail: half a record appended by a crash
     last.write_bytes(bytes(data) + data[16:40])
     store = engine.open(path)
-    assert store._feed.recovery["torn_tail"]["offset"] == size
+    assert store.recovery["changefeed"]["torn_tail"]["offset"] == size
     assert last.stat().st_size == size
     assert len(list(store.changes())) == 20
     store.close()
@@ -423,7 +423,7 @@ def kill_9_trials(tmp_path: Path, layout: str, trials: int) -> None:
             assert sorted(feed) == list(range(1, n + 1)), "feed versions are not exactly 1..version"
             assert feed == history_by_version(store), f"trial {trial}: feed != committed history"
             assert store.check()["changefeed"]["last"] == n
-            refed += store._feed.recovery["disk_last"] < n
+            refed += store.recovery["changefeed"]["disk_last"] < n
         finally:
             store.close()
     if layout == "hot+warm+cold":  # the feed buffers: a kill leaves commits only the log has
@@ -457,7 +457,7 @@ def test_missing_newest_records_are_rebuilt_from_the_tiers(tmp_path):
     ends = [end for _v, _p, end in feedlog.records(data, seg, feedlog.FEED_HEADER.size, len(data))]
     seg.write_bytes(data[:ends[-4]])  # versions 28..30 gone from the feed
     store = engine.open(path)
-    assert store._feed.recovery["rebuilt"] == 3
+    assert store.recovery["changefeed"]["rebuilt"] == 3
     assert feed_of(store) == expected
     store.close()
 
@@ -482,7 +482,7 @@ def test_feed_ahead_of_the_store_is_cut_back(tmp_path):
     shutil.rmtree(lost / cf.FEED_DIR)
     shutil.copytree(path / cf.FEED_DIR, lost / cf.FEED_DIR)  # ... with a feed up to 30
     store = engine.open(lost)
-    assert store.version == 20 and store._feed.recovery["dropped"] == 10
+    assert store.version == 20 and store.recovery["changefeed"]["dropped"] == 10
     assert feed_of(store, 5) == {v: w for v, w in expected.items() if v > 5}
     assert store.consumers() == {"c": 20, "d": 5}  # c must not skip the new commits 21..28
     v, w = commit_random(store, rng, 999)
@@ -603,6 +603,6 @@ def test_torn_segment_header_after_rotation(tmp_path, monkeypatch):
     segs[-1].unlink()
     (path / cf.FEED_DIR / segs[-1].name).write_bytes(b"TIERDB")  # a header cut short
     store = engine.open(path)
-    assert store._feed.recovery["disk_last"] == last_first - 1
+    assert store.recovery["changefeed"]["disk_last"] == last_first - 1
     assert feed_of(store) == expected  # the versions the dropped segment held are rebuilt
     store.close()
