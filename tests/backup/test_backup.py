@@ -120,12 +120,12 @@ def test_backup_under_concurrent_commits_is_exact(tmp_path: Path) -> None:
     th = threading.Thread(target=writer)
     th.start()
     try:
-        while s.version < 40:
+        while s.version < 40 and th.is_alive():
             threading.Event().wait(0.01)
         seen: list[int] = []
         result = s.backup(tmp_path / "bk", progress=lambda done, total: seen.append(done))
         after = s.version
-        while s.version < result["version"] + 20:  # keep committing past the backup
+        while s.version < result["version"] + 20 and th.is_alive():  # commits go on past it
             threading.Event().wait(0.01)
         cloned = s.clone(tmp_path / "clone")  # a clone of "now", taken under commits too
     finally:
