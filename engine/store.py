@@ -815,6 +815,9 @@ class Store:
             oracle.register(version, frozenset(writes), self._active_txns.oldest())
             self._time.record(version, ts)
             self._version = version
+            if self._commit_observers:  # a replica with changefeed=True feeds these commits
+                for observe in self._commit_observers:
+                    observe(version, ts, batches)
         if self.durability == "sync" and self._log is not None:
             self._log.sync_to(end)
         if self._track_gc:

@@ -267,3 +267,41 @@ def test_object_store_clone_shares_segments_by_reference(tmp_path: Path) -> None
         assert not _names(src_url, REFS_PREFIX)
         assert [list(s2.range(T, version=v))] == expect[v]
         s2.check()
+
+
+def test_s3_cold_tier_unreachable_mid_backup(tmp_path: Path, s3: S3, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The store's own cold tier is on S3 and the server stops while the backup downloads
+    its objects: a typed error after bounded retries, no staging left, the holds released;
+    after the restart the store is intact and backs up fine."""
+    cold_url = s3.url()
+    layout = engine.Layout.parse("hot+warm+cold", background=False, cold_url=cold_url)
+    s = engine.open(tmp_path / "src", layout=layout, storage_options=s3.options)
+    try:
+        fill(s, 8)
+        s.demote(policy="age")
+        expect = histories(s)
+        real_download = capture_mod._download_cold
+
+        def stop_then_download(rc: Any, dst: Path, img: Any) -> None:
+            s3.stop()
+            real_download(rc, dst, img)
+
+        monkeypatch.setattr(capture_mod, "_download_cold", stop_then_download)
+        try:
+            with pytest.raises(engine.StorageIOError):
+                s.backup(tmp_path / "bk")
+        finally:
+            s3.start()
+        monkeypatch.setattr(capture_mod, "_download_cold", real_download)
+        assert not (tmp_path / "bk").exists()
+        assert not list((tmp_path / "src").glob(".tierdb-staging-*"))
+        cold = next(t for t in s._tiers if t.name == "cold")
+        assert not cold._held
+        assert histories(s) == expect
+        s.check()
+        s.backup(tmp_path / "bk2")
+    finally:
+        s.close()
+    engine.restore_backup(tmp_path / "bk2", tmp_path / "r")
+    with engine.open(tmp_path / "r") as r:
+        assert histories(r) == expect
