@@ -195,14 +195,31 @@ def cmd_history(args: argparse.Namespace) -> int:
 def cmd_changes(args: argparse.Namespace) -> int:
     """The change feed as JSON lines: ``{"version", "time", "writes": {table: [{"key",
     "value"}]}}``; keys and values as elsewhere (text or 0x hex), a tombstone is ``null``."""
+    from .errors import LockedError
+
     tables = [parse_table(t) for t in args.table] if args.table else None
-    with _open(args.path) as store:
-        for ch in store.changes(args.after, tables=tables, wait=args.follow, timeout=args.timeout):
+
+    def emit(changes: Any) -> None:
+        for ch in changes:
             print(json.dumps({
                 "version": ch.version, "time": ch.time,
                 "writes": {str(t): [{"key": show_bytes(k), "value": None if v is None else show_bytes(v)}
                                     for k, v in rows] for t, rows in ch.writes.items()},
             }), flush=args.follow)
+
+    try:
+        store = _open(args.path)
+    except LockedError:
+        # Another process has the store open: read the feed's files (append-only, checksummed)
+        # without the lock; that process's newest commits may still be buffered there.
+        from .mvcc.feedreader import read_feed_files
+
+        print("tierdb: the store is open in another process; reading its change feed files "
+              "(the newest commits appear once that process writes them)", file=sys.stderr)
+        emit(read_feed_files(args.path, args.after, tables=tables, wait=args.follow, timeout=args.timeout))
+        return 0
+    with store:
+        emit(store.changes(args.after, tables=tables, wait=args.follow, timeout=args.timeout))
     return 0
 
 

@@ -99,10 +99,11 @@ def check_header(data: bytes, p: Path) -> None:
         raise FormatError(f"change feed format {fmt} is newer than this tierdb; upgrade tierdb",
                           path=p, offset=0)
 
-def records(data: bytes, p: Path, pos: int, end_at: int,
-             tolerate_tail: bool = False) -> Iterator[tuple[int, bytes, int]]:
+def records(data: bytes, p: Path, pos: int, end_at: int, tolerate_tail: bool = False,
+            base: int = 0) -> Iterator[tuple[int, bytes, int]]:
     """Yield ``(version, payload, end offset)`` of each record in ``data[pos:end_at]``,
-    every checksum verified. Raises CorruptionError naming the file and offset."""
+    every checksum verified. ``base``: the file offset of ``data[0]`` (for error messages).
+    Raises CorruptionError naming the file and offset."""
     hsize = REC_HEADER.size
     unpack = REC_HEADER.unpack_from
     crc32 = zlib.crc32
@@ -110,16 +111,17 @@ def records(data: bytes, p: Path, pos: int, end_at: int,
         if pos + hsize > end_at:
             if tolerate_tail:
                 return
-            raise CorruptionError("change feed record header cut short", path=p, offset=pos)
+            raise CorruptionError("change feed record header cut short", path=p, offset=base + pos)
         length, crc = unpack(data, pos)
         end = pos + hsize + length
         payload = data[pos + hsize:end]
         if end > end_at or crc32(payload) != crc or length < VERSION.size:
             if tolerate_tail and (end >= end_at or not data[pos:end_at].strip(b"\0")):
                 return
-            raise CorruptionError("change feed record fails its checksum", path=p, offset=pos)
+            raise CorruptionError("change feed record fails its checksum", path=p, offset=base + pos)
         yield VERSION.unpack_from(payload, 0)[0], payload, end
         pos = end
+
 
 def truncate_file(p: Path, offset: int) -> None:
     if offset < FEED_HEADER.size:

@@ -606,3 +606,32 @@ def test_torn_segment_header_after_rotation(tmp_path, monkeypatch):
     assert store.recovery["changefeed"]["disk_last"] == last_first - 1
     assert feed_of(store) == expected  # the versions the dropped segment held are rebuilt
     store.close()
+
+
+def test_feed_files_are_readable_while_another_process_has_the_store(tmp_path, capsys, monkeypatch):
+    """`tierdb changes` on a store open elsewhere reads the files (no lock), and follows."""
+    from engine.mvcc.feedreader import read_feed_files
+
+    monkeypatch.setattr(cf, "SEGMENT_BYTES", 512)
+    path = tmp_path / "s"
+    store = engine.open(path, layout="warm", changefeed=True)  # written through: files current
+    rng = random.Random(12)
+    expected = dict(commit_random(store, rng, i) for i in range(30))
+    assert {c.version: as_dict(c) for c in read_feed_files(path)} == expected
+    assert [c.version for c in read_feed_files(path, 25)] == [26, 27, 28, 29, 30]
+    got: list[int] = []
+    t = threading.Thread(target=lambda: got.extend(
+        c.version for c in read_feed_files(path, 30, wait=True, timeout=1.0)))
+    t.start()
+    more = dict(commit_random(store, rng, 100 + i) for i in range(20))
+    t.join(30)
+    assert got == sorted(more)
+    store.erase(A, b"k01")  # segments rewritten (new inodes): a new reader sees the result
+    assert all(b"k01" not in dict(c.writes.get(A, [])) for c in read_feed_files(path))
+    assert cli_main(["changes", str(path), "--after", "45"]) == 0  # locked: read from files
+    out = capsys.readouterr()
+    assert [json.loads(x)["version"] for x in out.out.splitlines()] == [46, 47, 48, 49, 50]
+    assert "another process" in out.err
+    store.close()
+    with pytest.raises(ChangefeedDisabled):
+        read_feed_files(tmp_path / "nothing")
