@@ -235,3 +235,19 @@ def test_oversized_commit_is_refused_before_anything_is_applied(cluster: Cluster
     finally:
         r.close()
         p.close()
+
+
+def test_replica_with_change_feed_feeds_replicated_commits(cluster: Cluster, stream_name: str,
+                                                          tmp_path: Path) -> None:
+    p = engine.open(tmp_path / "p", changefeed=True)
+    p.replicate(cluster.urls, stream_name, replicas=1, ack="sync")
+    _load(p, 25, seed=11)
+    r = engine.open_replica(tmp_path / "r", servers=cluster.urls, stream=stream_name, changefeed=True)
+    try:
+        assert r.wait_for(25, 20)
+        mine = [(c.version, c.writes) for c in r.changes(0, wait=False)]
+        theirs = [(c.version, c.writes) for c in p.changes(0, wait=False)]
+        assert mine == theirs and len(mine) == 25
+    finally:
+        r.close()
+        p.close()
