@@ -32,8 +32,14 @@ from ..errors import BackupError, CorruptionError, EngineError, StorageIOError
 from .capture import capture, make_staging
 from .coldplace import place_cold
 from .files import fsync_dir, fsync_tree, remove_tree, walk_files
-from .manifest import (BACKUP_NAME, DATA_DIR, BackupFile, BackupManifest, decode_manifest,
-                       encode_manifest)
+from .manifest import (
+    BACKUP_NAME,
+    DATA_DIR,
+    BackupFile,
+    BackupManifest,
+    decode_manifest,
+    encode_manifest,
+)
 from .targets import Source, check_empty_dir, open_source, open_target
 
 __all__ = ["backup", "check_backup", "restore_backup"]

@@ -55,7 +55,7 @@ from ..mvcc.pins import PinStore
 from ..mvcc.timeindex import TIME_RECORD
 from .files import fsync_dir, link_or_copy, remove_tree
 
-__all__ = ["Image", "STAGING_PREFIX", "capture", "make_staging", "read_log_records"]
+__all__ = ["STAGING_PREFIX", "Image", "capture", "make_staging", "read_log_records"]
 
 STAGING_PREFIX = ".tierdb-staging-"
 """Name prefix of image directories made inside a store directory (removed when done; a

@@ -15,8 +15,8 @@ from pathlib import Path
 
 from ..errors import StorageIOError
 
-__all__ = ["CHUNK", "copy_hashed", "fsync_dir", "fsync_tree", "hash_file", "link_or_copy",
-           "remove_tree", "walk_files"]
+__all__ = ["CHUNK", "copy_hashed", "fsync_dir", "fsync_tree", "link_or_copy", "remove_tree",
+           "walk_files"]
 
 CHUNK = 1 << 20
 """Bytes per read while copying or hashing (one buffer, reused)."""
@@ -51,25 +51,6 @@ def walk_files(root: Path) -> Iterator[tuple[str, Path]]:
             p = Path(d) / f
             out.append((p.relative_to(root).as_posix(), p))
     return iter(sorted(out))
-
-
-def hash_file(path: Path, progress: Progress | None = None) -> tuple[int, str]:
-    """``(size, sha256 hex)`` of ``path``. O(size). Raises StorageIOError."""
-    h = hashlib.sha256()
-    size = 0
-    try:
-        with open(path, "rb") as fh:
-            while True:
-                buf = fh.read(CHUNK)
-                if not buf:
-                    break
-                h.update(buf)
-                size += len(buf)
-                if progress is not None:
-                    progress(len(buf))
-    except OSError as exc:
-        raise StorageIOError(f"cannot read {path}: {exc.strerror or exc}") from exc
-    return size, h.hexdigest()
 
 
 def copy_hashed(src: Path, dst: Path, progress: Progress | None = None) -> tuple[int, str]:

@@ -15,8 +15,12 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import CorruptionError, DestinationExistsError, StorageIOError
-from ..tiers.cold.objstore import (ObjectExistsError, ObjectNotFoundError, ObjectStoreClient,
-                                   redact_url)
+from ..tiers.cold.objstore import (
+    ObjectExistsError,
+    ObjectNotFoundError,
+    ObjectStoreClient,
+    redact_url,
+)
 from .manifest import BACKUP_NAME, DATA_DIR
 
 __all__ = ["ObjectSource", "ObjectTarget"]

@@ -11,13 +11,17 @@ Thread safety: one backup (or restore) per object, used from one thread.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Protocol
 
-from ..errors import BackupError, CorruptionError, DestinationExistsError, StorageIOError
+from ..errors import (
+    BackupError,
+    CorruptionError,
+    DestinationExistsError,
+    StorageIOError,
+)
 from .files import CHUNK, copy_hashed, fsync_dir, fsync_tree, remove_tree
 from .manifest import BACKUP_NAME, DATA_DIR
 
@@ -158,7 +162,7 @@ class DirSource:
     def chunks(self, rel: str) -> Iterator[bytes]:
         p = self.path / rel
         try:
-            fh = open(p, "rb")
+            fh = open(p, "rb")  # noqa: SIM115 - closed by the with below (a generator)
         except FileNotFoundError:
             raise CorruptionError(f"backup file {rel} is missing", path=p) from None
         except OSError as exc:
@@ -183,12 +187,3 @@ class DirSource:
 
     def name_of(self, rel: str) -> str:
         return str(self.path / rel)
-
-
-def sha256_of(chunks: Iterator[bytes]) -> tuple[int, str]:
-    h = hashlib.sha256()
-    n = 0
-    for c in chunks:
-        h.update(c)
-        n += len(c)
-    return n, h.hexdigest()

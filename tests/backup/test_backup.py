@@ -114,7 +114,7 @@ def test_backup_under_concurrent_commits_is_exact(tmp_path: Path) -> None:
                     s.flush()
                 if n % 60 == 0:
                     s.demote()
-        except BaseException as exc:  # reported to the test thread
+        except BaseException as exc:  # noqa: BLE001 - reported to the test thread
             errors.append(exc)
 
     th = threading.Thread(target=writer)
@@ -208,9 +208,8 @@ def test_bad_input_is_refused_before_anything_is_written(tmp_path: Path) -> None
         empty.mkdir()
         s.backup(empty)  # an existing empty directory is fine
         assert engine.check_backup(empty)["ok"]
-    with engine.open(None) as mem:
-        with pytest.raises(engine.BackupError):
-            mem.backup(tmp_path / "mem-bk")
+    with engine.open(None) as mem, pytest.raises(engine.BackupError):
+        mem.backup(tmp_path / "mem-bk")
     assert not (tmp_path / "mem-bk").exists()
     with pytest.raises(engine.DestinationExistsError):
         engine.restore_backup(tmp_path / "bk", busy)

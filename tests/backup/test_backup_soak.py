@@ -73,7 +73,7 @@ def soak(root: Path, seconds: float, seed: int) -> dict[str, int]:
                         writes[k] = v
                 version = tx.commit()
                 model.commit(version, writes)
-        except BaseException as exc:  # reported to the main thread
+        except BaseException as exc:  # noqa: BLE001 - reported to the main thread
             errors.append(exc)
 
     th = threading.Thread(target=writer)

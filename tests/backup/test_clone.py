@@ -36,7 +36,7 @@ def test_clone_reads_equal_source_at_every_version(tmp_path: Path, layout: str) 
     with engine.open(src, layout=quiet(layout)) as s:
         fill(s, 16)
         top = s.version
-        expect = {u: reads_at(s, u) for u in range(0, top + 1)}
+        expect = {u: reads_at(s, u) for u in range(top + 1)}
         hist = histories(s)
         for v in (5, 11, top):
             dest = tmp_path / f"clone{v}"
@@ -50,7 +50,7 @@ def test_clone_reads_equal_source_at_every_version(tmp_path: Path, layout: str) 
             with engine.open(dest) as c:
                 assert c.version == v
                 assert c.layout.name == layout
-                for u in range(0, v + 1):
+                for u in range(v + 1):
                     assert reads_at(c, u) == expect[u], (v, u)
                 assert histories(c) == {k: h for k, h in
                                         ((k, [x for x in hh if x[0] <= v]) for k, hh in hist.items()) if h}
@@ -180,9 +180,8 @@ def test_clone_bad_input_is_typed_and_writes_nothing(tmp_path: Path) -> None:
     with pytest.raises(engine.FormatError):
         engine.clone(tmp_path / "missing", tmp_path / "c")
     assert not (tmp_path / "c").exists() and not (tmp_path / "missing").exists()
-    with engine.open(None) as mem:
-        with pytest.raises(engine.BackupError):
-            mem.clone(tmp_path / "c")
+    with engine.open(None) as mem, pytest.raises(engine.BackupError):
+        mem.clone(tmp_path / "c")
     assert cli_main(["clone", str(src), str(tmp_path / "c"), "--version", str(top + 5)]) == 2
     assert not (tmp_path / "c").exists()
     assert cli_main(["clone", str(src), str(tmp_path / "c"), "--version", str(top)]) == 0

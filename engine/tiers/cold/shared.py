@@ -52,7 +52,14 @@ from collections.abc import Mapping
 from typing import Any
 
 from ...errors import CorruptionError, FormatError, StorageIOError
-from .objstore import Fetched, ObjectInfo, ObjectNotFoundError, ObjectStoreClient, check_url, redact_url
+from .objstore import (
+    Fetched,
+    ObjectInfo,
+    ObjectNotFoundError,
+    ObjectStoreClient,
+    check_url,
+    redact_url,
+)
 
 __all__ = ["BASE_OBJECT", "REFS_PREFIX", "SharedClient", "add_ref", "decode_ref", "encode_ref",
            "open_client", "remove_ref", "unreferenced"]
