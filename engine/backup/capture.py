@@ -267,14 +267,14 @@ def _write_pins(pins: dict[str, int], dst: Path, upto: int | None, img: Image) -
 
 
 def _link_feed(store: Any, src: Path, dst: Path, img: Image) -> None:
-    """The change feed (backups only), under the commit lock: its buffered records are
-    written out, its segments hard-linked (the active one keeps growing under both names:
-    records above the image's version are truncated when the restored store opens, as after
-    a crash), its STATE (consumer positions) copied as of now."""
+    """The change feed (backups only), under the commit lock: sealed (its tail written and
+    fsynced, the active segment closed: the next record starts a new file, so every existing
+    segment is immutable and holds only versions <= the image's), its segments hard-linked,
+    its STATE (consumer positions) copied as of now."""
     feed = getattr(store, "_feed", None)
     if feed is None or not src.is_dir():
         return
-    feed.sync()
+    feed.seal()
     dst.mkdir()
     for p in sorted(src.iterdir()):
         if p.name.endswith(".tmp") or not p.is_file():
