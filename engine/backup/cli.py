@@ -68,9 +68,15 @@ def add_backup_commands(sub: Any, progress: Callable[..., Any]) -> None:
 
     def cmd_backup(args: argparse.Namespace) -> int:
         from ..cli import _open
+        from ..errors import LockedError
 
         opts = _options(args.option)
-        with _open(args.path) as store:
+        try:
+            store = _open(args.path)
+        except LockedError as exc:
+            raise LockedError(f"{exc}. An open store is backed up online from the process that "
+                              "has it open: store.backup(dest)") from None
+        with store:
             bar = progress("backup", "B")
             try:
                 result = store.backup(args.dest, progress=bar, **opts)
