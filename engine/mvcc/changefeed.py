@@ -163,6 +163,7 @@ class ChangeFeed:
         self._lock = threading.Lock()          # tail, segments, writing, floor reads
         self._state_lock = threading.RLock()   # consumers, STATE writes, trimming (taken first)
         self._trim_due = False
+        self._gap_floor = 0  # a jump in versions (a replica loading a snapshot) raises the floor
         self._cond = threading.Condition(self._lock)
         self._waiters = 0
         # Not yet on disk (everything, in memory): (version, time, writes, framed record or
@@ -296,6 +297,11 @@ class ChangeFeed:
     def observe(self, version: int, timestamp: float, batches: Writes) -> None:
         """The commit observer: feed one commit (under the store's commit lock)."""
         with self._lock:
+            if version != self._last + 1:
+                # Versions below were never fed (a replica bootstrapped from a snapshot jumps
+                # to the snapshot's version): the floor rises to just below this one.
+                self._gap_floor = max(self._gap_floor, version - 1)
+                self._trim_due = True
             fd = self._fd
             if (self._write_through and fd is not None and self._broken is None
                     and not self._tail and self._active_size < self.segment_bytes):
@@ -322,34 +328,38 @@ class ChangeFeed:
                 self._last = version
                 if self._waiters:
                     self._cond.notify_all()
-                return
-            tail = self._tail
-            rec = None
-            if self.encoded is not None:
-                rec = self.encoded()  # the commit log's record of this very commit
-                if rec is not None and VERSION.unpack_from(rec, REC_HEADER.size)[0] != version:
-                    rec = None
-            tail.append((version, timestamp, batches, rec))
-            self._last = version
-            if self._write_through or len(tail) >= TAIL_RECORDS:
-                if self.dir is None:
-                    if not len(tail) % TAIL_RECORDS:
-                        self._trim_due = True
-                elif self._broken is None:
-                    # Never raise into the committer (its commit is applied): a failed write
-                    # keeps the records in memory, readers still see them, and sync/close
-                    # (hence commit-log retirement) raise until the store is reopened, whose
-                    # recovery re-feeds them from the commit log or the tiers.
-                    try:
-                        self._write_tail_locked()
-                        if self._write_through and self.durability == "sync":
-                            self._sync_locked()
-                    except StorageIOError as exc:
-                        log.error("change feed %s: %s", self.dir, exc)
-            if self._waiters:
-                self._cond.notify_all()
+            else:
+                self._observe_buffered_locked(version, timestamp, batches)
         if self._trim_due:
             self._trim_quietly()
+
+    def _observe_buffered_locked(self, version: int, timestamp: float, batches: Writes) -> None:
+        """:meth:`observe` for buffered (commit-log) layouts and the slow path."""
+        tail = self._tail
+        rec = None
+        if self.encoded is not None:
+            rec = self.encoded()  # the commit log's record of this very commit
+            if rec is not None and VERSION.unpack_from(rec, REC_HEADER.size)[0] != version:
+                rec = None
+        tail.append((version, timestamp, batches, rec))
+        self._last = version
+        if self._write_through or len(tail) >= TAIL_RECORDS:
+            if self.dir is None:
+                if not len(tail) % TAIL_RECORDS:
+                    self._trim_due = True
+            elif self._broken is None:
+                # Never raise into the committer (its commit is applied): a failed write
+                # keeps the records in memory, readers still see them, and sync/close
+                # (hence commit-log retirement) raise until the store is reopened, whose
+                # recovery re-feeds them from the commit log or the tiers.
+                try:
+                    self._write_tail_locked()
+                    if self._write_through and self.durability == "sync":
+                        self._sync_locked()
+                except StorageIOError as exc:
+                    log.error("change feed %s: %s", self.dir, exc)
+        if self._waiters:
+            self._cond.notify_all()
 
     def _write_tail_locked(self) -> None:
         """Write the in-memory tail to the active segment (rotating first when it is full)."""
@@ -554,8 +564,8 @@ class ChangeFeed:
 
     def _target_floor(self) -> int:
         if self._consumers:
-            return min(self._consumers.values())
-        return min(self._history_floor(), self._last)
+            return max(min(self._consumers.values()), self._gap_floor)
+        return max(min(self._history_floor(), self._last), self._gap_floor)
 
     def _trim(self) -> None:
         """Raise the floor to the lowest consumer (or the history floor) and delete whole
@@ -745,6 +755,7 @@ class ChangeFeed:
                 active_size = self._active_size if self._fd is not None else -1
             start = pos
             for change in self._from_disk(segments, disk_last, active_size, pos):
+                self._check_next(pos, change.version)
                 pos = change.version
                 if wanted is None:
                     yield change
@@ -755,6 +766,7 @@ class ChangeFeed:
             for v, ts, batches, _rec in tail:
                 if v <= pos:
                     continue
+                self._check_next(pos, v)
                 pos = v
                 if wanted is None:
                     yield Change(v, ts, batches)
@@ -765,6 +777,14 @@ class ChangeFeed:
             if pos == start and last > pos:
                 raise CorruptionError(f"change feed holds no record above version {pos} although "
                                       f"it was fed up to {last}", path=self.dir)
+
+    @staticmethod
+    def _check_next(pos: int, version: int) -> None:
+        if version != pos + 1:
+            raise ChangesTrimmed(
+                f"versions {pos + 1}..{version - 1} are not in the change feed (a replica that "
+                f"loaded a snapshot, or trimmed while this reader read); read with after >= "
+                f"{version - 1}", floor=version - 1)
 
     def _from_disk(self, segments: Sequence[tuple[int, Path]], disk_last: int, active_size: int,
                    after: int) -> Iterator[Change]:
@@ -807,12 +827,12 @@ class ChangeFeed:
             floor, last = self._floor, self._last
         expect = floor
         n = 0
-        for ch in self._iterate(floor, None, False, None):
-            if ch.version != expect + 1:
-                raise CorruptionError(f"change feed has version {ch.version} after {expect} (a gap or "
-                                      "a repeat)", path=self.dir)
-            expect = ch.version
-            n += 1
+        try:
+            for ch in self._iterate(floor, None, False, None):
+                expect = ch.version
+                n += 1
+        except ChangesTrimmed as exc:
+            raise CorruptionError(f"change feed has a gap above its floor {floor}: {exc}", path=self.dir) from None
         if expect < last:
             raise CorruptionError(f"change feed ends at {expect}, expected {last}", path=self.dir)
         return {"changes": n, "floor": floor, "last": expect}

@@ -117,13 +117,11 @@ def _follow(d: Path, pos: int, wanted: frozenset[EntryKind] | None, wait: bool,
                 used = end
                 if v <= pos:
                     continue
-                if v != pos + 1:
-                    fl = _floor(d)
-                    if pos < fl:
-                        raise ChangesTrimmed(f"changes after version {pos} were trimmed while this reader "
-                                             f"read them (floor {fl})", floor=fl)
-                    raise CorruptionError(f"change feed has version {v} after {pos} (a gap)", path=p,
-                                          offset=off + end)
+                if v != pos + 1:  # trimmed while read, or a replica's snapshot jump
+                    fl = max(_floor(d), v - 1)
+                    raise ChangesTrimmed(f"versions {pos + 1}..{v - 1} are not in the change feed "
+                                         f"(trimmed, or a replica that loaded a snapshot); read with "
+                                         f"after >= {fl}", floor=fl)
                 try:
                     version, ts, writes = decode_batches(payload)
                 except (ValueError, struct.error) as exc:

@@ -635,3 +635,31 @@ def test_feed_files_are_readable_while_another_process_has_the_store(tmp_path, c
     store.close()
     with pytest.raises(ChangefeedDisabled):
         read_feed_files(tmp_path / "nothing")
+
+
+@pytest.mark.parametrize("layout", ["hot+warm+cold", "warm"])
+def test_a_version_jump_raises_the_floor(tmp_path, layout):
+    """A replica that loads a snapshot applies a commit far above its version (jump): the
+    feed cannot hold the versions in between, so its floor rises to just below the jump."""
+    from engine.mvcc.feedreader import read_feed_files
+
+    path = tmp_path / "s"
+    store = engine.open(path, layout=layout, changefeed=True)
+    rng = random.Random(13)
+    for i in range(3):
+        commit_random(store, rng, i)
+    low = store.consumer("low")
+    store._apply_replicated(10, time.time(), {A: [(b"x", b"y")]}, jump=True)
+    v, w = commit_random(store, rng, 99)
+    assert v == 11
+    assert store.stats()["changefeed"]["floor"] == 9
+    with pytest.raises(ChangesTrimmed) as err:
+        list(low.changes())
+    assert err.value.floor == 9
+    assert feed_of(store, 9) == {10: {A: {b"x": b"y"}}, 11: w}
+    store.close()
+    store = engine.open(path)
+    assert store.stats()["changefeed"]["floor"] == 9 and feed_of(store, 9)[11] == w
+    assert store.check()["changefeed"]["last"] == 11
+    store.close()
+    assert [c.version for c in read_feed_files(path, 9)] == [10, 11]
