@@ -388,6 +388,15 @@ def test_injected_503s_are_retried_then_a_typed_error(tmp_path, moto, proxy):
         assert t.get_all_versions(T, b"k000") == [(3, b"v3"), (1, b"v1")]
 
 
+def test_missing_bucket_or_bad_credentials_is_a_typed_error(tmp_path, moto):
+    url = "s3://no-such-bucket-tierdb/db"
+    with pytest.raises(StorageIOError, match="no-such-bucket-tierdb"):
+        ColdTier(tmp_path / "c", url=url, storage_options=s3_options(moto.endpoint))
+    with pytest.raises(StorageIOError, match="no-such-bucket-tierdb"):
+        engine.open(tmp_path / "db", layout=_layout(url), storage_options=s3_options(moto.endpoint))
+    assert not (tmp_path / "db").exists() or not (tmp_path / "db" / "TIERDB").exists()
+
+
 def test_manifest_put_answer_lost_counts_as_success(tmp_path, moto, proxy):
     """The manifest PUT reaches the server but the client sees 503: the retry's 412 is
     resolved by reading the manifest back (it holds our bytes), not reported as a race."""

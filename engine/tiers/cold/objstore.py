@@ -241,15 +241,22 @@ class ObjectStoreClient:
         m = _PERMANENT_STATUS.search(str(exc))
         return m is None or m.group(1) in ("408", "429")
 
-    def _call(self, what: str, name: str, fn: Any) -> Any:
-        """Run ``fn()`` with bounded retries on transient faults."""
+    def _call(self, what: str, name: str, fn: Any, expected: tuple[type[BaseException], ...] = ()) -> Any:
+        """Run ``fn()`` with bounded retries on transient faults. Errors of the ``expected``
+        types propagate for the caller to decide; other refusals (permissions, a missing
+        bucket, bad requests) become StorageIOError."""
         attempt = 0
         while True:
             try:
                 return fn()
             except Exception as exc:
                 if not self._transient(exc):
-                    raise
+                    if isinstance(exc, expected):
+                        raise  # not found / exists / precondition: the caller decides
+                    first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                    raise StorageIOError(
+                        f"object store {redact_url(self.url)}: {what} {name!r} refused: {first}; "
+                        "check the URL, credentials and permissions") from exc
                 if attempt >= self.retries:
                     with self._lock:
                         self._counters["failures"] += 1
@@ -282,7 +289,7 @@ class ObjectStoreClient:
             return Fetched(data, r.meta.get("e_tag"))
 
         try:
-            return self._call("get", name, once)  # type: ignore[no-any-return]
+            return self._call("get", name, once, (FileNotFoundError,))  # type: ignore[no-any-return]
         except FileNotFoundError as exc:
             if isinstance(exc, ObjectNotFoundError):
                 raise
@@ -305,7 +312,7 @@ class ObjectStoreClient:
             return data
 
         try:
-            return self._call("get_range", name, once)  # type: ignore[no-any-return]
+            return self._call("get_range", name, once, (FileNotFoundError,))  # type: ignore[no-any-return]
         except FileNotFoundError as exc:
             if isinstance(exc, ObjectNotFoundError):
                 raise
@@ -325,7 +332,7 @@ class ObjectStoreClient:
             return self._info(obs.head(self._store, name))
 
         try:
-            return self._call("head", name, once)  # type: ignore[no-any-return]
+            return self._call("head", name, once, (FileNotFoundError,))  # type: ignore[no-any-return]
         except FileNotFoundError:
             return None
 
@@ -383,7 +390,8 @@ class ObjectStoreClient:
             return r.get("e_tag")
 
         try:
-            return self._call("put_if_absent", name, once)  # type: ignore[no-any-return]
+            return self._call("put_if_absent", name, once,  # type: ignore[no-any-return]
+                              (AlreadyExistsError,))
         except AlreadyExistsError:
             if tried[0] > 1:
                 got = self._same_as(name, data)
@@ -423,7 +431,8 @@ class ObjectStoreClient:
             return r.get("e_tag")
 
         try:
-            return self._call("put_if_match", name, once)  # type: ignore[no-any-return]
+            return self._call("put_if_match", name, once,  # type: ignore[no-any-return]
+                              (PreconditionError, NotFoundError))
         except (PreconditionError, NotFoundError):
             if tried[0] > 1:
                 got = self._same_as(name, data)
@@ -466,7 +475,7 @@ class ObjectStoreClient:
             obs.delete(self._store, name)
 
         try:
-            self._call("delete", name, once)
+            self._call("delete", name, once, (FileNotFoundError,))
         except FileNotFoundError:
             pass
 
