@@ -25,8 +25,10 @@ Notes: thread safety
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import struct
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -50,6 +52,36 @@ U64 = struct.Struct(">Q")
 DEMOTE_CHUNK_ENTRIES = 200_000
 FLUSH_CHUNK_ENTRIES = 20_000
 DEMOTE_COMPACT_MIN = 1_000  # a demotion moving at least this many versions compacts warm
+TRIM_MIN_VERSIONS = 50_000  # a movement of at least this many versions returns freed heap
+
+
+def _load_malloc_trim() -> Callable[[int], int] | None:
+    """glibc's ``malloc_trim`` (None elsewhere)."""
+    if sys.platform != "linux":
+        return None
+    try:
+        libc = ctypes.CDLL(None)
+        trim = libc.malloc_trim
+    except (OSError, AttributeError):  # musl, or no C library symbols in this process
+        return None
+    trim.argtypes = [ctypes.c_size_t]
+    trim.restype = ctypes.c_int
+    return trim  # type: ignore[no-any-return]
+
+
+_MALLOC_TRIM = _load_malloc_trim()
+
+
+def release_freed_memory() -> None:
+    """Hand the C heap's free pages back to the operating system (glibc ``malloc_trim``).
+
+    A large flush or demotion allocates and frees hundreds of MB of short-lived rows; glibc
+    keeps that memory in the process (RSS stays at the peak) until it is trimmed. Measured
+    at 1M keys: flush + demote left RSS 100 MB above what trimming leaves (bench_peers
+    "RSS added"). A no-op where ``malloc_trim`` is not available.
+    """
+    if _MALLOC_TRIM is not None:
+        _MALLOC_TRIM(0)
 
 _KEY = itemgetter(0)  # RawEntry -> key
 Progress = Callable[[int, "int | None"], None]
@@ -147,6 +179,8 @@ class Mover:
             self._flushed_w = flushed
             if self._truncate_log is not None:
                 self._truncate_log(w)
+            if total >= TRIM_MIN_VERSIONS:
+                release_freed_memory()
             self.counters["flushes"] += 1
             self.counters["flushed_versions"] += total
             self.counters["flushed_watermark"] = max(self.counters["flushed_watermark"], w)
@@ -202,6 +236,8 @@ class Mover:
                 self._rewrites = 0
             if moved >= DEMOTE_COMPACT_MIN:
                 self._compact_warm_later()
+            if moved >= TRIM_MIN_VERSIONS:
+                release_freed_memory()
             self.counters["demotions"] += 1
             self.counters["demoted_versions"] += moved
             self.counters["demoted_cutoff"] = max(self.counters["demoted_cutoff"], c)
