@@ -525,3 +525,19 @@ def test_cold_scan_reads_ahead_point_gets_fetch_single_blocks(tmp_path):
         assert got == rows
         gets = t.io_stats()["objstore_range_gets"] - before
         assert nblocks > 500 and gets < nblocks / 20, (gets, nblocks)
+
+
+def test_check_verifies_the_objects_not_the_cached_copies(tmp_path):
+    url = f"file://{tmp_path}/bucket"
+    with ColdTier(tmp_path / "c", url=url, block_size=512) as t:
+        t.set(1, {T: [(b"k%04d" % i, b"value %d" % i) for i in range(2000)]})
+        for i in range(0, 2000, 50):  # every block is in the range cache now
+            assert t.get(T, b"k%04d" % i, 1) == b"value %d" % i
+        t.check()
+        seg = tmp_path / "bucket" / "seg" / f"{t._state.segments[0].file_no:012d}.seg"
+        data = bytearray(seg.read_bytes())
+        data[len(data) // 3] ^= 0x01  # inside a block, far from header and tail
+        seg.write_bytes(bytes(data))
+        assert t.get(T, b"k0100", 1) == b"value 100"  # served by the good cached copy
+        with pytest.raises(engine.CorruptionError, match=r"seg/\d{12}\.seg"):
+            t.check()

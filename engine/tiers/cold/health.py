@@ -19,7 +19,8 @@ class Health(TierCore):
 
     def check(self) -> None:
         """Verify the manifest, every drop file, every segment block checksum and layout,
-        and the cache accounting. O(total bytes).
+        and the cache accounting. O(total bytes). On an object store the objects themselves
+        are read (not the range cache), one ranged GET per block.
 
         Raises:
             CorruptionError: names the file and offset of the first damaged record.
@@ -64,7 +65,10 @@ class Health(TierCore):
             raise CorruptionError("cold segments not in strictly descending seq order",
                                   path=mpath, offset=0)
         for seg in segments:
-            seg.check()
+            if remote is None:
+                seg.check()
+            else:  # the object itself, not the range cache's copies of it
+                remote.uncached_segment(seg.file_no, seg.file_size, seg.footer_crc, seg.seq).check()
         try:
             self._cache.check()
             if remote is not None:

@@ -39,6 +39,7 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ...errors import CorruptionError, ManifestConflictError, StorageIOError
 from .cache import BlockCache
@@ -75,6 +76,24 @@ def segment_object(file_no: int) -> str:
 def drop_object(file_no: int) -> str:
     """Object name of drop file ``file_no``."""
     return "drop/" + drop_name(file_no)
+
+
+class _NoRanges:
+    """A range cache that keeps nothing (``check()`` reads the objects themselves)."""
+
+    capacity = 0
+
+    def get(self, file_no: int, off: int, n: int) -> bytes | None:
+        return None
+
+    def put(self, file_no: int, off: int, data: bytes) -> None:
+        pass
+
+    def drop_file(self, file_no: int) -> int:
+        return 0
+
+
+_NO_CACHE: Any = _NoRanges()
 
 
 class ManifestUncertain(StorageIOError):
@@ -197,6 +216,14 @@ class RemoteFiles:
         name = segment_object(file_no)
         src = RangeSource(self.client, name, file_no, size, self.ranges)
         return Segment(self.display(name), file_no, cache, expect_size=size,
+                       expect_footer_crc=footer_crc, expect_seq=seq, source=src)
+
+    def uncached_segment(self, file_no: int, size: int, footer_crc: int, seq: int) -> Segment:
+        """Open remote segment ``file_no`` reading the object store only (no range cache, no
+        block cache): what ``check()`` verifies."""
+        name = segment_object(file_no)
+        src = RangeSource(self.client, name, file_no, size, _NO_CACHE)
+        return Segment(self.display(name), file_no, BlockCache(0), expect_size=size,
                        expect_footer_crc=footer_crc, expect_seq=seq, source=src)
 
     def upload_segment(self, ws: WrittenSegment) -> str:
