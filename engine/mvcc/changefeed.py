@@ -729,6 +729,7 @@ class ChangeFeed:
 
     def _iterate(self, pos: int, wanted: frozenset[EntryKind] | None, wait: bool,
                  timeout: float | None) -> Iterator[Change]:
+        resume: dict[str, Any] = {}
         while True:
             with self._lock:
                 if self._closed:
@@ -754,7 +755,7 @@ class ChangeFeed:
                 # bytes of the segment being appended that hold whole records
                 active_size = self._active_size if self._fd is not None else -1
             start = pos
-            for change in self._from_disk(segments, disk_last, active_size, pos):
+            for change in self._from_disk(segments, disk_last, active_size, pos, resume):
                 self._check_next(pos, change.version)
                 pos = change.version
                 if wanted is None:
@@ -766,6 +767,10 @@ class ChangeFeed:
             for v, ts, batches, _rec in tail:
                 if v <= pos:
                     continue
+                if v > last:
+                    # Appended after the snapshot: the next round takes a fresh one (in
+                    # write-through mode later records may be on disk, not in this list).
+                    break
                 self._check_next(pos, v)
                 pos = v
                 if wanted is None:
@@ -787,8 +792,12 @@ class ChangeFeed:
                 f"{version - 1}", floor=version - 1)
 
     def _from_disk(self, segments: Sequence[tuple[int, Path]], disk_last: int, active_size: int,
-                   after: int) -> Iterator[Change]:
-        """Changes ``after < v <= disk_last`` from the segment files, checksums verified."""
+                   after: int, resume: dict[str, Any]) -> Iterator[Change]:
+        """Changes ``after < v <= disk_last`` from the segment files, checksums verified.
+
+        ``resume`` (the caller's, kept across calls): where the last record read ended, so a
+        live reader reads only new bytes of the segment being appended, not all of it again.
+        """
         if not segments or disk_last <= after:
             return
         start = 0
@@ -798,18 +807,28 @@ class ChangeFeed:
         for i in range(start, len(segments)):
             first, p = segments[i]
             try:
-                data = p.read_bytes()
+                with open(p, "rb") as fh:
+                    key = (p, os.fstat(fh.fileno()).st_ino)  # an erase rewrite is a new inode
+                    off = FEED_HEADER.size
+                    if resume.get("key") == key and resume["version"] <= after:
+                        off = resume["offset"]
+                    else:
+                        check_header(fh.read(FEED_HEADER.size), p)
+                    fh.seek(off)
+                    data = fh.read()
             except FileNotFoundError:
                 raise ChangesTrimmed(f"changes after version {after} were trimmed while this reader "
                                      f"read them (floor {self._floor}); use a durable consumer to keep "
                                      "them", floor=self._floor) from None
-            check_header(data, p)
-            end_at = active_size if i == len(segments) - 1 and active_size >= 0 else len(data)
-            for v, payload, _end in records(data, p, FEED_HEADER.size, min(end_at, len(data))):
-                if v <= after:
-                    continue
+            end_at = len(data)
+            if i == len(segments) - 1 and active_size >= 0:
+                end_at = min(end_at, active_size - off)
+            for v, payload, end in records(data, p, 0, end_at, base=off):
                 if v > disk_last:
                     return
+                resume.update(key=key, offset=off + end, version=v)
+                if v <= after:
+                    continue
                 try:
                     version, ts, writes = decode_batches(payload)
                 except (ValueError, struct.error) as exc:

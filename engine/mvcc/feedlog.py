@@ -92,12 +92,16 @@ def scan_tail_segment(p: Path) -> tuple[int, int, int]:
     return last, pos, size
 
 def check_header(data: bytes, p: Path) -> None:
+    """Verify a segment's header (the first bytes of ``data``). Raises CorruptionError."""
+    if len(data) < FEED_HEADER.size:
+        raise CorruptionError("change feed segment shorter than its header", path=p, offset=0)
     magic, fmt, crc = FEED_HEADER.unpack_from(data, 0)
     if magic != FEED_MAGIC or zlib.crc32(data[:12]) != crc:
         raise CorruptionError("bad change feed segment header (not a tierdb feed?)", path=p, offset=0)
     if fmt > FEED_FORMAT_VERSION:
         raise FormatError(f"change feed format {fmt} is newer than this tierdb; upgrade tierdb",
                           path=p, offset=0)
+
 
 def records(data: bytes, p: Path, pos: int, end_at: int, tolerate_tail: bool = False,
             base: int = 0) -> Iterator[tuple[int, bytes, int]]:

@@ -209,10 +209,11 @@ def test_live_reader_sees_new_commits(tmp_path):
     assert ended.is_set()
 
 
-def test_concurrent_writers_flushes_and_readers_see_each_commit_once(tmp_path, monkeypatch):
+@pytest.mark.parametrize("layout", ["hot+warm+cold", "warm"])
+def test_concurrent_writers_flushes_and_readers_see_each_commit_once(tmp_path, monkeypatch, layout):
     monkeypatch.setattr(cf, "SEGMENT_BYTES", 4096)
     monkeypatch.setattr(cf, "TAIL_RECORDS", 16)
-    store = engine.open(tmp_path / "s", changefeed=True)
+    store = engine.open(tmp_path / "s", layout=layout, changefeed=True)
     seen: list[list[int]] = [[], []]
     errors: list[BaseException] = []
 
