@@ -370,8 +370,9 @@ class ObjectStoreClient:
 
         return self._call("put", name, once)  # type: ignore[no-any-return]
 
-    def put_if_absent(self, name: str, data: bytes) -> str | None:
-        """Create ``name`` only if it does not exist; returns the new ETag.
+    def put_if_absent(self, name: str, data: bytes | Path) -> str | None:
+        """Create ``name`` only if it does not exist; returns the new ETag. ``data`` may be
+        a local file's Path (uploaded in one request, without a copy in Python memory).
 
         Raises:
             ObjectExistsError: it exists (and does not already hold exactly ``data`` after a
@@ -383,9 +384,11 @@ class ObjectStoreClient:
 
         tried = [0]
 
+        size = data.stat().st_size if isinstance(data, Path) else len(data)
+
         def once() -> str | None:
             tried[0] += 1
-            self._count("puts", nwritten=len(data))
+            self._count("puts", nwritten=size)
             r = obs.put(self._store, name, data, mode="create", use_multipart=False)
             return r.get("e_tag")
 
@@ -459,11 +462,16 @@ class ObjectStoreClient:
         finally:
             os.close(fd)
 
-    def _same_as(self, name: str, data: bytes) -> str | None:
+    def _same_as(self, name: str, data: bytes | Path) -> str | None:
         try:
             f = self.get(name)
         except ObjectNotFoundError:
             return None
+        if isinstance(data, Path):
+            try:
+                data = data.read_bytes()
+            except OSError:
+                return None
         return f.etag if f.data == data else None
 
     def delete(self, name: str) -> None:

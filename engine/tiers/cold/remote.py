@@ -235,23 +235,27 @@ class RemoteFiles:
             StorageIOError: the upload failed (nothing is referenced; the local file is gone).
         """
         name = segment_object(ws.file_no)
+        staged = Path(ws.path)
         try:
-            data = Path(ws.path).read_bytes()
+            self.put_new(name, staged)
+            with open(staged, "rb") as f:
+                head = f.read(SEGMENT_HEADER.size)
+                tail = max(0, ws.file_size - TAIL_BYTES)
+                f.seek(tail)
+                end = f.read()
         except OSError as exc:
-            raise StorageIOError(f"cannot read the staged segment {ws.path}: {exc}") from exc
+            raise StorageIOError(f"cannot read the staged segment {staged}: {exc}") from exc
         finally:
             try:
-                os.unlink(ws.path)
+                os.unlink(staged)
             except OSError:
                 pass  # a stray staged file is removed on the next open
-        self.put_new(name, data)
         rc = self.ranges
-        rc.put(ws.file_no, 0, data[:SEGMENT_HEADER.size])
-        tail = max(0, len(data) - TAIL_BYTES)
-        rc.put(ws.file_no, tail, data[tail:])
+        rc.put(ws.file_no, 0, head)
+        rc.put(ws.file_no, tail, end)
         return name
 
-    def put_new(self, name: str, data: bytes) -> None:
+    def put_new(self, name: str, data: bytes | Path) -> None:
         """Create object ``name`` (never overwriting). Raises ManifestConflictError if it
         exists, StorageIOError on failure."""
         try:
