@@ -17,6 +17,7 @@ import os
 import re
 import shutil
 import socket
+import sys
 import threading
 import uuid
 from collections.abc import Iterator
@@ -541,3 +542,23 @@ def test_check_verifies_the_objects_not_the_cached_copies(tmp_path):
         assert t.get(T, b"k0100", 1) == b"value 100"  # served by the good cached copy
         with pytest.raises(engine.CorruptionError, match=r"seg/\d{12}\.seg"):
             t.check()
+
+
+def test_cli_reaches_an_s3_archive_with_credentials_from_the_environment(tmp_path, moto):
+    import subprocess
+
+    url = f"s3://{moto.bucket()}/db"
+    with engine.open(tmp_path / "db", layout=_layout(url), storage_options=s3_options(moto.endpoint)) as s:
+        for i in range(5):
+            with s.begin() as tx:
+                tx.set(T, b"k", b"%d" % i)
+        s.flush()
+        s.demote()
+        assert s.stats()["tiers"]["cold"]["versions"] == 4
+    env = dict(os.environ, AWS_ACCESS_KEY_ID=KEY, AWS_SECRET_ACCESS_KEY=KEY, AWS_REGION="us-east-1",
+               AWS_ENDPOINT_URL_S3=moto.endpoint, AWS_ALLOW_HTTP="true")
+    exe = Path(sys.executable).with_name("tierdb")
+    r = subprocess.run([str(exe), "history", str(tmp_path / "db"), "k", "--table", str(T)],
+                       capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert [line.split("\t")[-1] for line in r.stdout.splitlines()] == ["4", "3", "2", "1", "0"]

@@ -200,6 +200,11 @@ class ObjectStoreClient:
                     if k in opts:
                         client[k] = opts.pop(k)
                 client.setdefault("timeout", timedelta(seconds=timeout))
+                if "allow_http" not in client:
+                    # Passing client options hides obstore's own reading of this variable.
+                    env = os.environ.get("AWS_ALLOW_HTTP") or os.environ.get("ALLOW_HTTP") or ""
+                    if env.strip().lower() in ("1", "true", "yes", "on"):
+                        client["allow_http"] = True
                 for k in ("timeout", "connect_timeout"):
                     if k in client:
                         client[k] = _duration(client[k])
