@@ -664,3 +664,58 @@ def test_a_version_jump_raises_the_floor(tmp_path, layout):
     assert store.check()["changefeed"]["last"] == 11
     store.close()
     assert [c.version for c in read_feed_files(path, 9)] == [10, 11]
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_random_operations_against_an_oracle(tmp_path, monkeypatch, seed):
+    """Seeded random commits, flushes, demotions, GC, reopens, acks, consumer drops and
+    erases; after every step the feed above its floor equals the oracle's commits, the floor
+    never exceeds the lowest consumer, and store.check() passes."""
+    monkeypatch.setattr(cf, "SEGMENT_BYTES", 1024)
+    monkeypatch.setattr(cf, "TAIL_RECORDS", 8)
+    rng = random.Random(seed)
+    layout = rng.choice(["hot+warm+cold", "warm"])
+    path = tmp_path / "s"
+    store = engine.open(path, layout=layout, changefeed=True)
+    oracle: dict[int, Writes] = {}
+    positions: dict[str, int] = {}
+    for step in range(120):
+        op = rng.random()
+        if op < 0.55:
+            v, w = commit_random(store, rng, step)
+            oracle[v] = w
+        elif op < 0.62:
+            store.flush()
+        elif op < 0.66:
+            store.demote()
+        elif op < 0.70:
+            store.gc()
+        elif op < 0.75:
+            store.close()
+            store = engine.open(path)
+        elif op < 0.87:
+            name = rng.choice("abc")
+            c = store.consumer(name)
+            positions.setdefault(name, c.position)
+            target = rng.randint(store.stats()["changefeed"]["floor"], store.version)
+            c.ack(target)
+            positions[name] = target
+        elif op < 0.92 and positions:
+            name = rng.choice(sorted(positions))
+            assert store.drop_consumer(name)
+            del positions[name]
+        elif oracle:
+            t, k = rng.choice(TABLES), b"k%02d" % rng.randrange(N_KEYS)
+            store.erase(t, k)
+            for w in oracle.values():
+                w.get(t, {}).pop(k, None)
+                if t in w and not w[t]:
+                    del w[t]
+        floor = store.stats()["changefeed"]["floor"]
+        assert store.consumers() == positions
+        if positions:
+            assert floor <= min(positions.values())
+        got = {c.version: as_dict(c) for c in store.changes(floor)}
+        assert got == {v: w for v, w in oracle.items() if v > floor}, f"step {step}"
+        store.check()
+    store.close()
