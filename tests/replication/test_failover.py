@@ -10,6 +10,7 @@ the promotion is visible anywhere.
 
 from __future__ import annotations
 
+import os
 import random
 import signal
 import subprocess
@@ -63,6 +64,19 @@ def _check_acked(store: engine.Store, acked: dict[int, int]) -> None:
 
 def test_kill9_primary_and_a_node_then_promote_loses_no_acknowledged_commit(
         cluster: Cluster, stream_name: str, tmp_path: Path) -> None:
+    _kill9_round(cluster, stream_name, tmp_path, victim=2)
+
+
+@pytest.mark.stress
+def test_kill9_failover_soak(cluster: Cluster, tmp_path: Path) -> None:
+    """Many rounds, a different NATS node each time (it sometimes leads the stream)."""
+    rounds = int(os.environ.get("TIERDB_REPL_SOAK_ROUNDS", "9"))
+    for i in range(rounds):
+        _kill9_round(cluster, f"soak{i}x{os.getpid()}", tmp_path / f"r{i}", victim=i % 3)
+
+
+def _kill9_round(cluster: Cluster, stream_name: str, tmp_path: Path, victim: int) -> None:
+    tmp_path.mkdir(parents=True, exist_ok=True)
     log = tmp_path / "primary.log"
     child = _start_primary(cluster, tmp_path / "p", stream_name, log)
     replica = None
@@ -70,7 +84,7 @@ def test_kill9_primary_and_a_node_then_promote_loses_no_acknowledged_commit(
         replica = engine.open_replica(tmp_path / "r", servers=cluster.urls, stream=stream_name)
         assert wait_until(lambda: len(_acked(log)) >= 300, 60), log.read_text()[-500:]
         child.kill()                       # kill -9 the primary and one NATS node, mid-load
-        cluster.nodes[2].kill()
+        cluster.nodes[victim].kill()
         child.wait(10)
         acked = _acked(log)
         replica.promote(timeout=60)
