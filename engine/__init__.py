@@ -11,6 +11,7 @@ from .errors import (
     ChangefeedDisabled as ChangefeedDisabled,
     ChangesTrimmed as ChangesTrimmed,
     ConflictError as ConflictError,
+    ConsumerRemoved as ConsumerRemoved,
     CorruptionError as CorruptionError,
     DestinationExistsError as DestinationExistsError,
     EngineError as EngineError,
@@ -44,7 +45,7 @@ from .types import RawEntry as RawEntry
 __version__ = "0.1.0"
 
 __all__ = [
-    "Change", "Consumer", "ChangesTrimmed", "ChangefeedDisabled",
+    "Change", "Consumer", "ChangesTrimmed", "ChangefeedDisabled", "ConsumerRemoved",
     "open", "Store", "Layout", "Retention", "EntryKind", "Bound", "RawEntry", "RangeBatch",
     "RangeCursor", "errors", "EngineError", "ConflictError", "TransactionTooOld",
     "TransactionTooLarge", "TransactionClosed", "FutureVersionError", "HistoryUnavailable",

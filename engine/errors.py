@@ -29,6 +29,7 @@ __all__ = [
     "ManifestConflictError",
     "ChangesTrimmed",
     "ChangefeedDisabled",
+    "ConsumerRemoved",
 ]
 
 
@@ -135,6 +136,14 @@ class ChangesTrimmed(EngineError, LookupError):
     def __init__(self, message: str, *, floor: int) -> None:
         super().__init__(message)
         self.floor = floor
+
+
+class ConsumerRemoved(EngineError, KeyError):
+    """A change-feed consumer handle whose consumer was removed (``store.drop_consumer``).
+    ``store.consumer(name)`` creates it again, at the feed's floor."""
+
+    def __str__(self) -> str:  # KeyError would show the message quoted
+        return str(self.args[0]) if self.args else ""
 
 
 class ChangefeedDisabled(EngineError, RuntimeError):

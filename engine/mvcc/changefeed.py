@@ -51,6 +51,7 @@ from typing import Any, NamedTuple
 from ..errors import (
     ChangesTrimmed,
     ClosedError,
+    ConsumerRemoved,
     CorruptionError,
     FormatError,
     InvalidKeyError,
@@ -83,6 +84,7 @@ log = logging.getLogger("tierdb.changefeed")
 
 SEGMENT_BYTES = 16 << 20   # rotate the active segment past this size
 TAIL_RECORDS = 256         # buffered records (commit-log layouts) before a write
+
 
 class Change(NamedTuple):
     """One commit as the change feed reports it.
@@ -126,7 +128,8 @@ class Consumer:
 
         Moving back is allowed down to the feed's floor (to process changes again).
         Raises: FutureVersionError (above ``store.version``), ChangesTrimmed (below the
-        floor), InvalidVersionError, ClosedError, KeyError (the consumer was removed).
+        floor), InvalidVersionError, ClosedError, ConsumerRemoved (a KeyError: the consumer
+        was removed).
         """
         self._feed.ack(self.name, version)
 
@@ -138,7 +141,7 @@ class Consumer:
     def __repr__(self) -> str:
         try:
             return f"<tierdb.Consumer {self.name!r} position={self.position}>"
-        except (KeyError, ClosedError):
+        except (ConsumerRemoved, ClosedError):
             return f"<tierdb.Consumer {self.name!r} (gone)>"
 
 
@@ -659,7 +662,7 @@ class ChangeFeed:
             try:
                 return self._consumers[name]
             except KeyError:
-                raise KeyError(f"consumer {name!r} was removed; store.consumer({name!r}) "
+                raise ConsumerRemoved(f"consumer {name!r} was removed; store.consumer({name!r}) "
                                "creates it again at the feed's floor") from None
 
     def ack(self, name: str, version: int) -> None:
@@ -672,7 +675,7 @@ class ChangeFeed:
         with self._state_lock:
             self._check_open()
             if name not in self._consumers:
-                raise KeyError(f"consumer {name!r} was removed; store.consumer({name!r}) "
+                raise ConsumerRemoved(f"consumer {name!r} was removed; store.consumer({name!r}) "
                                "creates it again at the feed's floor")
             current = self._current_version()
             if v > current:

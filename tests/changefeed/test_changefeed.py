@@ -294,7 +294,7 @@ def test_consumers_resume_after_reopen_and_trimming_honours_the_lowest(tmp_path,
     fast = store.consumer("fast")
     assert store.drop_consumer("fast") is True and store.drop_consumer("fast") is False
     assert store.stats()["changefeed"]["floor"] == 200
-    with pytest.raises(KeyError, match="removed"):
+    with pytest.raises(engine.ConsumerRemoved, match="removed"):
         fast.ack(250)
     assert store.consumer("fast").position == 200  # a new one starts at the floor
     store.close()
