@@ -23,7 +23,7 @@ import sys
 from array import array
 from bisect import bisect_left, bisect_right
 from itertools import accumulate, repeat
-from operator import add
+from operator import add, itemgetter
 from typing import Final
 
 import numpy as np
@@ -381,6 +381,15 @@ class DecodedBlock:
         raw = self.raw
         voff = self.voff
         tomb = self.tomb
+        if tomb is None and len(idx) > 1:
+            # Slices built and applied by map (no bytecode per value): a contiguous run of
+            # entries (the usual case) takes its bounds as one slice of ``voff``.
+            if idx[-1] - idx[0] == len(idx) - 1:
+                b = voff[idx[0]:idx[-1] + 2]
+                return list(map(raw.__getitem__, map(slice, b, b[1:])))
+            starts = itemgetter(*idx)(voff)
+            ends = itemgetter(*map(add, idx, repeat(1)))(voff)
+            return list(map(raw.__getitem__, map(slice, starts, ends)))
         if tomb is None:
             return [raw[voff[i]:voff[i + 1]] for i in idx]
         return [None if (tomb[i >> 3] >> (i & 7)) & 1 else raw[voff[i]:voff[i + 1]] for i in idx]
