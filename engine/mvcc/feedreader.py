@@ -95,7 +95,7 @@ def _follow(d: Path, pos: int, wanted: frozenset[EntryKind] | None, wait: bool,
         for i, (first, _p) in enumerate(segs):
             if first <= pos + 1:
                 start = i
-        moved = False
+        moved = relist = False
         for i in range(start, len(segs)):
             first, p = segs[i]
             newest = i == len(segs) - 1
@@ -111,7 +111,8 @@ def _follow(d: Path, pos: int, wanted: frozenset[EntryKind] | None, wait: bool,
                     fh.seek(off)
                     data = fh.read()
             except FileNotFoundError:
-                break  # trimmed or rewritten meanwhile: list again
+                relist = True  # trimmed or rewritten meanwhile: list again (and check the floor)
+                break
             used = 0
             for v, payload, end in records(data, p, 0, len(data), tolerate_tail=newest, base=off):
                 used = end
@@ -133,6 +134,8 @@ def _follow(d: Path, pos: int, wanted: frozenset[EntryKind] | None, wait: bool,
                         continue
                 yield Change(version, ts, writes)
             offsets = {key: off + used}
+        if relist:
+            continue
         if not wait:
             return
         now = time.monotonic()

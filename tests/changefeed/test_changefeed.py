@@ -633,6 +633,10 @@ def test_feed_files_are_readable_while_another_process_has_the_store(tmp_path, c
     out = capsys.readouterr()
     assert [json.loads(x)["version"] for x in out.out.splitlines()] == [46, 47, 48, 49, 50]
     assert "another process" in out.err
+    store.consumer("z").ack(40)
+    with pytest.raises(ChangesTrimmed) as err:
+        list(read_feed_files(path, 10))
+    assert err.value.floor == 40
     store.close()
     with pytest.raises(ChangefeedDisabled):
         read_feed_files(tmp_path / "nothing")
