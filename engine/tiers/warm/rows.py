@@ -77,12 +77,14 @@ def _live(ks: list[bytes], ss: list[bytes], vs: list[bytes]) -> tuple[list[bytes
 
 
 def select_fwd(cf: Any, lo: bytes | None, hi: bytes | None, inv_read: bytes,
-               want: int, live_only: bool = False) -> tuple[list[bytes], list[bytes], list[bytes]]:
+               want: int, live_only: bool = False,
+               suffixes: bool = True) -> tuple[list[bytes], list[bytes], list[bytes]]:
     """The first ``want`` keys ascending from ``lo`` (< ``hi``) at their newest version whose
     ``~version`` is >= ``inv_read``: their escaped keys, ``~version`` suffixes and tagged values.
     With ``live_only``, keys whose newest visible version is a tombstone are left out and do
     not count toward ``want`` (a caller that returns only live rows then reads one page, not
-    a second one for the rows the tombstones took).
+    a second one for the rows the tombstones took). Without ``suffixes`` the second list
+    comes back empty (a caller that needs no versions saves a pass per chunk).
 
     Rows come from one bounded iterator in chunks (``islice``), and each chunk is filtered by
     whole-list C-level operations, no bytecode per row: keep the visible rows (``compress``),
@@ -115,16 +117,16 @@ def select_fwd(cf: Any, lo: bytes | None, hi: bytes | None, inv_read: bytes,
             ks = list(map(_first, rows))
             last_raw = ks[-1]
             vs = list(map(_second, rows))
-            ps = list(map(_escaped_key, ks))
             ss = list(map(_version_of, ks))
             if min(ss) >= inv_read:  # every row visible
-                vps, vss, vvs = ps, ss, vs
-            else:
+                vks, vss, vvs = ks, ss, vs
+            else:  # keys are cut from the visible rows only (half the rows at an old version)
                 vis = list(map(inv_read.__le__, ss))
-                vps = list(compress(ps, vis))
-                vss = list(compress(ss, vis))
+                vks = list(compress(ks, vis))
+                vss = list(compress(ss, vis)) if suffixes else ss
                 vvs = list(compress(vs, vis))
-            if vps:
+            if vks:
+                vps = list(map(_escaped_key, vks))
                 # A key's visible versions are contiguous, newest first: take each key's first,
                 # i.e. every visible row whose key differs from the visible row before it.
                 if vps[0] != last_vk and len(set(vps)) == len(vps):
@@ -133,19 +135,23 @@ def select_fwd(cf: Any, lo: bytes | None, hi: bytes | None, inv_read: bytes,
                     prev = [last_vk]
                     prev += vps
                     new = list(map(ne, vps, prev))
-                    tk, ts, tv = list(compress(vps, new)), list(compress(vss, new)), list(compress(vvs, new))
+                    tk, tv = list(compress(vps, new)), list(compress(vvs, new))
+                    ts = list(compress(vss, new)) if suffixes else vss
                 if live_only:
-                    tk, ts, tv = _live(tk, ts, tv)
+                    tk, ts, tv = _live(tk, ts if suffixes else tk, tv)
                 sel_k += tk
-                sel_s += ts
+                if suffixes:
+                    sel_s += ts
                 sel_v += tv
                 last_vk = vps[-1]
             rows_per_key = min(len(rows) / max(len(sel_k) - taken, 1), 4.0)
-            if len(ps) > SCAN_SKIP_LIMIT and ps[-1 - SCAN_SKIP_LIMIT] == ps[-1]:
-                # A long run of one key: if its last row read is visible, the key was taken
-                # (jump past it); else jump to its newest visible version.
-                reseek = ps[-1] + (PAST_VERSIONS if ss[-1] >= inv_read else TERMINATOR + inv_read)
-                break
+            if len(ks) > SCAN_SKIP_LIMIT:
+                run_key = _escaped_key(ks[-1])
+                if _escaped_key(ks[-1 - SCAN_SKIP_LIMIT]) == run_key:
+                    # A long run of one key: if its last row read is visible, the key was
+                    # taken (jump past it); else jump to its newest visible version.
+                    reseek = run_key + (PAST_VERSIONS if ss[-1] >= inv_read else TERMINATOR + inv_read)
+                    break
         if reseek is None or len(sel_k) >= want:
             break
         from_key = reseek

@@ -67,7 +67,7 @@ def scan_rev(cf: Any, lo: bytes | None, hi: bytes | None, inv_read: bytes, batch
 def pairs_fwd(cf: Any, lo: bytes | None, hi: bytes | None, inv_read: bytes, batch_size: int,
               table: EntryKind) -> tuple[list[tuple[bytes, bytes | None]], bool]:
     """As :func:`scan_fwd`, rows as ``(key, value or None)`` pairs."""
-    eks, _, vs = select_fwd(cf, lo, hi, inv_read, batch_size + 1)
+    eks, _, vs = select_fwd(cf, lo, hi, inv_read, batch_size + 1, suffixes=False)
     if len(eks) > batch_size:
         return decode_pairs(eks[:batch_size], vs[:batch_size], table), True
     return decode_pairs(eks, vs, table), False
@@ -212,7 +212,7 @@ class RangeScans(WarmDB):
             if cf is None:
                 return
             try:
-                eks, _, vs = select_fwd(cf, lo, hi, inv_read, page, True)
+                eks, _, vs = select_fwd(cf, lo, hi, inv_read, page, True, suffixes=False)
             except rocksdict.DbClosedError as e:
                 raise ClosedError(f"warm tier {self.path} is closed") from e
             if eks:
