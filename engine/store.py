@@ -462,13 +462,14 @@ class Store:
         """
         if version is None:
             return self._version
-        v = check_version(version)
+        v = version if type(version) is int and version >= 0 else check_version(version)
         current = self._version
         if v > current:
             raise FutureVersionError(
                 f"version {v} is in the future: the newest committed version is {current}")
-        if table is not None and v < current and self._policies.all() \
-                and str(table) in self._policies.all() and not self._retained(v, own_hold):
+        policies = self._policies._pins  # the dict itself: all() copies it
+        if table is not None and v < current and policies \
+                and str(table) in policies and not self._retained(v, own_hold):
             raise HistoryUnavailable(
                 f"table {table} keeps only its latest versions (set_table_policy); version {v} "
                 f"is not retained: read at {current}, or pin versions you need with store.pin()")
@@ -551,10 +552,11 @@ class Store:
         # concurrent GC pass cannot remove what this read needs.
         v, token = self._hold(version, table)
         try:
-            e = self._lookup(table, key, v)
+            if self._single:
+                return self._get_first(table, key, v)
+            return self._router.get(table, key, v)
         finally:
             self._readpoints.release(token)
-        return None if e is None else e.value
 
     def get_many(self, table: EntryKind, keys: Any, version: int | None = None) -> list[bytes | None]:
         """``[store.get(table, k, version) for k in keys]`` as one batch (the multi-get fast
