@@ -169,6 +169,8 @@ class _Stream:
         return True
 
 
+FIRST_PEEK = 16  # rows of a merged scan's first page from its top tier (see _first_fill)
+
 _KEY = itemgetter(0)
 _VAL = itemgetter(1)  # of a (key, value) pair
 _ENTRY_VALUE = itemgetter(2)  # of a RawEntry
@@ -220,17 +222,24 @@ class MergedScan:
             yield from page
 
     def _first_fill(self) -> list[_Stream]:
-        """Fill every stream once, sharing ``chunk`` rows among them in tier order: each
-        takes its share of what the tiers before it left (an empty hot tier leaves its
-        share to warm and cold). Returns the streams that have rows."""
+        """Fill every stream once, sharing ``chunk`` rows among the tiers below the top one
+        in tier order (each takes its share of what the tiers before it left); the top tier
+        gets a short first page. Returns the streams that have rows."""
         streams = self._streams
         budget = streams[0].chunk if streams else 0
         live: list[_Stream] = []
         for i, s in enumerate(streams):
-            s.size = max(budget // (len(streams) - i), 1)
-            if s.fill():
+            share = max(budget // (len(streams) - i), 1)
+            peek = i == 0 and len(streams) > 1
+            # The top tier (hot: recent writes, often few and elsewhere in the key space)
+            # is peeked at with a short first page that leaves the batch to the tiers below.
+            s.size = min(share, FIRST_PEEK) if peek else share
+            filled = s.fill()
+            s.size = share
+            if filled:
                 live.append(s)
-                budget -= len(s.buf)
+                if not peek:
+                    budget -= len(s.buf)
         return live
 
     def pages(self) -> Generator[list[Any], None, None]:
@@ -292,7 +301,7 @@ class MergedScan:
             lone = fast_streams[0]
             for s in self._streams:
                 if s is not lone:
-                    s.size = max(s.chunk // len(self._streams), 1)
+                    s.size = min(max(s.chunk // len(self._streams), 1), FIRST_PEEK)
             if not any(s.fill() for s in self._streams if s is not lone):
                 yield from lone.tier.scan_item_pages(  # type: ignore[attr-defined]
                     lone.table, lone.start, lone.end, lone.version, reverse=self._reverse,

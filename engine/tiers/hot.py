@@ -417,14 +417,14 @@ class HotTier:
                     if len(out) == batch_size:
                         has_more = True
                         break
-                    out.append(RawEntry(key, lv, lval))
+                    out.append(_new_entry(RawEntry, (key, lv, lval)))
                     continue
                 lv, lval = c.latest  # type: ignore[union-attr]
                 if lv <= version:
                     if len(out) == batch_size:
                         has_more = True
                         break
-                    out.append(RawEntry(key, lv, lval))
+                    out.append(_new_entry(RawEntry, (key, lv, lval)))
                     continue
                 vs = c.versions  # type: ignore[union-attr]
                 i = bisect_right(vs, version)
@@ -433,7 +433,7 @@ class HotTier:
                 if len(out) == batch_size:
                     has_more = True
                     break
-                out.append(RawEntry(key, vs[i - 1], c.values[i - 1]))  # type: ignore[union-attr]
+                out.append(_new_entry(RawEntry, (key, vs[i - 1], c.values[i - 1])))  # type: ignore[union-attr]
         return finish_page(cursor, out, has_more)
 
     def range_next(self, table: EntryKind, cursor: RangeCursor, start: Bound, end: Bound,
