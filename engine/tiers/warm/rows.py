@@ -68,12 +68,15 @@ def decode_rows(eks: list[bytes], sfx: list[bytes], vs: Sequence[bytes], table: 
     return list(map(_tuple_new, repeat(RawEntry, n), zip(eks, versions, vals)))
 
 
-def _live(ks: list[bytes], ss: list[bytes], vs: list[bytes]) -> tuple[list[bytes], list[bytes], list[bytes]]:
-    """The rows of ``ks``/``ss``/``vs`` whose tagged value is not a tombstone. O(rows) in C."""
+def _live(ks: list[bytes], ss: list[bytes] | None,
+          vs: list[bytes]) -> tuple[list[bytes], list[bytes] | None, list[bytes]]:
+    """The rows of ``ks``/``ss``/``vs`` whose tagged value is not a tombstone (``ss`` None:
+    no suffixes kept). O(rows) in C."""
     if TAG_TOMBSTONE not in vs:
         return ks, ss, vs
     keep = list(map(TAG_TOMBSTONE.__ne__, vs))
-    return list(compress(ks, keep)), list(compress(ss, keep)), list(compress(vs, keep))
+    return (list(compress(ks, keep)), None if ss is None else list(compress(ss, keep)),
+            list(compress(vs, keep)))
 
 
 def select_fwd(cf: Any, lo: bytes | None, hi: bytes | None, inv_read: bytes,
@@ -138,7 +141,8 @@ def select_fwd(cf: Any, lo: bytes | None, hi: bytes | None, inv_read: bytes,
                     tk, tv = list(compress(vps, new)), list(compress(vvs, new))
                     ts = list(compress(vss, new)) if suffixes else vss
                 if live_only:
-                    tk, ts, tv = _live(tk, ts if suffixes else tk, tv)
+                    tk, lts, tv = _live(tk, ts if suffixes else None, tv)
+                    ts = lts if lts is not None else ts
                 sel_k += tk
                 if suffixes:
                     sel_s += ts
@@ -259,7 +263,8 @@ def select_rev(cf: Any, lo: bytes | None, hi: bytes | None, inv_read: bytes,
                 last = list(map(ne, vps, vps[1:]))  # row i is its key's last visible row
                 tk, ts, tv = list(compress(vps, last)), list(compress(vss, last)), list(compress(vvs, last))
                 if live_only:
-                    tk, ts, tv = _live(tk, ts, tv)
+                    tk, lts, tv = _live(tk, ts, tv)
+                    ts = lts if lts is not None else ts
                 sel_k += tk
                 sel_s += ts
                 sel_v += tv
