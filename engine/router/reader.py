@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import threading
 from bisect import bisect_right
+from contextlib import suppress
 from collections.abc import Callable, Generator, Iterator, Sequence
 from itertools import chain, compress, repeat
 from operator import is_not, itemgetter
@@ -30,7 +31,7 @@ from typing import Any
 from ..tiers.base import BOTTOM_ONLY, TierStorage
 from ..types import Bound, EntryKind, RangeBatch, RangeCursor, RawEntry
 
-__all__ = ["Router", "MergedScan", "ScanEpochs", "ScanIterator"]
+__all__ = ["MergedScan", "Router", "ScanEpochs", "ScanIterator"]
 
 
 class ScanIterator(chain):
@@ -60,10 +61,8 @@ class ScanIterator(chain):
             release()
 
     def __del__(self) -> None:
-        try:
+        with suppress(Exception):  # a finalizer must not raise (store closed, ...)
             self.close()
-        except Exception:  # noqa: BLE001 - a finalizer must not raise (store closed, ...)
-            pass
 
     def __enter__(self) -> ScanIterator:
         return self
