@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import threading
 from bisect import bisect_right
-from contextlib import suppress
 from collections.abc import Callable, Generator, Iterator, Sequence
+from contextlib import suppress
 from itertools import chain, compress, repeat
 from operator import is_not, itemgetter
 from typing import Any
