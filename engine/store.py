@@ -18,14 +18,12 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import fcntl
-import json
 import logging
 import os
 import shutil
 import struct
 import threading
 import time
-import zlib
 from collections.abc import Callable, Iterator, Mapping
 from operator import itemgetter
 from pathlib import Path
@@ -36,7 +34,6 @@ from .drop_worker.retention import Retention
 from .drop_worker.worker import DropWorker
 from .errors import (
     ClosedError,
-    CorruptionError,
     EngineError,
     FormatError,
     FutureVersionError,
@@ -55,6 +52,7 @@ from .mvcc.readpoints import ReadPoints
 from .mvcc.snapshot import Snapshot
 from .mvcc.timeindex import TimeIndex
 from .mvcc.transaction import ISOLATION_LEVELS, Transaction, check_table, range_bounds
+from .records import decode_json_record, encode_json_record
 from .router.layout import Layout
 from .router.movement import Mover, check_band_order
 from .router.reader import Router
@@ -108,9 +106,7 @@ log = logging.getLogger("tierdb.store")
 MARKER_NAME = "TIERDB"
 MARKER_MAGIC = b"TIERDBST"
 STORE_FORMAT_VERSION = 1
-# magic, format version, payload length, crc32 of payload
-MARKER_HEADER = struct.Struct("<8sIII")
-assert MARKER_HEADER.size == 20
+# framed as an engine.records record (magic, format version, length, crc32; JSON payload)
 VERSION_META = b"store.version"      # warm-first layouts: newest committed version
 FLUSHED_META = b"store.flushed"      # hot-fronted layouts: every version <= this is in warm
 U64 = struct.Struct(">Q")
@@ -118,28 +114,16 @@ U64 = struct.Struct(">Q")
 
 def _read_marker(path: Path) -> dict[str, Any]:
     p = path / MARKER_NAME
-    data = p.read_bytes()
-    if len(data) < MARKER_HEADER.size:
-        raise FormatError("store marker file is truncated", path=p, offset=0)
-    magic, fmt, length, crc = MARKER_HEADER.unpack_from(data, 0)
-    if magic != MARKER_MAGIC:
-        raise FormatError(f"{path} is not a tierdb store (bad marker)", path=p, offset=0)
-    if fmt > STORE_FORMAT_VERSION:
-        raise FormatError(
-            f"store format {fmt} is newer than this tierdb supports ({STORE_FORMAT_VERSION}); "
-            "upgrade tierdb", path=p, offset=0)
-    body = data[MARKER_HEADER.size:]
-    if len(body) != length or zlib.crc32(body) != crc:
-        raise CorruptionError("store marker fails its checksum", path=p, offset=MARKER_HEADER.size)
-    meta: dict[str, Any] = json.loads(body)
+    meta: dict[str, Any] = decode_json_record(
+        p.read_bytes(), MARKER_MAGIC, STORE_FORMAT_VERSION, what="store marker file", path=p,
+        truncated=FormatError, bad_magic=FormatError,
+        bad_magic_message=f"{path} is not a tierdb store (bad marker)")
     return meta
 
 
 def _write_marker(path: Path, meta: dict[str, Any]) -> None:
-    body = json.dumps(meta, sort_keys=True, separators=(",", ":")).encode()
     try:
-        atomic_write(path / MARKER_NAME,
-                     MARKER_HEADER.pack(MARKER_MAGIC, STORE_FORMAT_VERSION, len(body), zlib.crc32(body)) + body)
+        atomic_write(path / MARKER_NAME, encode_json_record(MARKER_MAGIC, STORE_FORMAT_VERSION, meta))
     except OSError as exc:
         if isinstance(exc, StorageIOError):
             raise

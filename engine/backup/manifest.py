@@ -16,12 +16,11 @@ Thread safety: pure functions.
 from __future__ import annotations
 
 import json
-import struct
-import zlib
 from dataclasses import dataclass
 from typing import Any
 
 from ..errors import CorruptionError, FormatError
+from ..records import RECORD_HEADER, decode_record, encode_record
 
 __all__ = ["BACKUP_FORMAT_VERSION", "BACKUP_HEADER", "BACKUP_MAGIC", "BACKUP_NAME", "DATA_DIR",
            "BackupFile", "BackupManifest", "decode_manifest", "encode_manifest"]
@@ -31,8 +30,7 @@ DATA_DIR = "data"
 BACKUP_MAGIC = b"TIERDBBK"
 BACKUP_FORMAT_VERSION = 1
 # magic, format version, body length, crc32 of body
-BACKUP_HEADER = struct.Struct("<8sIII")
-assert BACKUP_HEADER.size == 20
+BACKUP_HEADER = RECORD_HEADER  # engine.records framing
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,7 +71,7 @@ def encode_manifest(m: BackupManifest) -> bytes:
         "bytes": m.total_bytes,
         "files": [{"path": f.path, "size": f.size, "sha256": f.sha256} for f in m.files],
     }, sort_keys=True, separators=(",", ":")).encode()
-    return BACKUP_HEADER.pack(BACKUP_MAGIC, BACKUP_FORMAT_VERSION, len(body), zlib.crc32(body)) + body
+    return encode_record(BACKUP_MAGIC, BACKUP_FORMAT_VERSION, body)
 
 
 def decode_manifest(data: bytes, where: object) -> BackupManifest:
@@ -83,18 +81,9 @@ def decode_manifest(data: bytes, where: object) -> BackupManifest:
         CorruptionError: truncated, checksum mismatch, or contents that do not make sense.
         FormatError: not a backup manifest, or a newer format than this tierdb reads.
     """
-    if len(data) < BACKUP_HEADER.size:
-        raise CorruptionError(f"backup manifest truncated ({len(data)} bytes)", path=where, offset=0)
-    magic, fmt, length, crc = BACKUP_HEADER.unpack_from(data, 0)
-    if magic != BACKUP_MAGIC:
-        raise FormatError("not a tierdb backup manifest (bad magic)", path=where, offset=0)
-    if fmt > BACKUP_FORMAT_VERSION:
-        raise FormatError(f"backup format {fmt} is newer than this tierdb reads "
-                          f"({BACKUP_FORMAT_VERSION}); upgrade tierdb", path=where, offset=0)
-    body = data[BACKUP_HEADER.size:]
-    if len(body) != length or zlib.crc32(body) != crc:
-        raise CorruptionError("backup manifest fails its checksum: the BACKUP file is damaged",
-                              path=where, offset=BACKUP_HEADER.size)
+    body = decode_record(data, BACKUP_MAGIC, BACKUP_FORMAT_VERSION, what="backup manifest (BACKUP)",
+                         path=where, bad_magic=FormatError,
+                         bad_magic_message="not a tierdb backup manifest (bad magic)")
     try:
         raw: dict[str, Any] = json.loads(body)
         files = [BackupFile(str(f["path"]), int(f["size"]), str(f["sha256"])) for f in raw["files"]]

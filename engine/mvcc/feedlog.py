@@ -7,7 +7,6 @@ and every read verifies every checksum.
 
 from __future__ import annotations
 
-import json
 import os
 import struct
 import zlib
@@ -16,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import CorruptionError, FormatError, StorageIOError
+from ..records import RECORD_HEADER, decode_json_record, encode_json_record
 from ..types import Bound, EntryKind
 from .commitlog import REC_HEADER
 from .pins import atomic_write
@@ -38,9 +38,8 @@ VERSION = struct.Struct("<Q")
 STATE_NAME = "STATE"
 STATE_MAGIC = b"TIERDBFS"
 STATE_FORMAT_VERSION = 1
-# magic, format version, payload length, crc32 of payload (payload: canonical JSON)
-STATE_HEADER = struct.Struct("<8sIII")
-assert STATE_HEADER.size == 20
+# an engine.records record (magic, format version, length, crc32) of canonical JSON
+STATE_HEADER = RECORD_HEADER
 
 Writes = dict[EntryKind, list[tuple[bytes, "bytes | None"]]]
 
@@ -58,20 +57,8 @@ def fsync_dir(path: Path) -> None:
 
 
 def read_state(p: Path) -> dict[str, Any]:
-    data = p.read_bytes()
-    if len(data) < STATE_HEADER.size:
-        raise CorruptionError("change feed STATE file is truncated", path=p, offset=0)
-    magic, fmt, length, crc = STATE_HEADER.unpack_from(data, 0)
-    if magic != STATE_MAGIC:
-        raise CorruptionError("change feed STATE file has a bad magic", path=p, offset=0)
-    if fmt > STATE_FORMAT_VERSION:
-        raise FormatError(f"change feed format {fmt} is newer than this tierdb; upgrade tierdb",
-                          path=p, offset=0)
-    body = data[STATE_HEADER.size:]
-    if len(body) != length or zlib.crc32(body) != crc:
-        raise CorruptionError("change feed STATE file fails its checksum", path=p,
-                              offset=STATE_HEADER.size)
-    meta: dict[str, Any] = json.loads(body)
+    meta: dict[str, Any] = decode_json_record(p.read_bytes(), STATE_MAGIC, STATE_FORMAT_VERSION,
+                                              what="change feed STATE file", path=p)
     return meta
 
 def scan_tail_segment(p: Path) -> tuple[int, int, int]:
@@ -139,11 +126,9 @@ def truncate_file(p: Path, offset: int) -> None:
 
 def write_state(directory: Path, floor: int, consumers: dict[str, int]) -> None:
     """Replace ``STATE`` atomically (temp file, fsync, rename, fsync). Raises StorageIOError."""
-    body = json.dumps({"floor": floor, "consumers": consumers}, sort_keys=True,
-                      separators=(",", ":")).encode()
     try:
-        atomic_write(directory / STATE_NAME, STATE_HEADER.pack(STATE_MAGIC, STATE_FORMAT_VERSION,
-                                                               len(body), zlib.crc32(body)) + body)
+        atomic_write(directory / STATE_NAME, encode_json_record(
+            STATE_MAGIC, STATE_FORMAT_VERSION, {"floor": floor, "consumers": consumers}))
     except OSError as exc:
         if isinstance(exc, StorageIOError):
             raise

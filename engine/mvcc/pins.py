@@ -9,22 +9,18 @@ Notes: thread safety
 
 from __future__ import annotations
 
-import json
 import os
-import struct
 import threading
-import zlib
 from pathlib import Path
 
-from ..errors import CorruptionError, FormatError, InvalidKeyError
+from ..errors import InvalidKeyError
+from ..records import decode_json_record, encode_json_record
 
 __all__ = ["PinStore", "atomic_write"]
 
 PINS_MAGIC = b"TIERDBPN"
 PINS_FORMAT_VERSION = 1
-# magic, format version, payload length, crc32 of payload
-PINS_HEADER = struct.Struct("<8sIII")
-assert PINS_HEADER.size == 20
+# an engine.records record (magic, format version, length, crc32) of canonical JSON
 
 
 def atomic_write(path: Path, data: bytes) -> None:
@@ -67,25 +63,14 @@ class PinStore:
 
     @staticmethod
     def _load(path: Path) -> dict[str, int]:
-        data = path.read_bytes()
-        if len(data) < PINS_HEADER.size:
-            raise CorruptionError("pin file shorter than its header", path=path, offset=0)
-        magic, fmt, length, crc = PINS_HEADER.unpack_from(data, 0)
-        if magic != PINS_MAGIC:
-            raise CorruptionError("not a tierdb pin file", path=path, offset=0)
-        if fmt > PINS_FORMAT_VERSION:
-            raise FormatError(f"pin file format {fmt} is newer than this tierdb; upgrade", path=path, offset=0)
-        body = data[PINS_HEADER.size:]
-        if len(body) != length or zlib.crc32(body) != crc:
-            raise CorruptionError("pin file fails its checksum", path=path, offset=PINS_HEADER.size)
-        raw = json.loads(body)
+        raw = decode_json_record(path.read_bytes(), PINS_MAGIC, PINS_FORMAT_VERSION, what="pin file",
+                                 path=path, bad_magic_message="not a tierdb pin file")
         return {str(k): int(v) for k, v in raw.items()}
 
     def _save(self, pins: dict[str, int]) -> None:
         if self._path is None:
             return
-        body = json.dumps(pins, sort_keys=True, separators=(",", ":")).encode()
-        atomic_write(self._path, PINS_HEADER.pack(PINS_MAGIC, PINS_FORMAT_VERSION, len(body), zlib.crc32(body)) + body)
+        atomic_write(self._path, encode_json_record(PINS_MAGIC, PINS_FORMAT_VERSION, pins))
 
     def set(self, name: str, version: int) -> None:
         with self._lock:

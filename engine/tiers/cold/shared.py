@@ -43,15 +43,13 @@ Notes: thread safety
 
 from __future__ import annotations
 
-import json
-import struct
 import threading
 import uuid
-import zlib
 from collections.abc import Mapping
 from typing import Any
 
 from ...errors import CorruptionError, FormatError, StorageIOError
+from ...records import RECORD_HEADER, decode_json_record, encode_json_record
 from .objstore import (
     Fetched,
     ObjectInfo,
@@ -69,31 +67,19 @@ REFS_PREFIX = "refs/"
 BASE_MAGIC = b"TIERDBBS"
 REF_MAGIC = b"TIERDBRF"
 REF_FORMAT_VERSION = 1
-# magic, format version, body length, crc32 of body
-REF_HEADER = struct.Struct("<8sIII")
-assert REF_HEADER.size == 20
+# an engine.records record: magic, format version, body length, crc32 of body
+REF_HEADER = RECORD_HEADER
 
 
 def encode_ref(magic: bytes, body: Mapping[str, Any]) -> bytes:
-    raw = json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
-    return REF_HEADER.pack(magic, REF_FORMAT_VERSION, len(raw), zlib.crc32(raw)) + raw
+    return encode_json_record(magic, REF_FORMAT_VERSION, dict(body))
 
 
 def decode_ref(data: bytes, magic: bytes, where: str) -> dict[str, Any]:
     """Parse a BASE or ref object. Raises CorruptionError / FormatError naming ``where``."""
-    if len(data) < REF_HEADER.size:
-        raise CorruptionError("shared-object record truncated", path=where, offset=0)
-    m, fmt, length, crc = REF_HEADER.unpack_from(data, 0)
-    if m != magic:
-        raise FormatError("not a tierdb shared-object record (bad magic)", path=where, offset=0)
-    if fmt > REF_FORMAT_VERSION:
-        raise FormatError(f"shared-object record format {fmt} is newer than this tierdb; upgrade",
-                          path=where, offset=0)
-    raw = data[REF_HEADER.size:]
-    if len(raw) != length or zlib.crc32(raw) != crc:
-        raise CorruptionError("shared-object record fails its checksum", path=where,
-                              offset=REF_HEADER.size)
-    out: dict[str, Any] = json.loads(raw)
+    out: dict[str, Any] = decode_json_record(
+        data, magic, REF_FORMAT_VERSION, what="shared-object record", path=where,
+        bad_magic=FormatError, bad_magic_message="not a tierdb shared-object record (bad magic)")
     return out
 
 
