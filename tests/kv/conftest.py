@@ -8,6 +8,7 @@ with the reason; the local backend always runs.
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import socket
 import subprocess
@@ -92,12 +93,14 @@ class NatsServer:
         self.proc = None
 
 
-@pytest.fixture(scope="session")
-def nats_server() -> Iterator[NatsServer]:
+@contextlib.contextmanager
+def running_nats_server(prefix: str = "tierdb-nats-") -> Iterator[NatsServer]:
+    """A started single-node server in a fresh temporary directory, always stopped and
+    removed afterwards (skips the test when the binary is missing)."""
     binary, why = nats_binary()
     if binary is None:
         pytest.skip(why)
-    d = Path(tempfile.mkdtemp(prefix="tierdb-nats-"))
+    d = Path(tempfile.mkdtemp(prefix=prefix))
     srv = NatsServer(binary, d)
     srv.start()
     try:
@@ -105,6 +108,56 @@ def nats_server() -> Iterator[NatsServer]:
     finally:
         srv.stop()
         shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def nats_server() -> Iterator[NatsServer]:
+    with running_nats_server() as srv:
+        yield srv
+
+
+class ClusterNode:
+    """One node of a loopback JetStream cluster (``routes``: every node's route port)."""
+
+    def __init__(self, binary: Path, root: Path, i: int, client: int, routes: list[int]) -> None:
+        self.binary, self.i, self.client = binary, i, client
+        self.conf = root / f"n{i}.conf"
+        self.log = root / f"n{i}.log"
+        urls = ", ".join(f"nats-route://127.0.0.1:{p}" for p in routes)
+        self.conf.write_text(
+            f'server_name: "n{i}"\nlisten: "127.0.0.1:{client}"\n'
+            f'jetstream {{ store_dir: "{root / f"s{i}"}", max_memory_store: 256MB, max_file_store: 2GB }}\n'
+            f'cluster {{ name: "c1", listen: "127.0.0.1:{routes[i - 1]}", routes: [{urls}] }}\n')
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"nats://127.0.0.1:{self.client}"
+
+    def start(self) -> None:
+        """Start the node and wait until it logs that it is ready (20 s at most)."""
+        before = self.log.read_bytes().count(b"Server is ready") if self.log.exists() else 0
+        with open(self.log, "ab") as f:
+            self.proc = subprocess.Popen([str(self.binary), "-c", str(self.conf)], stdout=f,
+                                         stderr=subprocess.STDOUT)
+        end = time.monotonic() + 20
+        while time.monotonic() < end:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"nats-server n{self.i} exited: {self.log.read_text()[-2000:]}")
+            if self.log.read_bytes().count(b"Server is ready") > before:
+                return
+            time.sleep(0.02)
+        raise RuntimeError(f"nats-server n{self.i} did not become ready")
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+        self.proc = None
+
+    @property
+    def alive(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
 
 
 class Backend:

@@ -7,7 +7,6 @@ bound (no hangs); after restarting the nodes every acknowledged write is present
 from __future__ import annotations
 
 import shutil
-import subprocess
 import tempfile
 import threading
 import time
@@ -15,35 +14,17 @@ from pathlib import Path
 
 import pytest
 
-from engine.kv import KvError, NatsConnection, NatsConnectionConfig, OperationFailed, StoreConfig
+from engine.kv import (
+    KvError,
+    NatsConnection,
+    NatsConnectionConfig,
+    OperationFailed,
+    StoreConfig,
+)
 
-from .conftest import free_port, nats_binary, wait_for
+from .conftest import ClusterNode, free_port, nats_binary, wait_for
 
 pytestmark = pytest.mark.nats
-
-
-class Node:
-    def __init__(self, binary: Path, root: Path, i: int, client: int, routes: list[int]) -> None:
-        self.binary, self.i, self.client = binary, i, client
-        self.conf = root / f"n{i}.conf"
-        self.log = root / f"n{i}.log"
-        route_urls = ", ".join(f"nats-route://127.0.0.1:{p}" for p in routes)
-        self.conf.write_text(
-            f'server_name: "n{i}"\nlisten: "127.0.0.1:{client}"\n'
-            f'jetstream {{ store_dir: "{root / f"s{i}"}", max_memory_store: 256MB, max_file_store: 2GB }}\n'
-            f'cluster {{ name: "c1", listen: "127.0.0.1:{routes[i - 1]}", routes: [{route_urls}] }}\n')
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        with open(self.log, "ab") as f:
-            self.proc = subprocess.Popen([str(self.binary), "-c", str(self.conf)], stdout=f,
-                                         stderr=subprocess.STDOUT)
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
-        self.proc = None
 
 
 def test_cluster_r3_survives_one_node_and_fails_fast_without_quorum() -> None:
@@ -53,7 +34,7 @@ def test_cluster_r3_survives_one_node_and_fails_fast_without_quorum() -> None:
     root = Path(tempfile.mkdtemp(prefix="tierdb-nats-cluster-"))
     clients = [free_port() for _ in range(3)]
     routes = [free_port() for _ in range(3)]
-    nodes = [Node(binary, root, i + 1, clients[i], routes) for i in range(3)]
+    nodes = [ClusterNode(binary, root, i + 1, clients[i], routes) for i in range(3)]
     conn = NatsConnection(NatsConnectionConfig(
         servers=[f"nats://127.0.0.1:{p}" for p in clients], timeout=4.0, reconnect_wait=0.2))
     try:

@@ -8,7 +8,6 @@ ends. A test that kills a node restarts it with :meth:`Cluster.heal` before it r
 from __future__ import annotations
 
 import shutil
-import subprocess
 import tempfile
 import time
 import uuid
@@ -16,56 +15,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-from kv.conftest import free_port, nats_binary
+from kv.conftest import ClusterNode, free_port, nats_binary
 
 import engine
 from engine import EntryKind
 
 
-class Node:
-    def __init__(self, binary: Path, root: Path, i: int, client: int, routes: list[int]) -> None:
-        self.binary, self.i, self.client = binary, i, client
-        self.conf = root / f"n{i}.conf"
-        self.log = root / f"n{i}.log"
-        urls = ", ".join(f"nats-route://127.0.0.1:{p}" for p in routes)
-        self.conf.write_text(
-            f'server_name: "n{i}"\nlisten: "127.0.0.1:{client}"\n'
-            f'jetstream {{ store_dir: "{root / f"s{i}"}", max_memory_store: 256MB, max_file_store: 2GB }}\n'
-            f'cluster {{ name: "c1", listen: "127.0.0.1:{routes[i - 1]}", routes: [{urls}] }}\n')
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"nats://127.0.0.1:{self.client}"
-
-    def start(self) -> None:
-        before = self.log.read_bytes().count(b"Server is ready") if self.log.exists() else 0
-        with open(self.log, "ab") as f:
-            self.proc = subprocess.Popen([str(self.binary), "-c", str(self.conf)], stdout=f,
-                                         stderr=subprocess.STDOUT)
-        end = time.monotonic() + 20
-        while time.monotonic() < end:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"nats-server n{self.i} exited: {self.log.read_text()[-2000:]}")
-            if self.log.read_bytes().count(b"Server is ready") > before:
-                return
-            time.sleep(0.02)
-        raise RuntimeError(f"nats-server n{self.i} did not become ready")
-
-    def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(10)
-        self.proc = None
-
-    @property
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-
 class Cluster:
-    def __init__(self, nodes: list[Node]) -> None:
+    def __init__(self, nodes: list[ClusterNode]) -> None:
         self.nodes = nodes
 
     @property
@@ -91,7 +48,7 @@ def cluster() -> Iterator[Cluster]:
     root = Path(tempfile.mkdtemp(prefix="tierdb-repl-cluster-"))
     clients = [free_port() for _ in range(3)]
     routes = [free_port() for _ in range(3)]
-    nodes = [Node(binary, root, i + 1, clients[i], routes) for i in range(3)]
+    nodes = [ClusterNode(binary, root, i + 1, clients[i], routes) for i in range(3)]
     try:
         for n in nodes:
             n.start()

@@ -4,13 +4,11 @@ with a typed error and apply nothing; a restarted primary resumes its stream."""
 from __future__ import annotations
 
 import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-from kv.conftest import NatsServer, nats_binary
+from kv.conftest import NatsServer, running_nats_server
 
 import engine
 from engine.replication import ReplicationUnavailable
@@ -22,17 +20,8 @@ pytestmark = pytest.mark.nats
 
 @pytest.fixture
 def server() -> Iterator[NatsServer]:
-    binary, why = nats_binary()
-    if binary is None:
-        pytest.skip(why)
-    d = Path(tempfile.mkdtemp(prefix="tierdb-repl-single-"))
-    srv = NatsServer(binary, d)
-    srv.start()
-    try:
+    with running_nats_server("tierdb-repl-single-") as srv:
         yield srv
-    finally:
-        srv.stop()
-        shutil.rmtree(d, ignore_errors=True)
 
 
 def test_server_down_commit_fails_typed_and_applies_nothing(server: NatsServer, tmp_path: Path) -> None:
