@@ -323,8 +323,8 @@ class Mover:
         Not persisted: a reopened store has no clean copies of versions that old. An "age"
         demotion (0) switches it off, like the cold skip.
         """
-        hot: Any = self.hot
-        if hot is None or not hasattr(hot, "settled_through"):
+        hot = self.hot
+        if hot is None:
             return
         if through == 0 or self._cold_skip == 0:
             hot.settled_through = 0

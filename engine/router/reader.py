@@ -144,15 +144,14 @@ class _Stream:
                  "fetch")
 
     def __init__(self, tier: TierStorage, table: EntryKind, start: Bound, end: Bound,
-                 version: int, chunk: int, reverse: bool, size: int | None = None,
-                 pairs: bool = False) -> None:
+                 version: int, chunk: int, reverse: bool, pairs: bool = False) -> None:
         self.tier = tier
         self.cursor = RangeCursor()
         self.buf: list[RawEntry] = []  # the current page; rows before ``pos`` are consumed
         self.pos = 0
         self.table, self.start, self.end = table, start, end
         self.version, self.chunk = version, chunk
-        self.size = chunk if size is None else size  # rows per fetch while merging
+        self.size = chunk  # rows per fetch (a share of ``chunk`` while several tiers merge)
         self.fetch = tier.range_rev_next if reverse else tier.range_next
         if pairs:  # rows as (key, value or None): the tier's own pages when it has them
             self.fetch = _pairs_fetch(tier, reverse)
@@ -206,12 +205,9 @@ class MergedScan:
 
     def __init__(self, tiers: Sequence[TierStorage], table: EntryKind, start: Bound, end: Bound,
                  version: int, reverse: bool, chunk: int, pairs: bool = False) -> None:
-        # While several tiers are merged, each fetches its share of ``chunk`` rows, so a merged
-        # page is about ``chunk`` rows, not up to ``chunk`` per tier: a scan that takes
-        # ``chunk`` rows (the caller's batch size) then reads no tier far past what it takes.
-        size = max(chunk // len(tiers), 1) if tiers else chunk
-        # ``pairs``: rows are (key, value or None) tuples, not RawEntry (item_pages: no version)
-        self._streams = [_Stream(t, table, start, end, version, chunk, reverse, size, pairs) for t in tiers]
+        # ``pairs``: rows are (key, value or None) tuples, not RawEntry (item_pages: no version).
+        # Each stream's fetch size is set on its first fill (_first_fill): a share of ``chunk``.
+        self._streams = [_Stream(t, table, start, end, version, chunk, reverse, pairs) for t in tiers]
         self._pairs = pairs
         self._reverse = reverse
         self._lone: _Stream | None = None  # set once the merge is down to one stream
@@ -222,8 +218,9 @@ class MergedScan:
 
     def _first_fill(self) -> list[_Stream]:
         """Fill every stream once, sharing ``chunk`` rows among the tiers below the top one
-        in tier order (each takes its share of what the tiers before it left); the top tier
-        gets a short first page. Returns the streams that have rows."""
+        in tier order (each takes its share of what the tiers before it left), so a merged
+        page is about ``chunk`` rows, not up to ``chunk`` per tier; the top tier gets a short
+        first page. Returns the streams that have rows."""
         streams = self._streams
         budget = streams[0].chunk if streams else 0
         live: list[_Stream] = []
@@ -327,10 +324,6 @@ class MergedScan:
                     else:
                         yield from fast(ls.table, after, ls.end, ls.version, page=ls.chunk)
                     return
-
-    def items(self) -> Iterator[tuple[bytes, bytes]]:
-        """The live ``(key, value)`` pairs of the merged scan, row by row (see :meth:`item_pages`)."""
-        return chain.from_iterable(self.item_pages())
 
 
 _MISSING: Any = object()  # "no version <= v in this tier": ask the next one
