@@ -138,6 +138,9 @@ class Store:
     # _pre_apply(version, ts, batches) runs under the commit lock after the conflict check
     # and before anything is applied: it ships the commit (raising leaves the store as it was).
     _pre_apply: Any = None
+    # _group_commit(tx, batches, durability) -> (version, log end) replaces the locked
+    # check-and-apply step when set (ack="sync" replication: one quorum round trip per group).
+    _group_commit: Any = None
     _read_only: str | None = None   # the message of the ReadOnlyError writes raise (replicas)
     # A floor the store's own files impose (TIERDB "history_floor": a clone or restored backup
     # whose source had already collected history below it; engine/backup). 0 = none.
@@ -710,36 +713,22 @@ class Store:
                     rows = batches[table] = []
             rows.append((key, value))
         durability = tx.durability or self.durability
-        end = 0
-        with self._commit_lock:
-            self._check_open()
-            oracle.check(tx.read_version, writes.keys(), tx._reads, tx._ranges, tx._read_all, serializable)
-            version = oracle.next_version
-            ts = time.time()
-            if self._pre_apply is not None:
-                # Replication publishes here, under the lock (one version order, fencing by
-                # the stream's expected last sequence): an error leaves nothing applied.
-                self._pre_apply(version, ts, batches)
-            if self._log is not None:
-                end = self._log.append(version, ts, batches)
-            if self._warm_first:
-                try:
-                    self._first.set(version, batches, sync=durability == "sync",  # type: ignore[call-arg]
-                                    meta={VERSION_META: U64.pack(version)})
-                except StorageIOError as exc:
-                    _release_frames(exc)
-                    raise
-            else:
-                self._apply_first(version, batches)
-            oracle.allocate()
-            self._active_txns.release(tx._active)
-            tx._active = 0
-            oracle.register(version, frozenset(writes), self._active_txns.oldest())
-            self._time.record(version, ts)
-            self._version = version
-            if self._commit_observers:  # the only cost for stores without observers
-                for observe in self._commit_observers:
-                    observe(version, ts, batches)
+        if self._group_commit is not None:
+            # A replicated ack="sync" store: one leader checks, publishes and applies a
+            # whole group of waiting commits per quorum round trip (engine/replication).
+            version, end = self._group_commit(tx, batches, durability)
+        else:
+            with self._commit_lock:
+                self._check_open()
+                oracle.check(tx.read_version, writes.keys(), tx._reads, tx._ranges, tx._read_all,
+                             serializable)
+                version = oracle.next_version
+                ts = time.time()
+                if self._pre_apply is not None:
+                    # Async replication queues the commit here, under the lock (one version
+                    # order): an error leaves nothing applied.
+                    self._pre_apply(version, ts, batches)
+                end = self._apply_locked(tx, version, ts, batches, durability)
         if durability == "sync" and self._log is not None:
             self._log.sync_to(end)
         tx._release()  # the committed transaction no longer holds its read point
@@ -765,6 +754,44 @@ class Store:
                     self._mover.wait_for_flush(timeout=10.0)
         return version
 
+    def _write_first(self, version: int, ts: float,
+                     batches: dict[EntryKind, list[tuple[bytes, bytes | None]]], sync: bool) -> int:
+        """Make commit ``version`` durable-to-be and visible to the first tier (under the
+        commit lock): commit-log append then hot apply, or the warm tier's own WAL when warm
+        is first. Returns the log offset a ``"sync"`` commit waits for (0: none)."""
+        end = 0
+        if self._log is not None:
+            end = self._log.append(version, ts, batches)
+        if self._warm_first:
+            try:
+                self._first.set(version, batches, sync=sync,  # type: ignore[call-arg]
+                                meta={VERSION_META: U64.pack(version)})
+            except StorageIOError as exc:
+                _release_frames(exc)
+                raise
+        else:
+            self._apply_first(version, batches)
+        return end
+
+    def _apply_locked(self, tx: Transaction, version: int, ts: float,
+                      batches: dict[EntryKind, list[tuple[bytes, bytes | None]]],
+                      durability: str) -> int:
+        """Apply checked commit ``version`` of ``tx`` (the caller holds the commit lock and
+        ran the conflict check): commit-log append (or the warm WAL), apply to the first
+        tier, conflict-window registration, time index, then :attr:`version` and the commit
+        observers. Returns the log offset a ``"sync"`` commit waits for."""
+        end = self._write_first(version, ts, batches, durability == "sync")
+        self._oracle.allocate()
+        self._active_txns.release(tx._active)
+        tx._active = 0
+        self._oracle.register(version, frozenset(tx._writes), self._active_txns.oldest())
+        self._time.record(version, ts)
+        self._version = version
+        if self._commit_observers:  # the only cost for stores without observers
+            for observe in self._commit_observers:
+                observe(version, ts, batches)
+        return end
+
     def _apply_replicated(self, version: int, ts: float,
                           batches: dict[EntryKind, list[tuple[bytes, bytes | None]]], *,
                           jump: bool = False, locked: bool = False) -> None:
@@ -779,23 +806,12 @@ class Store:
         before any write.
         """
         writes = [(t, k) for t, rows in batches.items() for k, _ in rows]
-        end = 0
         with contextlib.nullcontext() if locked else self._commit_lock:
             self._check_open()
             cur = self._version
             if version != cur + 1 and not (jump and version > cur):
                 raise ValueError(f"replicated commit {version} does not follow version {cur}")
-            if self._log is not None:
-                end = self._log.append(version, ts, batches)
-            if self._warm_first:
-                try:
-                    self._first.set(version, batches, sync=self.durability == "sync",  # type: ignore[call-arg]
-                                    meta={VERSION_META: U64.pack(version)})
-                except StorageIOError as exc:
-                    _release_frames(exc)
-                    raise
-            else:
-                self._apply_first(version, batches)
+            end = self._write_first(version, ts, batches, self.durability == "sync")
             oracle = self._oracle
             oracle._next = version + 1
             oracle.register(version, frozenset(writes), self._active_txns.oldest())

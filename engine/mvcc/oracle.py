@@ -17,6 +17,7 @@ Notes: thread safety
 
 from __future__ import annotations
 
+import sys
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -64,6 +65,15 @@ class Oracle:
         self._held_keys = 0
         # Every commit with version <= _floor has been evicted (or predates this process).
         self._floor = next_version - 1
+
+    @classmethod
+    def overlay(cls, next_version: int) -> Oracle:
+        """An empty, unbounded oracle numbering from ``next_version`` that can check readers
+        of any version (no floor): it checks a group of commits against each other before
+        any of them is registered in the store's oracle (grouped replication publishing)."""
+        o = cls(next_version, window_commits=sys.maxsize, window_keys=sys.maxsize)
+        o._floor = 0
+        return o
 
     @property
     def next_version(self) -> int:

@@ -12,7 +12,10 @@ Notes: thread safety
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import re
+import uuid
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, Final, TypeVar
 
@@ -26,6 +29,9 @@ __all__ = ["Link", "WrongLastSequence", "check_stream_name"]
 T = TypeVar("T")
 _STREAM_RE: Final = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 EXPECTED_LAST_SEQ: Final = "Nats-Expected-Last-Sequence"
+BATCH_ID: Final = "Nats-Batch-Id"
+BATCH_SEQUENCE: Final = "Nats-Batch-Sequence"
+BATCH_COMMIT: Final = "Nats-Batch-Commit"
 _WRONG_LAST: Final = (10071, 10164)
 SNAPSHOT_OBJECT: Final = "snapshot"
 
@@ -53,6 +59,7 @@ class Link:
         self.claim_subject = f"tierdb.{stream}.claim"
         self.all_subjects = f"tierdb.{stream}.>"
         self.bucket = f"tierdb_snap_{stream}"
+        self.atomic = False     # the stream takes atomic batches (learnt by info())
         self.conn = NatsConnection(NatsConnectionConfig(
             servers=self.servers, timeout=timeout, connect_timeout=min(5.0, timeout),
             reconnect_wait=0.2, name=f"tierdb-replication-{stream}"))
@@ -114,25 +121,35 @@ class Link:
         if subjects != [self.all_subjects]:
             raise ForeignStream(f"stream {self.stream!r} has subjects {subjects}, not "
                                 f"[{self.all_subjects!r}]: it is not a tierdb replication stream")
+        self.atomic = bool(getattr(info.config, "allow_atomic", False))
         return int(info.state.first_seq), int(info.state.last_seq)
 
     def ensure_stream(self, replicas: int) -> tuple[int, int]:
-        """Create the stream if it is absent (file storage, ``replicas`` copies)."""
+        """Create the stream if it is absent (file storage, ``replicas`` copies), allowing
+        atomic batches; turn atomic batches on for a stream created without them (servers
+        older than 2.12 ignore it: :meth:`publish_many` then publishes one at a time)."""
         js = self.js
 
         async def go() -> None:
+            import dataclasses
+
             from nats.js import api
-            from nats.js.errors import NotFoundError
+            from nats.js.errors import APIError, NotFoundError
             try:
-                await js.stream_info(self.stream)
-                return
+                info = await js.stream_info(self.stream)
             except NotFoundError:
-                pass
+                info = None
+            if info is not None:
+                if list(info.config.subjects or []) == [self.all_subjects] and \
+                        not getattr(info.config, "allow_atomic", False):
+                    with contextlib.suppress(APIError):
+                        await js.update_stream(dataclasses.replace(info.config, allow_atomic=True))
+                return
             await js.add_stream(api.StreamConfig(
                 name=self.stream, subjects=[self.all_subjects], num_replicas=replicas,
                 storage=api.StorageType.FILE, retention=api.RetentionPolicy.LIMITS,
                 discard=api.DiscardPolicy.NEW, deny_delete=True, allow_rollup_hdrs=False,
-                description="tierdb replication stream (engine.replication)"))
+                allow_atomic=True, description="tierdb replication stream (engine.replication)"))
         self.run(go(), "create stream")
         return self.info()
 
@@ -163,22 +180,67 @@ class Link:
             raise
 
     def publish_many(self, items: list[tuple[str, bytes]], expected_last_seq: int) -> list[int | BaseException]:
-        """Pipeline ``items`` (expected sequences chained from ``expected_last_seq``); the
-        result per item is its sequence or the error it got. Stops at the first failure."""
-        js = self.js
-        bound = self.timeout
+        """Publish ``items`` in order after the stream's sequence ``expected_last_seq``.
 
-        async def go() -> list[int | BaseException]:
-            # One request per message, all in flight at once: tasks start in creation order,
-            # so the messages leave in order (a reordering would only cost a retry: the
-            # caller re-learns the stream's end after any failure).
-            tasks = [asyncio.ensure_future(js.publish(
-                subject, data, timeout=bound, stream=self.stream,
-                headers={EXPECTED_LAST_SEQ: str(expected_last_seq + i)}))
-                for i, (subject, data) in enumerate(items)]
-            acks = await asyncio.gather(*tasks, return_exceptions=True)
-            return [a if isinstance(a, BaseException) else int(a.seq) for a in acks]
-        return self.run(go(), "publish", bound * 2 + 1.0)
+        On a stream that allows atomic batches (nats-server >= 2.12; :meth:`ensure_stream`
+        turns it on) the items are one batch: one round trip, and either every item is
+        stored, contiguously after ``expected_last_seq``, or none is (a wrong last sequence
+        refuses the whole batch, so a message of another writer can never land between two
+        of ours). Otherwise they go one at a time, each after the previous one's ack.
+
+        Returns the sequence of each item, or for the first item that failed and every item
+        after it, the error (WrongLastSequence, ReplicationUnavailable) that stopped it.
+        """
+        if len(items) > 1 and self.atomic:
+            try:
+                last = self._publish_batch(items, expected_last_seq)
+            except ReplicationError as exc:
+                return [exc] * len(items)
+            return list(range(last - len(items) + 1, last + 1))
+        out: list[int | BaseException] = []
+        for subject, data in items:
+            try:
+                expected_last_seq = self.publish(subject, data, expected_last_seq)
+            except ReplicationError as exc:
+                return out + [exc] * (len(items) - len(out))
+            out.append(expected_last_seq)
+        return out
+
+    def _publish_batch(self, items: list[tuple[str, bytes]], expected_last_seq: int) -> int:
+        """One JetStream atomic batch (ADR-50): the first message carries the expected last
+        sequence, the last one commits and is the only request. Returns the last sequence."""
+        nc = self.conn._nc
+        bound = self.timeout
+        batch = uuid.uuid4().hex
+
+        async def go() -> dict[str, Any]:
+            if not nc.is_connected:   # see publish: refuse rather than buffer (certainly unsent)
+                return {"unsent": True}
+            n = len(items)
+            for i, (subject, data) in enumerate(items, 1):
+                headers = {BATCH_ID: batch, BATCH_SEQUENCE: str(i)}
+                if i == 1:
+                    headers[EXPECTED_LAST_SEQ] = str(expected_last_seq)
+                if i < n:
+                    await nc.publish(subject, data, headers=headers)
+                else:
+                    headers[BATCH_COMMIT] = "1"
+                    msg = await nc.request(subject, data, timeout=bound, headers=headers)
+                    return dict(json.loads(msg.data))
+            raise AssertionError("empty batch")
+        ack = self.run(go(), "publish", bound + 1.0)
+        if ack.get("unsent"):
+            raise ReplicationUnavailable(f"not connected to NATS ({self.servers}); not sent")
+        err = ack.get("error")
+        if err:
+            what = f"batch of {len(items)} refused by stream {self.stream!r}: {err.get('description')}"
+            if err.get("err_code") in _WRONG_LAST:
+                raise WrongLastSequence(what)
+            raise ReplicationUnavailable(what)
+        if ack.get("batch") != batch or int(ack.get("count", 0)) != len(items):
+            raise ReplicationUnavailable(f"stream {self.stream!r} answered batch {batch} of "
+                                         f"{len(items)} with {ack}")
+        return int(ack["seq"])
 
     def get(self, seq: int) -> tuple[int, bytes] | None:
         """The first message at or after ``seq`` (any subject of the stream), or None."""

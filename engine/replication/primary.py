@@ -1,10 +1,15 @@
 """The primary side: ship every commit to the stream, in version order, fenced.
 
-``ack="sync"``: the store's pre-apply hook publishes each commit under the commit lock,
-after the conflict check and before anything is applied, with
-``Nats-Expected-Last-Sequence`` = the sequence of the previous message. JetStream answers
-once its quorum stored the message; a wrong last sequence means another store claimed the
-stream (a promotion), so the commit raises :class:`FencedError` and is applied nowhere.
+``ack="sync"``: committers queue their transactions; whoever holds the store's commit lock
+leads every queued commit as one group (:meth:`Primary.commit_group`, the way a group commit
+shares an fsync). The leader conflict-checks each commit against the store and against the
+group's earlier commits, numbers the survivors, publishes them pipelined with chained
+``Nats-Expected-Last-Sequence`` headers, and applies the acknowledged prefix in version
+order once JetStream's quorum stored it. So a group costs one quorum round trip however
+many commits it holds. A wrong last sequence means another store claimed the stream (a
+promotion): the commits raise :class:`FencedError` and are applied nowhere. A commit the
+stream did not acknowledge raises :class:`ReplicationUnavailable` and is applied nowhere
+(the next group first applies any of them that reached the stream after all).
 
 ``ack="async"``: the hook only queues the encoded commit; a shipper thread publishes the
 queue in pipelined groups (one round trip per group, expected sequences chained) and
@@ -21,23 +26,26 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import copy
 import threading
 import time
 from collections import deque
 from typing import Any
 
 from ..errors import ConflictError, FencedError, ReadOnlyError
+from ..mvcc.oracle import Oracle
 from .apply import Applier, dump_versions, load_claims, resume_seq
 from .errors import CommitTooLarge, ForeignStream, ReplicaDiverged, ReplicationUnavailable
 from .format import KIND_CLAIM, decode_message, encode_claim, encode_commit, encode_snapshot
-from .link import Link, WrongLastSequence
+from .link import Link, WrongLastSequence, _wrong_last
 from .state import ReplicationState, load_state, save_state
 
 __all__ = ["ACK_MODES", "Primary", "claim_stream", "start_primary"]
 
 log = logging.getLogger("tierdb.replication")
 ACK_MODES = ("sync", "async")
-_GROUP = 512             # most commits one async round trip ships
+_GROUP = 512             # most commits one round trip ships (sync groups and async)
+_GROUP_BYTES = 8 << 20   # most message bytes one sync group puts in flight
 _HEADROOM = 1024         # bytes the NATS protocol adds to a payload (headers, subject)
 
 
@@ -46,6 +54,28 @@ def _check_args(ack: object, replicas: object) -> None:
         raise ValueError(f"ack must be one of {', '.join(ACK_MODES)}, got {ack!r}")
     if isinstance(replicas, bool) or not isinstance(replicas, int) or not 1 <= replicas <= 5:
         raise ValueError(f"replicas must be an int from 1 to 5, got {replicas!r}")
+
+
+class _Waiter:
+    """One commit waiting in a sync group: its transaction and batches in, its version (or
+    error) and commit-log end out. ``done`` is set under the commit lock."""
+
+    __slots__ = ("batches", "data", "done", "durability", "end", "error", "ts", "tx", "version")
+
+    def __init__(self, tx: Any, batches: Any, durability: str) -> None:
+        self.tx, self.batches, self.durability = tx, batches, durability
+        self.version, self.ts, self.data, self.end = 0, 0.0, b"", 0
+        self.error: BaseException | None = None
+        self.done = False
+
+
+def _own_copy(exc: BaseException) -> BaseException:
+    """A copy of ``exc`` for one more waiting thread (one exception object raised in several
+    threads would share a traceback)."""
+    try:
+        return copy.copy(exc)
+    except Exception:  # noqa: BLE001 - an exception type that cannot be copied: share it
+        return exc
 
 
 class Primary:
@@ -68,6 +98,8 @@ class Primary:
         self._queue: deque[tuple[int, bytes]] = deque()
         self._stop = False
         self._snap_lock = threading.Lock()
+        self._wlock = threading.Lock()             # guards _waiting (sync groups)
+        self._waiting: deque[_Waiter] = deque()
         self._threads: list[threading.Thread] = []
         self.counters = {"published": 0, "groups": 0, "snapshots": 0}
         self.last_snapshot: dict[str, Any] | None = None
@@ -82,7 +114,10 @@ class Primary:
             raise ReplicaDiverged(f"store moved to version {store.version} while attaching to "
                                   f"stream {self.link.stream!r} at {self._shipped}; retry")
         store._replication = self
-        store._pre_apply = self.before_apply if self.ack == "sync" else self.enqueue
+        if self.ack == "sync":
+            store._group_commit = self.commit_group
+        else:
+            store._pre_apply = self.enqueue
         if self.ack == "async":
             t = threading.Thread(target=self._ship_loop, name="tierdb-repl-shipper", daemon=True)
             t.start()
@@ -113,32 +148,136 @@ class Primary:
                         "(engine.open_replica) or discard it")
         return FencedError(self._fenced)
 
-    def before_apply(self, version: int, ts: float, batches: Any) -> None:
-        """The sync hook (under the commit lock): publish, wait for the quorum's ack."""
-        self._check_usable()
-        if self._uncertain or version != self._shipped + 1:
-            self._repair_locked(version)
-        data = self._encode(version, ts, batches)
+    def commit_group(self, tx: Any, batches: Any, durability: str) -> tuple[int, int]:
+        """The ``ack="sync"`` commit step (``Store._group_commit``): queue this commit, then
+        take the commit lock; whoever holds it leads every commit queued so far as one group
+        (:meth:`_lead`), so concurrent committers share a quorum round trip. Returns
+        ``(version, commit-log end)``; raises what the commit got (ConflictError, FencedError,
+        ReplicationUnavailable, ...) with nothing of it applied."""
+        w = _Waiter(tx, batches, durability)
+        with self._wlock:
+            self._waiting.append(w)
+        with self.store._commit_lock:
+            while not w.done:
+                self._lead()
+        if w.error is not None:
+            raise w.error
+        return w.version, w.end
+
+    def _lead(self) -> None:
+        """Under the commit lock: check, publish and apply the queued commits (at most
+        ``_GROUP`` of them, or ``_GROUP_BYTES`` of messages; the rest wait for the next
+        round). Every commit taken is done when this returns, with a version or an error."""
+        with self._wlock:
+            group = [self._waiting.popleft() for _ in range(min(_GROUP, len(self._waiting)))]
         try:
-            seq = self.link.publish(self.link.commit_subject, data, self._last_seq)
-        except WrongLastSequence:
-            # Another store claimed the stream (fenced), or a publish of ours whose
-            # acknowledgement was lost landed after all (the client resends what it had
-            # buffered when it reconnects): the stream's end tells which.
-            self._uncertain = True
-            self._resync()
-            raise ReplicationUnavailable(
-                f"commit {version} was refused: stream {self.link.stream!r} holds a later "
-                "message of this store's; nothing was applied, retry") from None
+            taken = self._run_group(group)
+        except BaseException as exc:  # the store closed, fenced, unreachable stream, ...
+            for w in group:
+                if not w.done:
+                    w.error = _own_copy(exc)
+                    w.done = True
+            if not isinstance(exc, Exception):
+                raise
+            return
+        if taken < len(group):
+            with self._wlock:
+                self._waiting.extendleft(reversed(group[taken:]))
+
+    def _run_group(self, group: list[_Waiter]) -> int:
+        """Check every commit of ``group`` against the store and the group's earlier commits,
+        number the survivors consecutively, publish them pipelined (expected sequences
+        chained), then apply the acknowledged prefix in version order. A commit that fails
+        its check, or is not acknowledged, gets its error and applies nothing. Returns how
+        many of ``group`` were taken (the rest did not fit ``_GROUP_BYTES``)."""
+        store = self.store
+        store._check_open()
+        self._check_usable()
+        if self._uncertain or store.version != self._shipped:
+            self._repair_locked()          # applies what reached the stream; may fence us
+        oracle = store._oracle
+        pending = Oracle.overlay(oracle.next_version)
+        staged: list[_Waiter] = []
+        size = 0
+        taken = len(group)
+        for i, w in enumerate(group):
+            tx = w.tx
+            serializable = tx.isolation == "serializable"
+            try:
+                for o in (oracle, pending):
+                    o.check(tx.read_version, tx._writes.keys(), tx._reads, tx._ranges,
+                            tx._read_all, serializable)
+                w.version, w.ts = pending.next_version, time.time()
+                w.data = self._encode(w.version, w.ts, w.batches)
+            except (ConflictError, CommitTooLarge) as exc:
+                w.error, w.done = exc, True
+                continue
+            if staged and size + len(w.data) > _GROUP_BYTES:
+                taken = i
+                break
+            size += len(w.data)
+            pending.register(pending.allocate(), frozenset(tx._writes), 0)
+            staged.append(w)
+        if not staged:
+            return taken
+        link = self.link
+        try:
+            results = link.publish_many([(link.commit_subject, w.data) for w in staged],
+                                        self._last_seq)
         except ReplicationUnavailable as exc:
-            self._uncertain = True
-            raise ReplicationUnavailable(
-                f"commit {version} was not acknowledged by stream {self.link.stream!r} ({exc}); "
-                "it was not applied here, retry it (the next commit checks whether it reached "
-                "the stream)") from exc
-        self._last_seq = seq
-        self._shipped = version
-        self.counters["published"] += 1
+            results = [exc] * len(staged)
+        self.counters["groups"] += 1
+        for i, (w, r) in enumerate(zip(staged, results)):
+            if not isinstance(r, int):
+                self._refused(staged[i:], r)
+                return taken
+            self._last_seq, self._shipped = r, w.version
+            self.counters["published"] += 1
+            try:
+                w.end = store._apply_locked(w.tx, w.version, w.ts, w.batches, w.durability)
+            except Exception as exc:
+                # In the stream, not applied here (a local disk error): the next commit
+                # applies it, and the later ones of this group, from the stream.
+                self._uncertain = True
+                w.error, w.done = exc, True
+                for later in staged[i + 1:]:
+                    later.error = ReplicationUnavailable(
+                        f"commit {later.version} reached stream {link.stream!r} but commit "
+                        f"{w.version} before it could not be applied here ({exc}); the next "
+                        "commit applies both from the stream")
+                    later.done = True
+                return taken
+            w.done = True
+        return taken
+
+    def _refused(self, rest: list[_Waiter], why: BaseException) -> None:
+        """The stream did not acknowledge ``rest[0]`` (nor, then, anything after it): fail
+        them all, applying nothing. A wrong last sequence means another store claimed the
+        stream (fenced) or a publish of ours whose acknowledgement was lost landed after all;
+        otherwise the outcome is unknown and the next commit learns what reached the stream."""
+        self._uncertain = True
+        stream = self.link.stream
+        if isinstance(why, WrongLastSequence) or _wrong_last(why):
+            try:
+                self._resync()
+            except FencedError:
+                for w in rest:
+                    w.error, w.done = FencedError(self._fenced or "fenced"), True
+                return
+            except ReplicationUnavailable:
+                pass
+            for w in rest:
+                w.error = ReplicationUnavailable(
+                    f"commit {w.version} was refused: stream {stream!r} holds a later message "
+                    "of this store's; nothing was applied, retry")
+                w.done = True
+            return
+        for w in rest:
+            w.error = ReplicationUnavailable(
+                f"commit {w.version} was not acknowledged by stream {stream!r} ({why!r}); it was "
+                "not applied here, retry it (the next commit checks whether it reached the "
+                "stream)")
+            w.done = True
 
     def _resync(self) -> None:
         """Learn the stream's end: the newest claim must be ours; adopt its last sequence and
@@ -156,28 +295,22 @@ class Primary:
             self._shipped = max(self._shipped, m.version) if m.writer == self.node else self._shipped
         self._last_seq = last
 
-    def _repair_locked(self, version: int) -> None:
-        """After an unacknowledged publish or a failed local apply: apply whatever of this
-        store's commits reached the stream after all, then continue from the stream's end.
-        Raises ConflictError (retry the transaction) when something was applied."""
-        self._resync()                    # raises FencedError if another store took over
+    def _repair_locked(self) -> None:
+        """After an unacknowledged publish or a failed local apply (under the commit lock):
+        apply whatever of this store's commits reached the stream after all, then continue
+        from the stream's end. The commits applied are registered in the conflict window,
+        so the group's checks see them. Raises FencedError if another store took over."""
+        self._resync()
         link, store = self.link, self.store
         first, last = link.info()
         applier = Applier(store, link.stream, self.lineage, self.node,
                           resume_seq(link, store.version, first, last) - 1)
-        applied = 0
         while applier.seq < last:
             r = link.get(applier.seq + 1)
             if r is None or r[0] > last:
                 break
-            if applier.handle(r[0], r[1], locked=True) is not None:
-                applied += 1
+            applier.handle(r[0], r[1], locked=True)
         self._last_seq, self._shipped, self._uncertain = last, store.version, False
-        if applied:
-            raise ConflictError(
-                f"commits up to {store.version} reached stream {link.stream!r} although their "
-                f"acknowledgement was lost; they are applied now: retry this transaction "
-                f"(it would have been version {version})")
 
     # -- async --------------------------------------------------------------------------------
 
@@ -319,7 +452,7 @@ class Primary:
             t.join(timeout=15)
         store = self.store
         if store._replication is self:
-            store._pre_apply = None
+            store._pre_apply = store._group_commit = None
             store._replication = None
         self.link.close()
 
