@@ -1,10 +1,11 @@
 """Replication figures on a 3-node loopback JetStream cluster (issue 14).
 
-Run: ``.venv/bin/python benches/bench_replication.py [--commits N] [--rounds R] [--out results.json]``
+Run: ``.venv/bin/python benches/bench_replication.py [--commits N] [--rounds R] [--threads 1 8] [--out results.json]``
 
-1. Commit throughput, interleaved rounds in one run: local durability "sync" (fsync per
-   commit, no replication), ack="sync" (R3, local durability "normal"), ack="async" (R3).
-   Reported as commits/s and as ratios to local "sync".
+1. Commit throughput, interleaved rounds in one run, with 1 and with 8 committing threads:
+   local durability "sync" (fsync per commit, grouped across threads; no replication),
+   ack="sync" (R3, local durability "normal"; grouped across threads: one quorum round
+   trip per group), ack="async" (R3). Reported as commits/s and as ratios to local "sync".
 2. Replication lag under a steady load: a replica in a child process notes, for every
    version it sees, now - the version's commit time; p50/p99.
 3. Failover: a primary (child process, ack="sync") and one NATS node are killed with
@@ -25,6 +26,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -59,14 +61,14 @@ json.dump(lags, open(out, "w"))
 
 
 def start_cluster(root: Path) -> object:
-    from kv.conftest import free_port, nats_binary
-    from replication.conftest import Cluster, Node, _wait_for_jetstream
+    from kv.conftest import ClusterNode, free_port, nats_binary
+    from replication.conftest import Cluster, _wait_for_jetstream
     binary, why = nats_binary()
     if binary is None:
         raise SystemExit(why)
     clients = [free_port() for _ in range(3)]
     routes = [free_port() for _ in range(3)]
-    nodes = [Node(binary, root, i + 1, clients[i], routes) for i in range(3)]
+    nodes = [ClusterNode(binary, root, i + 1, clients[i], routes) for i in range(3)]
     for n in nodes:
         n.start()
     c = Cluster(nodes)
@@ -79,7 +81,8 @@ def one_commit(store: engine.Store, i: int) -> None:
         tx.set(T, b"k%06d" % (i % 5000), b"v%d-" % i + b"x" * 100)
 
 
-def throughput(cluster: object, root: Path, mode: str, n: int) -> float:
+def throughput(cluster: object, root: Path, mode: str, n: int, threads: int = 1) -> float:
+    """Commits/s of ``n`` one-write commits spread over ``threads`` committing threads."""
     path = root / f"tp-{mode}-{uuid.uuid4().hex[:6]}"
     stream = f"tp{uuid.uuid4().hex[:8]}"
     store = engine.open(path, layout="hot+warm", durability="sync" if mode == "local-sync" else "normal")
@@ -88,12 +91,20 @@ def throughput(cluster: object, root: Path, mode: str, n: int) -> float:
             store.replicate(cluster.urls, stream, replicas=3, ack=mode[4:])  # type: ignore[attr-defined]
         for i in range(50):  # warm-up
             one_commit(store, i)
+        per = n // threads
+
+        def work(t: int) -> None:
+            for i in range(per):
+                one_commit(store, t * per + i)
+        pool = [threading.Thread(target=work, args=(t,)) for t in range(threads)]
         t0 = time.perf_counter()
-        for i in range(n):
-            one_commit(store, i)
+        for th in pool:
+            th.start()
+        for th in pool:
+            th.join()
         if mode == "ack-async":
             store._replication.flush(120)   # count until the stream acknowledged everything
-        return n / (time.perf_counter() - t0)
+        return per * threads / (time.perf_counter() - t0)
     finally:
         store.close()
         shutil.rmtree(path, ignore_errors=True)
@@ -183,6 +194,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--commits", type=int, default=1500)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--threads", type=int, nargs="+", default=[1, 8],
+                    help="committing threads per throughput run (one run per value)")
     ap.add_argument("--lag-rate", type=float, default=200.0)
     ap.add_argument("--lag-seconds", type=float, default=10.0)
     ap.add_argument("--failovers", type=int, default=3)
@@ -193,14 +206,17 @@ def main() -> None:
     res: dict[str, object] = {}
     try:
         modes = ["local-sync", "ack-sync", "ack-async", "local-normal"]
-        rates: dict[str, list[float]] = {m: [] for m in modes}
-        for rnd in range(args.rounds):
-            for m in (modes if rnd % 2 == 0 else modes[::-1]):   # interleaved
-                rates[m].append(throughput(cluster, root, m, args.commits))
-                print(f"round {rnd} {m:13s} {rates[m][-1]:9.0f} commits/s", flush=True)
-        med = {m: statistics.median(v) for m, v in rates.items()}
-        res["throughput_commits_per_s"] = med
-        res["throughput_ratio_to_local_sync"] = {m: med[m] / med["local-sync"] for m in modes}
+        for threads in args.threads:
+            rates: dict[str, list[float]] = {m: [] for m in modes}
+            for rnd in range(args.rounds):
+                for m in (modes if rnd % 2 == 0 else modes[::-1]):   # interleaved
+                    rates[m].append(throughput(cluster, root, m, args.commits, threads))
+                    print(f"threads {threads} round {rnd} {m:13s} {rates[m][-1]:9.0f} commits/s",
+                          flush=True)
+            med = {m: statistics.median(v) for m, v in rates.items()}
+            res[f"throughput_commits_per_s_{threads}_threads"] = med
+            res[f"throughput_ratio_to_local_sync_{threads}_threads"] = {
+                m: med[m] / med["local-sync"] for m in modes}
         res["lag"] = {ack: lag_run(cluster, root, ack, args.lag_rate, args.lag_seconds)
                       for ack in ("sync", "async")}
         res["failover"] = [failover_run(cluster, root, i) for i in range(args.failovers)]

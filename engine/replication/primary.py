@@ -98,8 +98,11 @@ class Primary:
         self._queue: deque[tuple[int, bytes]] = deque()
         self._stop = False
         self._snap_lock = threading.Lock()
-        self._wlock = threading.Lock()             # guards _waiting (sync groups)
+        # Sync groups: _waiting (queued commits), _leading (a thread leads a group) and
+        # each waiter's done flag change under _wcv; a group runs under the commit lock.
+        self._wcv = threading.Condition()
         self._waiting: deque[_Waiter] = deque()
+        self._leading = False
         self._threads: list[threading.Thread] = []
         self.counters = {"published": 0, "groups": 0, "snapshots": 0}
         self.last_snapshot: dict[str, Any] | None = None
@@ -155,11 +158,24 @@ class Primary:
         ``(version, commit-log end)``; raises what the commit got (ConflictError, FencedError,
         ReplicationUnavailable, ...) with nothing of it applied."""
         w = _Waiter(tx, batches, durability)
-        with self._wlock:
+        with self._wcv:
             self._waiting.append(w)
-        with self.store._commit_lock:
-            while not w.done:
-                self._lead()
+            # Wait while another thread leads: it may take this commit into its group. A
+            # follower never queues on the commit lock, so it returns (and can queue its
+            # next commit) as soon as its group is done, not after the next group's trip.
+            while not w.done and self._leading:
+                self._wcv.wait()
+            if not w.done:
+                self._leading = True
+        if not w.done:
+            try:
+                with self.store._commit_lock:
+                    while not w.done:
+                        self._lead()
+            finally:
+                with self._wcv:
+                    self._leading = False
+                    self._wcv.notify_all()
         if w.error is not None:
             raise w.error
         return w.version, w.end
@@ -168,8 +184,9 @@ class Primary:
         """Under the commit lock: check, publish and apply the queued commits (at most
         ``_GROUP`` of them, or ``_GROUP_BYTES`` of messages; the rest wait for the next
         round). Every commit taken is done when this returns, with a version or an error."""
-        with self._wlock:
+        with self._wcv:
             group = [self._waiting.popleft() for _ in range(min(_GROUP, len(self._waiting)))]
+        taken = len(group)
         try:
             taken = self._run_group(group)
         except BaseException as exc:  # the store closed, fenced, unreachable stream, ...
@@ -179,10 +196,11 @@ class Primary:
                     w.done = True
             if not isinstance(exc, Exception):
                 raise
-            return
-        if taken < len(group):
-            with self._wlock:
-                self._waiting.extendleft(reversed(group[taken:]))
+        finally:
+            with self._wcv:
+                if taken < len(group):
+                    self._waiting.extendleft(reversed(group[taken:]))
+                self._wcv.notify_all()     # the group's committers return
 
     def _run_group(self, group: list[_Waiter]) -> int:
         """Check every commit of ``group`` against the store and the group's earlier commits,
