@@ -18,7 +18,7 @@ from typing import Any
 
 from ..types import Bound, EntryKind
 from .errors import ForeignStream, VersionGap
-from .format import KIND_CLAIM, KIND_COMMIT, Message, decode_message, decode_snapshot
+from .format import KIND_CLAIM, KIND_PART, Message, decode_message, decode_snapshot, join_parts
 from .link import Link
 
 __all__ = ["Applier", "dump_versions", "load_claims", "resume_seq"]
@@ -85,6 +85,8 @@ class Applier:
         self.writer = writer
         self.seq = seq
         self.on_lineage: Any = None   # called once when the lineage becomes known
+        self._chunks: list[bytes] = []   # the parts received so far of a commit sent in parts
+        self._whole = (0, 0)             # that commit's (part count, body crc)
 
     def check(self, seq: int, data: bytes) -> Message:
         """Verify one message against the stream's state; raises, applies nothing."""
@@ -100,6 +102,12 @@ class Applier:
             raise ForeignStream(f"stream message {seq} belongs to another store (lineage "
                                 f"{m.lineage.hex()}, expected {self.lineage.hex()})")
         v = self.store.version
+        if self._chunks and (m.kind != KIND_PART or m.part != (len(self._chunks), *self._whole)):
+            raise VersionGap(f"stream message {seq} follows part {len(self._chunks)} of commit "
+                             f"{v + 1}, which is not its next part; stopped there")
+        if m.kind == KIND_PART and not self._chunks and m.part[0] != 0:
+            raise VersionGap(f"stream message {seq} is part {m.part[0] + 1} of commit {m.version} "
+                             "without the parts before it; stopped there")
         if m.kind == KIND_CLAIM:
             if m.version != v:
                 raise VersionGap(f"stream message {seq} claims the stream at version {m.version}, "
@@ -125,6 +133,13 @@ class Applier:
                 if self.on_lineage is not None:
                     self.on_lineage(m.lineage)
             self.writer = m.writer
+        elif m.kind == KIND_PART:
+            self._chunks.append(m.chunk)   # applied with its last part (one local commit)
+            self._whole = m.part[1:]
+            if len(self._chunks) == m.part[1]:
+                chunks, self._chunks = self._chunks, []
+                batches = join_parts(m.version, m.time, chunks, m.part[2], f"stream message {seq}")
+                self.store._apply_replicated(m.version, m.time, batches, locked=locked)
         else:
             self.store._apply_replicated(m.version, m.time, m.batches, locked=locked)
         self.seq = seq

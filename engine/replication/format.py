@@ -8,7 +8,11 @@ Message (subject ``tierdb.<stream>.commit`` or ``.claim``), little-endian::
 
 A commit body is the commit log's row encoding (``mvcc.commitlog.encode_batches``: version,
 time, then per table a kind tag, id and rows of key/value lengths and bytes; -1 marks a
-tombstone). A claim body is canonical JSON naming who claimed the stream and why. The
+tombstone). A commit too large for one message is sent as *parts* (kind 3), consecutive
+messages of one atomic batch: each body is ``PART`` (index u32, count u32, crc32 u32 of the
+whole commit body) and the next slice of the commit body; the replica joins the slices,
+checks the whole body's crc and decodes it. A claim body
+is canonical JSON naming who claimed the stream and why. The
 *lineage* names the replicated store (fixed when its stream is created); the *writer* is the
 node id of the primary that wrote the message.
 
@@ -37,12 +41,14 @@ from .errors import CorruptMessage, ForeignStream
 __all__ = [
     "KIND_CLAIM",
     "KIND_COMMIT",
+    "KIND_PART",
     "Message",
     "Snapshot",
     "decode_message",
     "decode_snapshot",
     "encode_claim",
     "encode_commit",
+    "encode_commit_parts",
     "encode_snapshot",
 ]
 
@@ -50,6 +56,8 @@ MAGIC: Final = b"TDBR"
 FORMAT: Final = 1
 KIND_COMMIT: Final = 1
 KIND_CLAIM: Final = 2
+KIND_PART: Final = 3
+PART: Final = struct.Struct("<III")   # index, count, crc32 of the whole commit body
 MSG_HEAD: Final = struct.Struct("<4sBBH16s8sQdI")
 assert MSG_HEAD.size == 52
 CRC: Final = struct.Struct("<I")
@@ -75,6 +83,8 @@ class Message:
     time: float
     batches: Batches
     claim: dict[str, Any]
+    part: tuple[int, int, int] = (0, 1, 0)   # a KIND_PART message: (index, count, body crc)
+    chunk: bytes = b""               # a KIND_PART message: its slice of the commit body
 
 
 def _frame(kind: int, stream: str, lineage: bytes, writer: bytes, version: int, ts: float,
@@ -90,6 +100,35 @@ def encode_commit(stream: str, lineage: bytes, writer: bytes, version: int, ts: 
     """One commit as a message. O(total bytes)."""
     return _frame(KIND_COMMIT, stream, lineage, writer, version, ts,
                   encode_batches(version, ts, batches))
+
+
+def encode_commit_parts(stream: str, lineage: bytes, writer: bytes, version: int, ts: float,
+                        batches: Any, max_message: int) -> list[bytes]:
+    """One commit as messages of at most ``max_message`` bytes: one commit message when it
+    fits, else consecutive parts (publish them as one atomic batch). O(total bytes)."""
+    body = encode_batches(version, ts, batches)
+    one = _frame(KIND_COMMIT, stream, lineage, writer, version, ts, body)
+    if len(one) <= max_message:
+        return [one]
+    room = max_message - (MSG_HEAD.size + len(stream.encode()) + PART.size + CRC.size)
+    count = -(-len(body) // room)
+    crc = zlib.crc32(body)
+    return [_frame(KIND_PART, stream, lineage, writer, version, ts,
+                   PART.pack(i, count, crc) + body[i * room:(i + 1) * room]) for i in range(count)]
+
+
+def join_parts(version: int, ts: float, chunks: list[bytes], crc: int, where: str) -> Batches:
+    """The batches of a commit sent as parts (``crc``: the whole body's). Raises CorruptMessage."""
+    body = b"".join(chunks)
+    if zlib.crc32(body) != crc:
+        raise CorruptMessage(f"{where}: the parts of commit {version} fail the commit's checksum")
+    try:
+        v2, t2, batches = decode_batches(body)
+    except (ValueError, struct.error) as exc:
+        raise CorruptMessage(f"{where}: the parts of commit {version} do not decode: {exc}") from None
+    if v2 != version or t2 != ts:
+        raise CorruptMessage(f"{where}: the parts of commit {version} disagree with their headers")
+    return batches
 
 
 def encode_claim(stream: str, lineage: bytes, writer: bytes, version: int, ts: float,
@@ -113,22 +152,27 @@ def decode_message(data: bytes, seq: int = 0) -> Message:
     if fmt != FORMAT:
         raise ForeignStream(f"{where} has format {fmt}; this tierdb reads format {FORMAT}: upgrade it")
     start = MSG_HEAD.size + nlen
-    if start + blen + CRC.size != len(data) or kind not in (KIND_COMMIT, KIND_CLAIM):
+    if start + blen + CRC.size != len(data) or kind not in (KIND_COMMIT, KIND_CLAIM, KIND_PART):
         raise CorruptMessage(f"{where} has inconsistent lengths or an unknown kind {kind}")
     try:
         stream = data[MSG_HEAD.size:start].decode()
         body = data[start:start + blen]
         batches: Batches = {}
         claim: dict[str, Any] = {}
+        part, chunk = (0, 1, 0), b""
         if kind == KIND_COMMIT:
             v2, t2, batches = decode_batches(body)
             if v2 != version or t2 != ts:
                 raise ValueError("header and body disagree")
+        elif kind == KIND_PART:
+            part, chunk = PART.unpack_from(body, 0), body[PART.size:]
+            if not part[0] < part[1]:
+                raise ValueError(f"part {part[0]} of {part[1]}")
         else:
             claim = json.loads(body)
     except (ValueError, struct.error, UnicodeDecodeError) as exc:
         raise CorruptMessage(f"{where} does not decode: {exc}") from None
-    return Message(kind, stream, lineage, writer, version, ts, batches, claim)
+    return Message(kind, stream, lineage, writer, version, ts, batches, claim, part, chunk)
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,7 @@ from ..errors import ConflictError, FencedError, ReadOnlyError
 from ..mvcc.oracle import Oracle
 from .apply import Applier, dump_versions, load_claims, resume_seq
 from .errors import CommitTooLarge, ForeignStream, ReplicaDiverged, ReplicationUnavailable
-from .format import KIND_CLAIM, decode_message, encode_claim, encode_commit, encode_snapshot
+from .format import KIND_CLAIM, decode_message, encode_claim, encode_commit_parts, encode_snapshot
 from .link import Link, WrongLastSequence, _wrong_last
 from .state import ReplicationState, load_state, save_state
 
@@ -64,7 +64,8 @@ class _Waiter:
 
     def __init__(self, tx: Any, batches: Any, durability: str) -> None:
         self.tx, self.batches, self.durability = tx, batches, durability
-        self.version, self.ts, self.data, self.end = 0, 0.0, b"", 0
+        self.version, self.ts, self.end = 0, 0.0, 0
+        self.data: list[bytes] = []      # its messages (one, or the parts of a large commit)
         self.error: BaseException | None = None
         self.done = False
 
@@ -95,7 +96,7 @@ class Primary:
         self._uncertain = False
         self._max = max(1024, link.max_payload - _HEADROOM)
         self._cv = threading.Condition()
-        self._queue: deque[tuple[int, bytes]] = deque()
+        self._queue: deque[tuple[int, list[bytes]]] = deque()
         self._stop = False
         self._snap_lock = threading.Lock()
         # Sync groups: _waiting (queued commits), _leading (a thread leads a group) and
@@ -136,14 +137,23 @@ class Primary:
         if self._fenced is not None:
             raise FencedError(self._fenced)
 
-    def _encode(self, version: int, ts: float, batches: Any) -> bytes:
-        data = encode_commit(self.link.stream, self.lineage, self.node, version, ts, batches)
-        if len(data) > self._max:
+    def _encode(self, version: int, ts: float, batches: Any) -> list[bytes]:
+        """The commit's messages: one, or parts (one atomic batch) when it is larger than a
+        message may be. Raises CommitTooLarge, with nothing applied."""
+        msgs = encode_commit_parts(self.link.stream, self.lineage, self.node, version, ts,
+                                   batches, self._max)
+        if len(msgs) > 1 and not self.link.atomic:
             raise CommitTooLarge(
-                f"commit {version} encodes to {len(data)} bytes, above the {self._max} bytes one "
-                f"JetStream message may carry on these servers (max_payload); split the "
-                "transaction or raise max_payload. Nothing was applied.")
-        return data
+                f"commit {version} is larger than the {self._max} bytes one JetStream message "
+                f"may carry (max_payload), and stream {self.link.stream!r} cannot take it in "
+                "parts: its servers have no atomic batches (nats-server before 2.12). Split the "
+                "transaction, raise max_payload or upgrade nats-server. Nothing was applied.")
+        if len(msgs) > _GROUP:
+            raise CommitTooLarge(
+                f"commit {version} needs {len(msgs)} messages of {self._max} bytes, above the "
+                f"{_GROUP} one atomic batch of this store may hold; split the transaction or "
+                "raise max_payload. Nothing was applied.")
+        return msgs
 
     def _fence(self, why: str) -> FencedError:
         self._fenced = (f"this store is no longer the primary of stream {self.link.stream!r}: {why}; "
@@ -216,7 +226,7 @@ class Primary:
         oracle = store._oracle
         pending = Oracle.overlay(oracle.next_version)
         staged: list[_Waiter] = []
-        size = 0
+        size = msgs = 0
         taken = len(group)
         for i, w in enumerate(group):
             tx = w.tx
@@ -230,26 +240,26 @@ class Primary:
             except (ConflictError, CommitTooLarge) as exc:
                 w.error, w.done = exc, True
                 continue
-            if staged and size + len(w.data) > _GROUP_BYTES:
+            msgs += len(w.data)
+            size += sum(map(len, w.data))
+            if staged and (msgs > _GROUP or size > _GROUP_BYTES):
                 taken = i
                 break
-            size += len(w.data)
             pending.register(pending.allocate(), frozenset(tx._writes), 0)
             staged.append(w)
         if not staged:
             return taken
         link = self.link
-        try:
-            results = link.publish_many([(link.commit_subject, w.data) for w in staged],
-                                        self._last_seq)
-        except ReplicationUnavailable as exc:
-            results = [exc] * len(staged)
+        results = self._publish([m for w in staged for m in w.data])
         self.counters["groups"] += 1
-        for i, (w, r) in enumerate(zip(staged, results)):
-            if not isinstance(r, int):
-                self._refused(staged[i:], r)
+        at = 0
+        for i, w in enumerate(staged):
+            mine, at = results[at:at + len(w.data)], at + len(w.data)
+            bad = next((r for r in mine if not isinstance(r, int)), None)
+            if bad is not None:
+                self._refused(staged[i:], bad)
                 return taken
-            self._last_seq, self._shipped = r, w.version
+            self._last_seq, self._shipped = mine[-1], w.version  # type: ignore[assignment]
             self.counters["published"] += 1
             try:
                 w.end = store._apply_locked(w.tx, w.version, w.ts, w.batches, w.durability)
@@ -267,6 +277,14 @@ class Primary:
                 return taken
             w.done = True
         return taken
+
+    def _publish(self, msgs: list[bytes]) -> list[int | BaseException]:
+        """Publish commit messages after :attr:`_last_seq` (one atomic batch)."""
+        subject = self.link.commit_subject
+        try:
+            return self.link.publish_many([(subject, m) for m in msgs], self._last_seq)
+        except ReplicationUnavailable as exc:
+            return [exc] * len(msgs)
 
     def _refused(self, rest: list[_Waiter], why: BaseException) -> None:
         """The stream did not acknowledge ``rest[0]`` (nor, then, anything after it): fail
@@ -348,20 +366,24 @@ class Primary:
                     self._cv.wait()
                 if not self._queue and self._stop:
                     return
-                group = [self._queue[i] for i in range(min(_GROUP, len(self._queue)))]
-            try:
-                results = link.publish_many([(link.commit_subject, d) for _, d in group], self._last_seq)
-            except ReplicationUnavailable:
-                results = [ReplicationUnavailable("group not acknowledged")]
+                group: list[tuple[int, list[bytes]]] = []
+                msgs = 0
+                for v, data in self._queue:   # at most _GROUP messages, at least one commit
+                    if group and msgs + len(data) > _GROUP:
+                        break
+                    group.append((v, data))
+                    msgs += len(data)
+            results = self._publish([m for _, data in group for m in data])
             done = 0
             trouble: BaseException | None = None
-            for (v, _), r in zip(group, results):
-                if isinstance(r, int):
-                    self._last_seq, self._shipped = r, v
-                    done += 1
-                else:
-                    trouble = r
+            at = 0
+            for v, data in group:
+                mine, at = results[at:at + len(data)], at + len(data)
+                trouble = next((r for r in mine if not isinstance(r, int)), None)
+                if trouble is not None:
                     break
+                self._last_seq, self._shipped = mine[-1], v  # type: ignore[assignment]
+                done += 1
             with self._cv:
                 for _ in range(done):
                     self._queue.popleft()

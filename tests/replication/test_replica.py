@@ -216,13 +216,52 @@ def test_bad_message_stops_the_replica_with_nothing_applied(cluster: Cluster, st
         p.close()
 
 
-def test_oversized_commit_is_refused_before_anything_is_applied(cluster: Cluster, stream_name: str,
-                                                                tmp_path: Path) -> None:
+@pytest.mark.parametrize("ack", ["sync", "async"])
+def test_a_commit_larger_than_a_message_ships_in_parts(cluster: Cluster, stream_name: str,
+                                                       tmp_path: Path, ack: str) -> None:
+    """A 2.5 MiB commit (max_payload is 1 MiB) goes as parts of one atomic batch; a replica
+    that follows live and one that catches up later both apply it whole, at its version."""
+    p = engine.open(tmp_path / "p")
+    p.replicate(cluster.urls, stream_name, replicas=1, ack=ack)
+    live = engine.open_replica(tmp_path / "live", servers=cluster.urls, stream=stream_name)
+    big = bytes(range(256)) * (10 << 10)
+    try:
+        with p.begin() as tx:
+            tx.set(T1, b"small", b"1")
+        with p.begin() as tx:
+            tx.set(T1, b"big", big)
+            for i in range(2000):
+                tx.set(T2, b"row%05d" % i, b"%d" % i)
+        with p.begin() as tx:
+            tx.set(T1, b"next", b"2")
+        if ack == "async":
+            assert p._replication.flush(30)
+        first, last = p._replication.link.info()
+        assert last - first + 1 >= 1 + 3 + 2     # claim, 1 + >= 3 parts + 1 commits
+        later = engine.open_replica(tmp_path / "later", servers=cluster.urls, stream=stream_name)
+        try:
+            for r in (live, later):
+                assert r.wait_for(3, 20)
+                assert r.get(T1, b"big") == big and r.get(T2, b"row01999") == b"1999"
+                assert r.get(T1, b"next", version=2) is None
+                assert all_histories(r) == all_histories(p)
+        finally:
+            later.close()
+    finally:
+        live.close()
+        p.close()
+
+
+def test_oversized_commit_without_atomic_batches_is_refused(cluster: Cluster, stream_name: str,
+                                                            tmp_path: Path) -> None:
+    """Servers without atomic batches (before 2.12) cannot take a commit in parts: it is
+    refused before anything is applied, and the stream stays usable."""
     p = engine.open(tmp_path / "p")
     p.replicate(cluster.urls, stream_name, replicas=1, ack="sync")
+    p._replication.link.atomic = False
     with p.begin() as tx:
         tx.set(T1, b"small", b"1")
-    with pytest.raises(CommitTooLarge):
+    with pytest.raises(CommitTooLarge, match="atomic batches"):
         with p.begin() as tx:
             tx.set(T1, b"big", b"x" * (2 << 20))
     assert p.version == 1 and p.get(T1, b"big") is None
