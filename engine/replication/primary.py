@@ -214,10 +214,11 @@ class Primary:
 
     def _run_group(self, group: list[_Waiter]) -> int:
         """Check every commit of ``group`` against the store and the group's earlier commits,
-        number the survivors consecutively, publish them pipelined (expected sequences
-        chained), then apply the acknowledged prefix in version order. A commit that fails
-        its check, or is not acknowledged, gets its error and applies nothing. Returns how
-        many of ``group`` were taken (the rest did not fit ``_GROUP_BYTES``)."""
+        number the survivors consecutively, publish them (one atomic batch: all or none;
+        against servers without atomic batches one at a time, so a prefix), then apply the
+        acknowledged ones in version order. A commit that fails its check, or is not
+        acknowledged, gets its error and applies nothing. Returns how many of ``group`` were
+        taken (the rest did not fit ``_GROUP`` messages or ``_GROUP_BYTES``)."""
         store = self.store
         store._check_open()
         self._check_usable()
