@@ -208,6 +208,8 @@ def restore_backup(src: str | os.PathLike[str], path: str | os.PathLike[str], *,
                 fh.flush()
                 os.fsync(fh.fileno())
         placed = place_cold(staging, cold_url, cold_storage_options)
+        from ..replication.state import reseat_restored
+        reseat_restored(staging)   # another node: never the source's node id or role
         fsync_tree(staging)
         if dest.exists():
             dest.rmdir()  # empty (checked above)

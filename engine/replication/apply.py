@@ -21,7 +21,7 @@ from .errors import ForeignStream, VersionGap
 from .format import KIND_CLAIM, KIND_PART, Message, decode_message, decode_snapshot, join_parts
 from .link import Link
 
-__all__ = ["Applier", "dump_versions", "load_claims", "resume_seq"]
+__all__ = ["Applier", "dump_versions", "load_claims", "resume_seq", "stream_commit"]
 
 log = logging.getLogger("tierdb.replication")
 
@@ -55,6 +55,30 @@ def resume_seq(link: Link, version: int, first: int, last: int) -> int:
     if lo > last:
         return last + 1
     return found.get(lo, lo)
+
+
+def stream_commit(link: Link, version: int, first: int, last: int) -> tuple[float, Any] | None:
+    """``(time, batches)`` of the commit of ``version`` as the stream holds it, or None when
+    it holds no such commit (trimmed below a snapshot, or not written yet). O(log n) reads
+    plus the commit's messages."""
+    seq = resume_seq(link, version - 1, first, last) if version > 1 else max(1, first)
+    chunks: list[bytes] = []
+    while seq <= last:
+        r = link.get(seq)
+        if r is None or r[0] > last:
+            return None
+        m = decode_message(r[1], r[0])
+        seq = r[0] + 1
+        if m.kind == KIND_CLAIM:
+            continue
+        if m.version != version:
+            return None
+        if m.kind != KIND_PART:
+            return m.time, m.batches
+        chunks.append(m.chunk)
+        if len(chunks) == m.part[1]:
+            return m.time, join_parts(version, m.time, chunks, m.part[2], f"stream message {r[0]}")
+    return None
 
 
 def load_claims(link: Link) -> list[tuple[int, bytes, int]]:

@@ -25,7 +25,7 @@ from typing import Any
 
 from ..errors import ClosedError
 from ..store import Store
-from .apply import Applier, load_claims, resume_seq
+from .apply import Applier, load_claims, resume_seq, stream_commit
 from .errors import ReplicaDiverged, ReplicationError, ReplicationUnavailable
 from .format import decode_message
 from .link import Link, WrongLastSequence
@@ -269,6 +269,29 @@ def open_replica(path: str | os.PathLike[str] | None, *, servers: list[str], str
     return store
 
 
+def _check_same_history(store: ReplicaStore, link: Link, first: int, last: int) -> None:
+    """Before following from the store's version v: if the stream still holds commit v, it
+    must be the store's own commit v (same commit time, same values). A store restored from
+    a backup of an ``ack="async"`` primary may hold commits the stream never received, and a
+    promoted replica may have written other commits at those versions since: following
+    would build on a forked history. Raises ReplicaDiverged."""
+    v = store.version
+    found = stream_commit(link, v, first, last)
+    if found is None:
+        return                          # trimmed below a snapshot: nothing to compare with
+    t, batches = found
+    local_t = store.commit_time(v)
+    rows = [(table, key, value) for table, rs in batches.items() for key, value in rs][:1000]
+    if local_t is not None and abs(local_t - t) < 0.002 and all(
+            store.get(table, key, version=v) == value for table, key, value in rows):
+        return
+    raise ReplicaDiverged(
+        f"store {store.path} is at version {v}, but the stream {link.stream!r} holds another "
+        f"commit {v} (committed at {t:.3f}, this store's at {local_t}): the store's history "
+        "is not the stream's (a backup of an ack='async' primary holding commits that were "
+        "never shipped?). Open the replica in a new directory")
+
+
 def _start_following(store: ReplicaStore, link: Link, state: ReplicationState, follow: bool) -> None:
     first, last = link.info()
     claims = load_claims(link)
@@ -282,6 +305,8 @@ def _start_following(store: ReplicaStore, link: Link, state: ReplicationState, f
         state.lineage = lin.hex()
         save_state(store.path, state)
 
+    if store.version > 0 and lineage is not None:
+        _check_same_history(store, link, first, last)
     applier = Applier(store, link.stream, lineage, None, 0)
     applier.on_lineage = remember
     if lineage is not None and not state.lineage:

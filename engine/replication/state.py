@@ -12,6 +12,7 @@ Replaced by write-temp + fsync + rename.
 from __future__ import annotations
 
 import json
+import os
 import struct
 import zlib
 from dataclasses import asdict, dataclass, field
@@ -21,7 +22,7 @@ from typing import Final
 from ..errors import CorruptionError
 from ..mvcc.pins import atomic_write
 
-__all__ = ["STATE_NAME", "ReplicationState", "load_state", "save_state"]
+__all__ = ["STATE_NAME", "ReplicationState", "load_state", "reseat_restored", "save_state"]
 
 STATE_NAME: Final = "REPLICATION"
 STATE_MAGIC: Final = b"TDBRPLST"
@@ -73,3 +74,17 @@ def save_state(path: Path | None, state: ReplicationState) -> None:
         return
     body = json.dumps(asdict(state), sort_keys=True, separators=(",", ":")).encode()
     atomic_write(path / STATE_NAME, STATE_HEAD.pack(STATE_MAGIC, len(body), zlib.crc32(body)) + body)
+
+
+def reseat_restored(path: Path) -> None:
+    """A store restored from a backup is another node: give it a node id of its own and make
+    it a replica of its stream. Two stores with one node id would each take the other's
+    commits for its own (a co-primary); a restored primary must not resume as the primary
+    beside the original either. Open it with ``engine.open_replica`` (it follows from its
+    version, after checking that its history is the stream's) and ``promote()`` it to write.
+    """
+    state = load_state(path)
+    if state is None:
+        return
+    state.role, state.node, state.promoted_at = "replica", os.urandom(8).hex(), None
+    save_state(path, state)
