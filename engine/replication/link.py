@@ -23,6 +23,7 @@ from ..kv.errors import KvError, RevisionMismatch
 from ..kv.errors import Timeout as KvTimeout
 from ..kv.nats import NatsConnection, NatsConnectionConfig
 from .errors import ForeignStream, ReplicationError, ReplicationUnavailable, StreamNotFound
+from .wire import SyncPublisher, usable
 
 __all__ = ["Link", "WrongLastSequence", "check_stream_name"]
 
@@ -60,6 +61,9 @@ class Link:
         self.all_subjects = f"tierdb.{stream}.>"
         self.bucket = f"tierdb_snap_{stream}"
         self.atomic = False     # the stream takes atomic batches (learnt by info())
+        # The commit path's publisher: blocking, on its own socket (None: nats-py's loop).
+        self._fast = SyncPublisher(self.servers, timeout=timeout, name=f"tierdb-commits-{stream}") \
+            if usable(self.servers) else None
         self.conn = NatsConnection(NatsConnectionConfig(
             servers=self.servers, timeout=timeout, connect_timeout=min(5.0, timeout),
             reconnect_wait=0.2, name=f"tierdb-replication-{stream}"))
@@ -73,6 +77,8 @@ class Link:
             raise ReplicationUnavailable(f"cannot reach NATS at {self.servers}: {exc}") from exc
 
     def close(self) -> None:
+        if self._fast is not None:
+            self._fast.close()
         self.conn.shutdown()
 
     def run(self, coro: Coroutine[Any, Any, T], what: str, timeout: float | None = None) -> T:
@@ -191,7 +197,7 @@ class Link:
         Returns the sequence of each item, or for the first item that failed and every item
         after it, the error (WrongLastSequence, ReplicationUnavailable) that stopped it.
         """
-        if len(items) > 1 and self.atomic:
+        if len(items) > 1 and self.atomic or len(items) == 1 and self._fast is not None:
             try:
                 last = self._publish_batch(items, expected_last_seq)
             except ReplicationError as exc:
@@ -208,39 +214,51 @@ class Link:
 
     def _publish_batch(self, items: list[tuple[str, bytes]], expected_last_seq: int) -> int:
         """One JetStream atomic batch (ADR-50): the first message carries the expected last
-        sequence, the last one commits and is the only request. Returns the last sequence."""
+        sequence, the last one commits and is the only request (a single message is a plain
+        guarded publish). Returns the last sequence. Goes through the blocking publisher
+        (engine/replication/wire.py) when the servers allow it, else through nats-py."""
+        batch = uuid.uuid4().hex
+        n = len(items)
+        framed: list[tuple[str, dict[str, str], bytes]] = []
+        for i, (subject, data) in enumerate(items, 1):
+            headers = {BATCH_ID: batch, BATCH_SEQUENCE: str(i)} if n > 1 else {}
+            if i == 1:
+                headers[EXPECTED_LAST_SEQ] = str(expected_last_seq)
+            if i == n and n > 1:
+                headers[BATCH_COMMIT] = "1"
+            framed.append((subject, headers, data))
+        if self._fast is not None:
+            ack = self._fast.request(framed)
+        else:
+            ack = self._request_on_loop(framed)
+        err = ack.get("error")
+        if err:
+            what = f"publish of {n} refused by stream {self.stream!r}: {err.get('description')}"
+            if err.get("err_code") in _WRONG_LAST:
+                raise WrongLastSequence(what)
+            raise ReplicationUnavailable(what)
+        if ack.get("stream") != self.stream or n > 1 and (
+                ack.get("batch") != batch or int(ack.get("count", 0)) != n):
+            raise ReplicationUnavailable(f"stream {self.stream!r} answered a publish of {n} "
+                                         f"with {ack}")
+        return int(ack["seq"])
+
+    def _request_on_loop(self, framed: list[tuple[str, dict[str, str], bytes]]) -> dict[str, Any]:
         nc = self.conn._nc
         bound = self.timeout
-        batch = uuid.uuid4().hex
 
         async def go() -> dict[str, Any]:
             if not nc.is_connected:   # see publish: refuse rather than buffer (certainly unsent)
                 return {"unsent": True}
-            n = len(items)
-            for i, (subject, data) in enumerate(items, 1):
-                headers = {BATCH_ID: batch, BATCH_SEQUENCE: str(i)}
-                if i == 1:
-                    headers[EXPECTED_LAST_SEQ] = str(expected_last_seq)
-                if i < n:
-                    await nc.publish(subject, data, headers=headers)
-                else:
-                    headers[BATCH_COMMIT] = "1"
-                    msg = await nc.request(subject, data, timeout=bound, headers=headers)
-                    return dict(json.loads(msg.data))
-            raise AssertionError("empty batch")
+            for subject, headers, data in framed[:-1]:
+                await nc.publish(subject, data, headers=headers)
+            subject, headers, data = framed[-1]
+            msg = await nc.request(subject, data, timeout=bound, headers=headers)
+            return dict(json.loads(msg.data))
         ack = self.run(go(), "publish", bound + 1.0)
         if ack.get("unsent"):
             raise ReplicationUnavailable(f"not connected to NATS ({self.servers}); not sent")
-        err = ack.get("error")
-        if err:
-            what = f"batch of {len(items)} refused by stream {self.stream!r}: {err.get('description')}"
-            if err.get("err_code") in _WRONG_LAST:
-                raise WrongLastSequence(what)
-            raise ReplicationUnavailable(what)
-        if ack.get("batch") != batch or int(ack.get("count", 0)) != len(items):
-            raise ReplicationUnavailable(f"stream {self.stream!r} answered batch {batch} of "
-                                         f"{len(items)} with {ack}")
-        return int(ack["seq"])
+        return ack
 
     def get(self, seq: int) -> tuple[int, bytes] | None:
         """The first message at or after ``seq`` (any subject of the stream), or None."""
