@@ -1199,6 +1199,9 @@ class Store:
             return
         rep = self._replication
         if rep is not None:  # ships what async replication still holds, stops following
+            stop = getattr(rep, "stop_commits", None)
+            if stop is not None:
+                stop()       # a commit racing close() fails rather than apply unshipped
             rep.close()
         with self._commit_lock:
             self._closed = True

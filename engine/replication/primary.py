@@ -32,7 +32,7 @@ import time
 from collections import deque
 from typing import Any
 
-from ..errors import ConflictError, FencedError, ReadOnlyError
+from ..errors import ClosedError, ConflictError, FencedError, ReadOnlyError
 from ..mvcc.oracle import Oracle
 from .apply import Applier, dump_versions, load_claims, resume_seq
 from .errors import CommitTooLarge, ForeignStream, ReplicaDiverged, ReplicationUnavailable
@@ -94,6 +94,7 @@ class Primary:
         self._shipped = store.version     # newest version the stream acknowledged
         self._fenced: str | None = None
         self._uncertain = False
+        self._closing = False      # set by stop_commits (the store is closing)
         self._max = max(1024, link.max_payload - _HEADROOM)
         self._cv = threading.Condition()
         self._queue: deque[tuple[int, list[bytes]]] = deque()
@@ -136,6 +137,14 @@ class Primary:
     def _check_usable(self) -> None:
         if self._fenced is not None:
             raise FencedError(self._fenced)
+        if self._closing:
+            raise ClosedError("the store is closing; its replication link no longer ships commits")
+
+    def stop_commits(self) -> None:
+        """From now on commits raise ClosedError (``Store.close`` calls this before
+        :meth:`close`: a commit must never slip through unshipped while the store closes)."""
+        with self.store._commit_lock:
+            self._closing = True
 
     def _encode(self, version: int, ts: float, batches: Any) -> list[bytes]:
         """The commit's messages: one, or parts (one atomic batch) when it is larger than a
@@ -492,9 +501,11 @@ class Primary:
         for t in self._threads:
             t.join(timeout=15)
         store = self.store
-        if store._replication is self:
-            store._pre_apply = store._group_commit = None
-            store._replication = None
+        with store._commit_lock:   # no commit is between its check and its publish
+            if store._replication is self and not self._closing:
+                # detached from a store that stays open: it commits locally from now on
+                store._pre_apply = store._group_commit = None
+                store._replication = None
         self.link.close()
 
 

@@ -251,3 +251,47 @@ def test_a_group_lands_whole_or_not_at_all(cluster: Cluster, stream_name: str) -
             b"a", b"b", b"other writer", b"c", b"d", b"e", b"f", b"g"]
     finally:
         link.close()
+
+
+def test_commits_racing_close_are_shipped_or_refused(cluster: Cluster, stream_name: str,
+                                                      tmp_path: Path) -> None:
+    """Four threads commit while the store closes: each commit either returns (and is in
+    the stream) or raises; none is applied locally without being shipped, so the reopened
+    store resumes replication on its stream and a new replica reaches its exact history."""
+    import time
+
+    p = engine.open(tmp_path / "p")
+    p.replicate(cluster.urls, stream_name, replicas=3, ack="sync")
+    done: list[int] = []
+    errors: list[BaseException] = []
+
+    def worker(w: int) -> None:
+        for i in range(10_000):
+            try:
+                with p.begin() as tx:
+                    tx.set(T1, b"w%d" % w, b"%d" % i)
+                done.append(tx.version)  # type: ignore[arg-type]
+            except engine.EngineError as exc:
+                errors.append(exc)
+                return
+    threads = [threading.Thread(target=worker, args=(w,)) for w in range(4)]
+    for t in threads:
+        t.start()
+    assert wait_until(lambda: len(done) >= 50, 20)
+    time.sleep(0.05)
+    p.close()
+    for t in threads:
+        t.join(30)
+    assert len(errors) == 4 and all(isinstance(e, engine.EngineError) for e in errors)
+    p = engine.open(tmp_path / "p")
+    try:
+        assert p.version == max(done)
+        p.replicate(cluster.urls, stream_name, replicas=3, ack="sync")   # level with its stream
+        r = engine.open_replica(tmp_path / "r", servers=cluster.urls, stream=stream_name)
+        try:
+            assert r.wait_for(p.version, 20)
+            assert all_histories(r) == all_histories(p)
+        finally:
+            r.close()
+    finally:
+        p.close()
