@@ -295,3 +295,41 @@ def test_commits_racing_close_are_shipped_or_refused(cluster: Cluster, stream_na
             r.close()
     finally:
         p.close()
+
+
+def test_commits_continue_when_the_primarys_nats_node_dies(cluster: Cluster, stream_name: str,
+                                                          tmp_path: Path) -> None:
+    """The commit path's own connection goes to the first server; kill that node: commits
+    fail with ReplicationUnavailable (nothing applied) until the publisher reconnects to a
+    live node and the R3 stream has a leader on the two left, then go on; a replica ends
+    with the primary's exact history."""
+    p = engine.open(tmp_path / "p")
+    p.replicate(cluster.urls, stream_name, replicas=3, ack="sync", timeout=3.0)
+    r = engine.open_replica(tmp_path / "r", servers=cluster.urls[1:], stream=stream_name)
+    try:
+        for i in range(20):
+            with p.begin() as tx:
+                tx.set(T1, b"k%d" % (i % 5), b"%d" % i)
+        cluster.nodes[0].kill()
+        failed = 0
+
+        def commit(i: int) -> bool:
+            nonlocal failed
+            try:
+                with p.begin() as tx:
+                    tx.set(T1, b"k%d" % (i % 5), b"%d" % i)
+            except (ReplicationUnavailable, engine.ConflictError):
+                failed += 1
+                return False
+            return True
+        i = 20
+        while i < 60:
+            assert wait_until(lambda: commit(i), 60, 0.2), f"no commit {i} got through"
+            i += 1
+        assert r.wait_for(p.version, 30)
+        assert all_histories(r) == all_histories(p)
+        assert p.get(T1, b"k4") == b"59"
+    finally:
+        r.close()
+        p.close()
+        cluster.heal()
