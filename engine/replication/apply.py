@@ -13,15 +13,34 @@ so the position needs no storage of its own: it is the store's version.
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import logging
-from typing import Any
+import shutil
+import sqlite3
+import tempfile
+import time
+from collections.abc import Iterator
+from operator import itemgetter
+from pathlib import Path
+from typing import Any, BinaryIO
 
 from ..types import Bound, EntryKind
 from .errors import ForeignStream, VersionGap
-from .format import KIND_CLAIM, KIND_PART, Message, decode_message, decode_snapshot, join_parts
+from .format import (
+    KIND_CLAIM,
+    KIND_PART,
+    Message,
+    decode_message,
+    iter_snapshot,
+    join_parts,
+    read_snapshot_head,
+    write_snapshot,
+)
 from .link import Link
 
-__all__ = ["Applier", "dump_versions", "load_claims", "resume_seq", "stream_commit"]
+__all__ = ["Applier", "load_claims", "resume_seq", "scratch_dir", "stream_commit",
+           "write_store_snapshot"]
 
 log = logging.getLogger("tierdb.replication")
 
@@ -183,41 +202,86 @@ class Applier:
     def load_snapshot(self, link: Link) -> int:
         """Apply the stream's snapshot records above the store's version; return its version.
 
-        Records are in version order and each is one local commit, so an interrupted load
-        resumes where it stopped. Raises ReplicaDiverged's caller-side checks, CorruptMessage.
+        The snapshot streams into a scratch file (memory: one record); every record's
+        checksum is verified before the first is applied. Records are in version order and
+        each is one local commit, so an interrupted load resumes where it stopped. Raises
+        ForeignStream, CorruptMessage.
         """
-        data = link.get_snapshot()
-        if data is None:
-            return 0
-        snap = decode_snapshot(data)
-        if snap.stream != self.stream or (self.lineage is not None and snap.lineage != self.lineage):
-            raise ForeignStream(f"the snapshot in bucket {link.bucket!r} belongs to another stream or store")
-        if self.lineage is None:
-            self.lineage = snap.lineage
-            if self.on_lineage is not None:
-                self.on_lineage(snap.lineage)
         store = self.store
-        for v, t, batches in snap.records:
-            if v > store.version:
-                store._apply_replicated(v, t, batches, jump=True)
-        if store.version < snap.version:
-            store._apply_replicated(snap.version, snap.time, {}, jump=True)
-        self.writer = snap.writer
-        return snap.version
+        with scratch_dir(store) as d, open(d / "snapshot", "w+b") as fh:
+            if not link.get_snapshot(fh):
+                return 0
+            fh.seek(0)
+            head = read_snapshot_head(fh)
+            if head.stream != self.stream or (self.lineage is not None and head.lineage != self.lineage):
+                raise ForeignStream(f"the snapshot in bucket {link.bucket!r} belongs to another stream or store")
+            for _ in iter_snapshot(fh, head, decode=False):
+                pass
+            fh.seek(0)
+            read_snapshot_head(fh)
+            if self.lineage is None:
+                self.lineage = head.lineage
+                if self.on_lineage is not None:
+                    self.on_lineage(head.lineage)
+            for rec in iter_snapshot(fh, head):
+                v, t, batches = rec  # type: ignore[misc]
+                if v > store.version:
+                    store._apply_replicated(v, t, batches, jump=True)
+        if store.version < head.version:
+            store._apply_replicated(head.version, head.time, {}, jump=True)
+        self.writer = head.writer
+        return head.version
 
 
-def dump_versions(store: Any, version: int) -> list[tuple[int, float, dict[EntryKind, list[tuple[bytes, bytes | None]]]]]:
-    """Every retained version <= ``version`` of every key, grouped by version (a snapshot's
-    records), with each version's commit time. O(keys x tiers)."""
-    per: dict[int, dict[EntryKind, list[tuple[bytes, bytes | None]]]] = {}
+@contextlib.contextmanager
+def scratch_dir(store: Any) -> Iterator[Path]:
+    """A private scratch directory beside the store (its file system has the room; the
+    ``.tmp`` suffix keeps backups from copying it), removed afterwards."""
+    base = None if store.path is None else Path(store.path)
+    d = Path(tempfile.mkdtemp(prefix=".replication-", suffix=".tmp", dir=base))
+    try:
+        yield d
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def write_store_snapshot(store: Any, version: int, fh: BinaryIO, stream: str, lineage: bytes,
+                         writer: bytes) -> int:
+    """Write every retained version <= ``version`` of every key to ``fh`` as a snapshot,
+    grouped by version with each version's commit time; return the record count.
+
+    Memory stays bounded: rows go through an on-disk SQLite table that sorts them by
+    version (the store yields them by key). O(keys x tiers) reads, O(rows log rows) sort.
+    """
+    tables = list(store.tables())
     router = store._router
-    for table in store.tables():
-        for e in router.scan(table, Bound.UNBOUNDED, Bound.UNBOUNDED, version, False, 1024):
-            for v, val in router.history(table, e.key):
-                if v <= version:
-                    per.setdefault(v, {}).setdefault(table, []).append((e.key, val))
-    out = []
-    time_of = store._time.time_of
-    for v in sorted(per):
-        out.append((v, float(time_of(v) or 0.0), per[v]))
-    return out
+    with scratch_dir(store) as d:
+        db = sqlite3.connect(str(d / "rows.db"))
+        try:
+            db.execute("PRAGMA journal_mode=OFF")
+            db.execute("PRAGMA synchronous=OFF")
+            db.execute("CREATE TABLE r (v INTEGER, t INTEGER, k BLOB, x BLOB)")
+            rows: list[tuple[int, int, bytes, bytes | None]] = []
+            for ti, table in enumerate(tables):
+                for e in router.scan(table, Bound.UNBOUNDED, Bound.UNBOUNDED, version, False, 1024):
+                    rows.extend((v, ti, e.key, val) for v, val in router.history(table, e.key)
+                                if v <= version)
+                    if len(rows) >= 20_000:
+                        db.executemany("INSERT INTO r VALUES (?, ?, ?, ?)", rows)
+                        rows.clear()
+            db.executemany("INSERT INTO r VALUES (?, ?, ?, ?)", rows)
+            count = int(db.execute("SELECT COUNT(DISTINCT v) FROM r").fetchone()[0])
+            time_of = store._time.time_of
+
+            def records() -> Iterator[tuple[int, float, dict[EntryKind, list[tuple[bytes, bytes | None]]]]]:
+                cur = db.execute("SELECT v, t, k, x FROM r ORDER BY v, t, rowid")
+                for v, group in itertools.groupby(cur, key=itemgetter(0)):
+                    batches: dict[EntryKind, list[tuple[bytes, bytes | None]]] = {}
+                    for _, ti, k, x in group:
+                        batches.setdefault(tables[ti], []).append((k, x))
+                    yield v, float(time_of(v) or 0.0), batches
+            ts = float(time_of(version) or time.time()) if version else 0.0
+            write_snapshot(fh, stream, lineage, writer, version, ts, count, records())
+        finally:
+            db.close()
+    return count

@@ -32,7 +32,8 @@ import json
 import struct
 import zlib
 from dataclasses import dataclass
-from typing import Any, Final
+from collections.abc import Iterable, Iterator
+from typing import Any, BinaryIO, Final
 
 from ..mvcc.commitlog import decode_batches, encode_batches
 from ..types import EntryKind
@@ -43,13 +44,14 @@ __all__ = [
     "KIND_COMMIT",
     "KIND_PART",
     "Message",
-    "Snapshot",
+    "SnapshotHead",
     "decode_message",
-    "decode_snapshot",
     "encode_claim",
     "encode_commit",
     "encode_commit_parts",
-    "encode_snapshot",
+    "iter_snapshot",
+    "read_snapshot_head",
+    "write_snapshot",
 ]
 
 MAGIC: Final = b"TDBR"
@@ -176,55 +178,70 @@ def decode_message(data: bytes, seq: int = 0) -> Message:
 
 
 @dataclass(frozen=True)
-class Snapshot:
-    """A decoded snapshot: every retained version <= ``version`` as (version, time, batches)."""
+class SnapshotHead:
+    """A snapshot's verified header: ``count`` records follow, every retained version <=
+    ``version`` as (version, time, batches), in version order."""
 
     stream: str
     lineage: bytes
     writer: bytes
     version: int
     time: float
-    records: list[tuple[int, float, Batches]]
+    count: int
 
 
-def encode_snapshot(stream: str, lineage: bytes, writer: bytes, version: int, ts: float,
-                    records: list[tuple[int, float, Any]]) -> bytes:
-    """Serialise a snapshot (in memory: O(store bytes))."""
+def write_snapshot(fh: BinaryIO, stream: str, lineage: bytes, writer: bytes, version: int,
+                   ts: float, count: int, records: Iterable[tuple[int, float, Any]]) -> None:
+    """Write a snapshot to the binary file ``fh``, record by record as ``records`` yields
+    them (memory: one record). ``count`` must be how many it yields."""
     name = stream.encode()
-    head = SNAP_HEAD.pack(SNAP_MAGIC, FORMAT, lineage, writer, version, ts, len(records), len(name))
-    parts = [head, name, CRC.pack(zlib.crc32(head + name))]
+    head = SNAP_HEAD.pack(SNAP_MAGIC, FORMAT, lineage, writer, version, ts, count, len(name))
+    fh.write(head + name + CRC.pack(zlib.crc32(head + name)))
+    n = 0
     for v, t, batches in records:
         body = encode_batches(v, t, batches)
-        parts.append(REC.pack(len(body), zlib.crc32(body)))
-        parts.append(body)
-    return b"".join(parts)
+        fh.write(REC.pack(len(body), zlib.crc32(body)))
+        fh.write(body)
+        n += 1
+    if n != count:
+        raise ValueError(f"snapshot header says {count} records, {n} were written")
 
 
-def decode_snapshot(data: bytes) -> Snapshot:
-    """Verify and decode a snapshot. Raises ForeignStream, CorruptMessage."""
-    if len(data) < SNAP_HEAD.size + CRC.size or data[:8] != SNAP_MAGIC:
+def read_snapshot_head(fh: BinaryIO) -> SnapshotHead:
+    """Verify the header at ``fh``'s position and leave ``fh`` at the first record.
+    Raises ForeignStream, CorruptMessage."""
+    fixed = fh.read(SNAP_HEAD.size)
+    if len(fixed) < SNAP_HEAD.size or fixed[:8] != SNAP_MAGIC:
         raise ForeignStream("the replication snapshot object is not a tierdb snapshot (bad magic)")
-    _, fmt, lineage, writer, version, ts, n, nlen = SNAP_HEAD.unpack_from(data, 0)
-    pos = SNAP_HEAD.size + nlen
-    if fmt != FORMAT or len(data) < pos + CRC.size:
+    _, fmt, lineage, writer, version, ts, n, nlen = SNAP_HEAD.unpack(fixed)
+    rest = fh.read(nlen + CRC.size)
+    if fmt != FORMAT or len(rest) < nlen + CRC.size:
         raise CorruptMessage(f"replication snapshot header is damaged (format {fmt})")
-    (crc,) = CRC.unpack_from(data, pos)
-    if zlib.crc32(data[:pos]) != crc:
+    (crc,) = CRC.unpack_from(rest, nlen)
+    if zlib.crc32(fixed + rest[:nlen]) != crc:
         raise CorruptMessage("replication snapshot header fails its checksum")
-    stream = data[SNAP_HEAD.size:pos].decode(errors="replace")
-    pos += CRC.size
-    records: list[tuple[int, float, Batches]] = []
-    try:
-        for i in range(n):
-            blen, bcrc = REC.unpack_from(data, pos)
-            pos += REC.size
-            body = data[pos:pos + blen]
-            if len(body) != blen or zlib.crc32(body) != bcrc:
-                raise CorruptMessage(f"replication snapshot record {i} fails its checksum")
-            pos += blen
-            records.append(decode_batches(body))
-    except (ValueError, struct.error) as exc:
-        raise CorruptMessage(f"replication snapshot does not decode: {exc}") from None
-    if pos != len(data):
+    return SnapshotHead(rest[:nlen].decode(errors="replace"), lineage, writer, version, ts, n)
+
+
+def iter_snapshot(fh: BinaryIO, head: SnapshotHead, *,
+                  decode: bool = True) -> Iterator[tuple[int, float, Batches] | None]:
+    """The records after the header, each verified against its checksum before it is
+    yielded (decoded, or None with ``decode=False``: a verifying pass); then the file must
+    end. Raises CorruptMessage (checksum, truncation, trailing bytes, undecodable)."""
+    for i in range(head.count):
+        fixed = fh.read(REC.size)
+        if len(fixed) < REC.size:
+            raise CorruptMessage(f"replication snapshot is truncated at record {i}")
+        blen, bcrc = REC.unpack(fixed)
+        body = fh.read(blen)
+        if len(body) != blen or zlib.crc32(body) != bcrc:
+            raise CorruptMessage(f"replication snapshot record {i} fails its checksum")
+        if not decode:
+            yield None
+            continue
+        try:
+            yield decode_batches(body)
+        except (ValueError, struct.error) as exc:
+            raise CorruptMessage(f"replication snapshot record {i} does not decode: {exc}") from None
+    if fh.read(1):
         raise CorruptMessage("replication snapshot has trailing bytes")
-    return Snapshot(stream, lineage, writer, version, ts, records)

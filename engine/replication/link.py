@@ -17,7 +17,7 @@ import json
 import re
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import Any, Final, TypeVar
+from typing import Any, BinaryIO, Final, TypeVar
 
 from ..kv.errors import KvError, RevisionMismatch
 from ..kv.errors import Timeout as KvTimeout
@@ -333,7 +333,9 @@ class Link:
 
     # -- snapshots (JetStream object store) -----------------------------------------------
 
-    def put_snapshot(self, data: bytes, replicas: int) -> None:
+    def put_snapshot(self, fh: BinaryIO, size: int, replicas: int) -> None:
+        """Store the snapshot read from ``fh`` (``size`` bytes) as the bucket's object,
+        streamed in chunks."""
         js = self.js
 
         async def go() -> None:
@@ -345,21 +347,37 @@ class Link:
                 obs = await js.create_object_store(self.bucket, config=api.ObjectStoreConfig(
                     replicas=replicas, storage=api.StorageType.FILE,
                     description=f"tierdb snapshots of stream {self.stream}"))
-            await obs.put(SNAPSHOT_OBJECT, data)
-        self.run(go(), "write snapshot", max(self.timeout, 60.0))
+            await obs.put(SNAPSHOT_OBJECT, fh)
+        self.run(go(), "write snapshot", _transfer_bound(self.timeout, size))
 
-    def get_snapshot(self) -> bytes | None:
+    def get_snapshot(self, fh: BinaryIO) -> bool:
+        """Write the snapshot object into ``fh`` (streamed; its SHA-256 is checked by the
+        object store); False when there is none."""
         js = self.js
 
-        async def go() -> bytes | None:
+        async def go() -> int | None:
             from nats.js.errors import BucketNotFoundError, NotFoundError, ObjectNotFoundError
             try:
                 obs = await js.object_store(self.bucket)
-                res = await obs.get(SNAPSHOT_OBJECT)
+                info = await obs.get_info(SNAPSHOT_OBJECT)
             except (BucketNotFoundError, ObjectNotFoundError, NotFoundError):
                 return None
-            return bytes(res.data or b"")
-        return self.run(go(), "read snapshot", max(self.timeout, 60.0))
+            return int(info.size or 0)
+        size = self.run(go(), "read snapshot")
+        if size is None:
+            return False
+
+        async def fetch() -> None:
+            obs = await js.object_store(self.bucket)
+            await obs.get(SNAPSHOT_OBJECT, writeinto=fh)   # type: ignore[arg-type]
+        self.run(fetch(), "read snapshot", _transfer_bound(self.timeout, size))
+        return True
+
+
+def _transfer_bound(timeout: float, size: int) -> float:
+    """How long a snapshot transfer of ``size`` bytes may take: a minute, plus a second per
+    2 MB (a slow link still finishes; a dead one still fails)."""
+    return max(timeout, 60.0) + size / 2e6
 
 
 def _wrong_last(exc: BaseException | None) -> bool:

@@ -34,9 +34,9 @@ from typing import Any
 
 from ..errors import ClosedError, ConflictError, FencedError, ReadOnlyError
 from ..mvcc.oracle import Oracle
-from .apply import Applier, dump_versions, load_claims, resume_seq
+from .apply import Applier, load_claims, resume_seq, scratch_dir, write_store_snapshot
 from .errors import CommitTooLarge, ForeignStream, ReplicaDiverged, ReplicationUnavailable
-from .format import KIND_CLAIM, decode_message, encode_claim, encode_commit_parts, encode_snapshot
+from .format import KIND_CLAIM, decode_message, encode_claim, encode_commit_parts
 from .link import Link, WrongLastSequence, _wrong_last
 from .state import ReplicationState, load_state, save_state
 
@@ -447,20 +447,21 @@ class Primary:
             store = self.store
             if self.ack == "async":
                 self.flush()
-            with store.snapshot() as snap:   # holds the version against GC while dumping
-                v = snap.version
-                if v > self._shipped:
-                    raise ReplicationUnavailable(f"version {v} is not acknowledged by the stream yet")
-                records = dump_versions(store, v)
-                data = encode_snapshot(self.link.stream, self.lineage, self.node, v,
-                                       float(store._time.time_of(v) or time.time()) if v else 0.0,
-                                       records)
-            self.link.put_snapshot(data, self.replicas)
+            with scratch_dir(store) as d, open(d / "snapshot", "w+b") as fh:
+                with store.snapshot() as snap:   # holds the version against GC while dumping
+                    v = snap.version
+                    if v > self._shipped:
+                        raise ReplicationUnavailable(f"version {v} is not acknowledged by the stream yet")
+                    records = write_store_snapshot(store, v, fh, self.link.stream, self.lineage,
+                                                   self.node)
+                size = fh.tell()
+                fh.seek(0)
+                self.link.put_snapshot(fh, size, self.replicas)
             first, last = self.link.info()
             cut = resume_seq(self.link, v, first, last)
             self.link.purge_commits_below(cut)
             self.counters["snapshots"] += 1
-            self.last_snapshot = {"version": v, "bytes": len(data), "records": len(records),
+            self.last_snapshot = {"version": v, "bytes": size, "records": records,
                                   "trimmed_below_seq": cut}
             return self.last_snapshot
 

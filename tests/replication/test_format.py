@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 import pytest
 
 from engine import EntryKind
@@ -10,12 +12,14 @@ from engine.replication.format import (
     KIND_CLAIM,
     KIND_COMMIT,
     KIND_PART,
+    SnapshotHead,
     decode_message,
-    decode_snapshot,
     encode_claim,
     encode_commit,
     encode_commit_parts,
-    encode_snapshot,
+    iter_snapshot,
+    read_snapshot_head,
+    write_snapshot,
 )
 
 LIN, W = bytes(range(16)), b"\x01" * 8
@@ -49,19 +53,34 @@ def test_foreign_and_truncated_messages() -> None:
         decode_message(data[:-1])
 
 
+def _read_snapshot(data: bytes) -> tuple[object, list[object]]:
+    fh = io.BytesIO(data)
+    head = read_snapshot_head(fh)
+    return head, list(iter_snapshot(fh, head))
+
+
 def test_snapshot_round_trip_and_damage() -> None:
     recs = [(1, 10.0, B), (3, 11.5, {EntryKind.operator(2): [(b"x", b"y")]})]
-    data = encode_snapshot("s1", LIN, W, 5, 12.0, recs)
-    s = decode_snapshot(data)
-    assert (s.stream, s.lineage, s.writer, s.version, s.time) == ("s1", LIN, W, 5, 12.0)
-    assert s.records == recs
+    out = io.BytesIO()
+    write_snapshot(out, "s1", LIN, W, 5, 12.0, len(recs), iter(recs))
+    data = out.getvalue()
+    head, got = _read_snapshot(data)
+    assert head == SnapshotHead("s1", LIN, W, 5, 12.0, 2)
+    assert got == recs
     for pos in (10, 70, len(data) - 2):
         bad = bytearray(data)
         bad[pos] ^= 1
         with pytest.raises((CorruptMessage, ForeignStream)):
-            decode_snapshot(bytes(bad))
+            _read_snapshot(bytes(bad))
+    for damaged in (data + b"\0", data[:-1]):           # trailing bytes, truncation
+        with pytest.raises(CorruptMessage):
+            _read_snapshot(damaged)
+    # a verifying pass reads no record it has not checked, and finds the same damage
+    fh = io.BytesIO(data[:-1])
     with pytest.raises(CorruptMessage):
-        decode_snapshot(data + b"\0")
+        list(iter_snapshot(fh, read_snapshot_head(fh), decode=False))
+    with pytest.raises(ValueError):                       # the count must be right
+        write_snapshot(io.BytesIO(), "s1", LIN, W, 5, 12.0, 3, iter(recs))
 
 
 BIG = {EntryKind.source(3): [(b"k%04d" % i, bytes([i % 251]) * 300) for i in range(400)]}
