@@ -139,11 +139,16 @@ def lag_run(cluster: object, root: Path, ack: str, rate: float, seconds: float) 
             "max_ms": lags[-1] * 1e3}
 
 
-def failover_run(cluster: object, root: Path, which: int) -> dict[str, float]:
+def failover_run(cluster: object, root: Path, which: int, auto: float | None = None) -> dict[str, float]:
+    """Kill -9 the primary (a child committing from 4 threads) and one NATS node; then
+    promote a replica: by hand at once (``auto`` None), or let the replica detect it
+    through the primary lease (``auto`` = the lease period, seconds)."""
     stream = f"fo{uuid.uuid4().hex[:8]}"
     log = root / f"{stream}.log"
+    extra = [] if auto is None else ["4", str(auto)]
     child = subprocess.Popen([sys.executable, str(ROOT / "tests/replication/primary_child.py"),
-                              str(root / f"{stream}-p"), ",".join(cluster.urls), stream, str(log)],  # type: ignore[attr-defined]
+                              str(root / f"{stream}-p"), ",".join(cluster.urls), stream, str(log),  # type: ignore[attr-defined]
+                              *extra],
                              stdout=subprocess.DEVNULL, stderr=open(root / f"{stream}.err", "wb"))
     r = None
     try:
@@ -152,7 +157,8 @@ def failover_run(cluster: object, root: Path, which: int) -> dict[str, float]:
                 raise RuntimeError(f"the primary child exited with {child.returncode}: "
                                    f"{(root / f'{stream}.err').read_text()[-2000:]}")
             time.sleep(0.05)
-        r = engine.open_replica(root / f"{stream}-r", servers=cluster.urls, stream=stream)  # type: ignore[attr-defined]
+        r = engine.open_replica(root / f"{stream}-r", servers=cluster.urls, stream=stream,  # type: ignore[attr-defined]
+                                auto_promote=auto)
         time.sleep(1.5)
         victim = cluster.nodes[which % 3]  # type: ignore[attr-defined]
         link = r._follower.link
@@ -165,7 +171,13 @@ def failover_run(cluster: object, root: Path, which: int) -> dict[str, float]:
         child.send_signal(signal.SIGKILL)
         cluster.nodes[which % 3].kill()  # type: ignore[attr-defined]
         child.wait()
-        r.promote(timeout=60)
+        if auto is None:
+            r.promote(timeout=60)
+        else:
+            while r._read_only is not None:   # the replica promotes itself
+                if time.perf_counter() - t0 > 60:
+                    raise RuntimeError("no automatic promotion within 60 s")
+                time.sleep(0.005)
         t_promoted = time.perf_counter()
         with r.begin() as tx:
             tx.set(T, b"first", b"after failover")
@@ -220,6 +232,8 @@ def main() -> None:
         res["lag"] = {ack: lag_run(cluster, root, ack, args.lag_rate, args.lag_seconds)
                       for ack in ("sync", "async")}
         res["failover"] = [failover_run(cluster, root, i) for i in range(args.failovers)]
+        res["failover_automatic_lease_1s"] = [failover_run(cluster, root, i, auto=1.0)
+                                              for i in range(args.failovers)]
     finally:
         for n in cluster.nodes:  # type: ignore[attr-defined]
             n.kill()

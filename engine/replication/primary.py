@@ -37,6 +37,7 @@ from ..mvcc.oracle import Oracle
 from .apply import Applier, load_claims, resume_seq, scratch_dir, write_store_snapshot
 from .errors import CommitTooLarge, ForeignStream, ReplicaDiverged, ReplicationUnavailable
 from .format import KIND_CLAIM, decode_message, encode_claim, encode_commit_parts
+from .lease import LeaseKeeper, check_lease
 from .link import Link, WrongLastSequence, _wrong_last
 from .state import ReplicationState, load_state, save_state
 
@@ -95,6 +96,7 @@ class Primary:
         self._fenced: str | None = None
         self._uncertain = False
         self._closing = False      # set by stop_commits (the store is closing)
+        self._lease: LeaseKeeper | None = None   # the primary lease, when replicas auto-promote
         self._max = max(1024, link.max_payload - _HEADROOM)
         self._cv = threading.Condition()
         self._queue: deque[tuple[int, list[bytes]]] = deque()
@@ -139,6 +141,10 @@ class Primary:
             raise FencedError(self._fenced)
         if self._closing:
             raise ClosedError("the store is closing; its replication link no longer ships commits")
+
+    def adopt_lease(self, keeper: LeaseKeeper) -> None:
+        """Keep renewing the primary lease ``keeper`` holds until :meth:`close`."""
+        self._lease = keeper
 
     def stop_commits(self) -> None:
         """From now on commits raise ClosedError (``Store.close`` calls this before
@@ -487,7 +493,10 @@ class Primary:
         return {"role": "primary", "stream": self.link.stream, "ack": self.ack,
                 "version": self.store.version, "shipped_version": self._shipped,
                 "lag": self.lag(), "last_seq": self._last_seq, "fenced": self._fenced is not None,
-                "node": self.node.hex(), "lineage": self.lineage.hex(), **self.counters}
+                "node": self.node.hex(), "lineage": self.lineage.hex(),
+                "lease": None if self._lease is None else {
+                    "period": self._lease.period, "revision": self._lease.rev, "lost": self._lease.lost},
+                **self.counters}
 
     def close(self) -> None:
         """Ship what async replication still holds (bounded), stop threads, disconnect."""
@@ -501,6 +510,8 @@ class Primary:
             self._cv.notify_all()
         for t in self._threads:
             t.join(timeout=15)
+        if self._lease is not None:
+            self._lease.stop()    # the lease lapses: replicas that watch it take over
         store = self.store
         with store._commit_lock:   # no commit is between its check and its publish
             if store._replication is self and not self._closing:
@@ -523,7 +534,7 @@ def claim_stream(link: Link, lineage: bytes, node: bytes, version: int, expected
 
 def start_primary(store: Any, *, servers: list[str], stream: str, replicas: int = 3,
                   ack: str = "sync", timeout: float = 10.0,
-                  snapshot_interval: float | None = None) -> Primary:
+                  snapshot_interval: float | None = None, lease: float | None = None) -> Primary:
     """``store.replicate(...)``: attach ``store`` to ``stream`` as its primary.
 
     A fresh stream is created and claimed (if the store already holds commits, a snapshot
@@ -532,6 +543,7 @@ def start_primary(store: Any, *, servers: list[str], stream: str, replicas: int 
     lost locally by a crash) are applied first.
     """
     _check_args(ack, replicas)
+    lease = check_lease(lease, "lease")
     if store._replication is not None:
         raise ValueError("this store is already replicating (or is a replica); close it first")
     if store._read_only is not None:
@@ -598,6 +610,9 @@ def start_primary(store: Any, *, servers: list[str], stream: str, replicas: int 
     except BaseException:
         link.close()
         raise
+    if lease is not None:
+        # replicas opened with auto_promote take over when this lease stops moving
+        prim.adopt_lease(LeaseKeeper(link, prim.node, lease, replicas, lambda: store.version))
     if claim is None and store.version > 0:
         prim.snapshot()   # replicas of a store with history start from this snapshot
     return prim

@@ -28,6 +28,7 @@ from ..store import Store
 from .apply import Applier, load_claims, resume_seq, stream_commit
 from .errors import ReplicaDiverged, ReplicationError, ReplicationUnavailable
 from .format import decode_message
+from .lease import LeaseKeeper, LeaseWatcher, check_lease
 from .link import Link, WrongLastSequence
 from .primary import Primary, _check_args, claim_stream
 from .state import ReplicationState, load_state, save_state
@@ -135,6 +136,14 @@ class ReplicaStore(Store):
     _follower: Follower | None = None
     _node: bytes = b""                # this store's writer id (REPLICATION file)
     _promote_lock: threading.Lock
+    _watcher: LeaseWatcher | None = None   # auto_promote: watches the primary's lease
+    _auto_promote: float | None = None
+
+    def close(self) -> None:
+        w = self._watcher
+        if w is not None:
+            w.stop()
+        super().close()
 
     def lag(self) -> int:
         """Stream messages not yet applied here (0 = caught up with what the stream holds;
@@ -164,15 +173,25 @@ class ReplicaStore(Store):
         return {} if rep is None else dict(rep.status())
 
     def promote(self, *, ack: str = "sync", replicas: int = 3, timeout: float = 30.0,
-                snapshot_interval: float | None = None) -> ReplicaStore:
+                snapshot_interval: float | None = None, lease: float | None = None,
+                _keeper: LeaseKeeper | None = None) -> ReplicaStore:
         """Become the stream's primary: catch up to the stream's end, publish a claim (from
         then on the old primary's commits fail with FencedError), and accept writes that
         are shipped with ``ack``. Returns this store.
+
+        ``lease``: hold the primary lease (seconds; see engine/replication/lease.py) so that
+        replicas opened with ``auto_promote`` take over when this store stops renewing it;
+        defaults to this replica's own ``auto_promote`` period. A failed promotion leaves
+        the store a following replica.
 
         Raises: the follower's error if it stopped; ReplicationUnavailable when the stream
         cannot be reached or keeps moving for ``timeout`` seconds.
         """
         _check_args(ack, replicas)
+        lease = check_lease(lease, "lease") if lease is not None else self._auto_promote
+        watcher = self._watcher
+        if watcher is not None and _keeper is None:
+            watcher.stop()      # a manual promotion: stop watching before taking over
         with self._promote_lock:
             f = self._follower
             if f is None or self._read_only is None:
@@ -188,6 +207,14 @@ class ReplicaStore(Store):
             bound, link.timeout = link.timeout, min(link.timeout, 2.0)
             try:
                 seq = self._claim(link, applier, end, timeout)
+            except BaseException:
+                follower = Follower(self, link, applier)   # not promoted: keep following
+                self._follower = self._replication = follower
+                try:
+                    follower.start()
+                except ReplicationError as exc:
+                    follower.error = exc                    # wait_for() reports it
+                raise
             finally:
                 link.timeout = bound
             state = load_state(self.path) or ReplicationState(link.stream, "replica", self._node.hex())
@@ -200,9 +227,14 @@ class ReplicaStore(Store):
                 prim.install()
                 self._read_only = None
             self._follower = None
+            self._watcher = None
             log.info("store %s promoted to primary of stream %s at version %d", self.path,
                      link.stream, self.version)
-            return self
+        if _keeper is not None:
+            prim.adopt_lease(_keeper)
+        elif lease is not None:
+            prim.adopt_lease(LeaseKeeper(link, self._node, lease, replicas, lambda: self.version))
+        return self
 
     def _claim(self, link: Link, applier: Applier, end: float, timeout: float) -> int:
         """Catch up to the stream's end and publish the claim there; retry until ``end``."""
@@ -229,8 +261,13 @@ class ReplicaStore(Store):
 
 def open_replica(path: str | os.PathLike[str] | None, *, servers: list[str], stream: str,
                  layout: Any = None, timeout: float = 10.0, follow: bool = True,
-                 **options: Any) -> ReplicaStore:
+                 auto_promote: float | None = None, **options: Any) -> ReplicaStore:
     """Open (or create) a read-only replica of ``stream`` at ``path`` and follow it.
+
+    ``auto_promote``: seconds. Watch the primary's lease (a primary started with
+    ``store.replicate(..., lease=...)``) and promote this replica when the lease has not
+    been renewed for that long (automatic failover; among several watching replicas one
+    wins). See engine/replication/lease.py.
 
     Raises: StreamNotFound (no such stream), ForeignStream (not this store's stream, or not
     a tierdb stream), ReplicaDiverged (the local store is not a replica of that stream),
@@ -263,6 +300,14 @@ def open_replica(path: str | os.PathLike[str] | None, *, servers: list[str], str
         except BaseException:
             link.close()
             raise
+        period = check_lease(auto_promote, "auto_promote")
+        if period is not None and follow:
+            store._auto_promote = period
+
+            def take_over(keeper: LeaseKeeper) -> None:
+                store.promote(timeout=max(30.0, 4 * period), _keeper=keeper)
+            store._watcher = LeaseWatcher(link, store._node, period, 3, lambda: store.version,
+                                          take_over)
     except BaseException:
         store.close()
         raise

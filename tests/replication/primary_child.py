@@ -1,6 +1,6 @@
 """Child process for test_failover.py: a primary committing with ack="sync" until killed.
 
-argv: path servers(comma-separated) stream log [threads]
+argv: path servers(comma-separated) stream log [threads [lease seconds]]
 
 ``threads`` committers (default 4, so commits share quorum round trips in groups) take
 commit numbers from one counter; commit number c writes key ``k<c % 50>`` = ``v<c>`` in
@@ -28,9 +28,10 @@ T = EntryKind.source(1)
 def main() -> None:
     path, servers, stream, logp = sys.argv[1], sys.argv[2].split(","), sys.argv[3], sys.argv[4]
     threads = int(sys.argv[5]) if len(sys.argv) > 5 else 4
+    lease = float(sys.argv[6]) if len(sys.argv) > 6 else None
     fd = os.open(logp, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     store = engine.open(path, layout="hot+warm")
-    store.replicate(servers, stream, replicas=3, ack="sync", timeout=5.0)
+    store.replicate(servers, stream, replicas=3, ack="sync", timeout=5.0, lease=lease)
     os.write(fd, b"READY\n")
     numbers = itertools.count(1)
     log_lock = threading.Lock()

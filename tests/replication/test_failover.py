@@ -39,9 +39,10 @@ def _acked(log: Path) -> dict[int, int]:
     return out
 
 
-def _start_primary(cluster: Cluster, path: Path, stream: str, log: Path) -> subprocess.Popen[bytes]:
+def _start_primary(cluster: Cluster, path: Path, stream: str, log: Path,
+                   *extra: str) -> subprocess.Popen[bytes]:
     child = subprocess.Popen([sys.executable, str(HERE / "primary_child.py"), str(path),
-                              ",".join(cluster.urls), stream, str(log)],
+                              ",".join(cluster.urls), stream, str(log), *extra],
                              stdout=subprocess.DEVNULL, stderr=open(log.with_suffix(".err"), "wb"))
     ok = wait_until(lambda: log.exists() and b"READY" in log.read_bytes() or child.poll() is not None, 30)
     assert ok and child.poll() is None, log.with_suffix(".err").read_text()[-3000:]
