@@ -49,10 +49,13 @@ def check_lease(value: object, what: str) -> float | None:
 class _Lease:
     """The lease key of one stream (through the link's nats-py connection)."""
 
-    def __init__(self, link: Link, replicas: int) -> None:
+    def __init__(self, link: Link, replicas: int, period: float) -> None:
         self.link = link
         self.bucket = f"tierdb_lease_{link.stream}"
         self.replicas = replicas
+        # Short attempts: a request in flight to a node that just died gets no answer at
+        # all; waiting the link's whole bound would delay the failover by that much.
+        self.bound = max(0.5, min(link.timeout, period))
         self._kv: Any = None
 
     def _bucket(self, create: bool) -> Any:
@@ -70,7 +73,7 @@ class _Lease:
                 return await js.create_key_value(bucket=self.bucket, history=1,
                                                  replicas=self.replicas,
                                                  description=f"tierdb primary lease of {self.link.stream}")
-        self._kv = self.link.run(go(), "open lease bucket")
+        self._kv = self.link.run(go(), "open lease bucket", max(self.bound, 5.0))
         return self._kv
 
     def read(self) -> tuple[int, str] | None:
@@ -90,7 +93,7 @@ class _Lease:
             except ValueError:
                 node = ""
             return int(e.revision or 0), node
-        return self.link.run(go(), "read lease")
+        return self.link.run(go(), "read lease", self.bound)
 
     def write(self, node: bytes, version: int, last: int | None) -> int | None:
         """Compare-and-set the lease to ``node`` (``last``: the revision expected, 0 = the
@@ -111,7 +114,7 @@ class _Lease:
             except KeyWrongLastSequenceError:
                 return None
         try:
-            return self.link.run(go(), "write lease")
+            return self.link.run(go(), "write lease", self.bound)
         except ReplicationError as exc:
             if "wrong last sequence" in str(exc):
                 return None
@@ -124,25 +127,28 @@ class LeaseKeeper:
 
     def __init__(self, link: Link, node: bytes, period: float, replicas: int,
                  version: Callable[[], int], rev: int | None = None) -> None:
-        self._lease = _Lease(link, replicas)
+        self._lease = _Lease(link, replicas, period)
         self.node = node
         self.period = period
         self._version = version
-        self.rev = rev if rev is not None else self._lease.write(node, version(), None)
+        self.rev = rev             # None: not taken yet (the thread takes it, retrying)
         self.lost = False
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="tierdb-repl-lease", daemon=True)
         self._thread.start()
 
     def _run(self) -> None:
-        while not self._stop.wait(self.period / 3):
+        first = self.rev is None
+        while first or not self._stop.wait(self.period / 3):
+            first = False
             try:
+                # take it whatever it holds (this store just became primary), then renew
                 rev = self._lease.write(self.node, self._version(), self.rev)
             except ReplicationError as exc:   # NATS unreachable: retry; the lease may lapse
                 log.warning("cannot renew the primary lease of stream %s: %s",
                             self._lease.link.stream, exc)
                 continue
-            if rev is None:
+            if rev is None and self.rev is not None:
                 self.lost = True
                 log.warning("the primary lease of stream %s was taken by another store; its "
                             "promotion fences this one", self._lease.link.stream)
@@ -162,7 +168,7 @@ class LeaseWatcher:
 
     def __init__(self, link: Link, node: bytes, period: float, replicas: int,
                  version: Callable[[], int], promote: Callable[[LeaseKeeper], None]) -> None:
-        self._lease = _Lease(link, replicas)
+        self._lease = _Lease(link, replicas, period)
         self._link = link
         self.node = node
         self.period = period
