@@ -61,6 +61,7 @@ def cmd_follow(args: argparse.Namespace) -> int:
 
 def _stream_view(servers: list[str], stream: str, timeout: float) -> dict[str, Any]:
     from .format import decode_message
+    from .lease import _Lease
     from .link import Link
     link = Link(servers, stream, timeout=timeout)
     link.connect()
@@ -75,6 +76,8 @@ def _stream_view(servers: list[str], stream: str, timeout: float) -> dict[str, A
             out["claim"] = m.claim
         top = link.last(link.commit_subject)
         out["last_version"] = decode_message(top[1], top[0]).version if top is not None else None
+        lease = _Lease(link, 1, timeout).read()   # automatic failover (lease.py), if used
+        out["lease"] = None if lease is None else {"holder_node": lease[1], "revision": lease[0]}
         return out
     finally:
         link.close()

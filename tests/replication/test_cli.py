@@ -10,7 +10,7 @@ import pytest
 import engine
 from engine.cli import main
 
-from .conftest import T1, Cluster
+from .conftest import T1, Cluster, wait_until
 
 pytestmark = pytest.mark.nats
 
@@ -34,6 +34,7 @@ def test_follow_and_replication_status(cluster: Cluster, stream_name: str, tmp_p
         assert st["version"] == 12 and st["replication"]["role"] == "replica"
         assert st["stream"]["last_version"] == 12 and st["behind_versions"] == 0
         assert st["is_current_primary"] is False
+        assert st["stream"]["lease"] is None                              # no lease taken
         assert main(["replication-status", str(tmp_path / "p")]) == 0   # open here: locked
         st = json.loads(capsys.readouterr().out)
         assert st["version"] is None and "another process" in st["note"]
@@ -42,6 +43,14 @@ def test_follow_and_replication_status(cluster: Cluster, stream_name: str, tmp_p
     assert main(["replication-status", str(tmp_path / "p")]) == 0
     st = json.loads(capsys.readouterr().out)
     assert st["replication"]["role"] == "primary" and st["is_current_primary"] is True
+    p = engine.open(tmp_path / "p")
+    p.replicate(cluster.urls, stream_name, replicas=3, lease=5.0)
+    node = p._replication.node.hex()
+    assert wait_until(lambda: p._replication.status()["lease"]["revision"] is not None, 10)
+    p.close()
+    assert main(["replication-status", rpath]) == 0
+    st = json.loads(capsys.readouterr().out)
+    assert st["stream"]["lease"]["holder_node"] == node
     assert main(["follow", str(tmp_path / "x"), "--nats", cluster.urls[0], "--stream", "nope",
                  "--seconds", "1"]) == 2
     assert "StreamNotFound" in capsys.readouterr().err
