@@ -31,8 +31,8 @@ from __future__ import annotations
 import json
 import struct
 import zlib
-from dataclasses import dataclass
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from typing import Any, BinaryIO, Final
 
 from ..mvcc.commitlog import decode_batches, encode_batches

@@ -22,7 +22,12 @@ from typing import Any, BinaryIO, Final, TypeVar
 from ..kv.errors import KvError, RevisionMismatch
 from ..kv.errors import Timeout as KvTimeout
 from ..kv.nats import NatsConnection, NatsConnectionConfig
-from .errors import ForeignStream, ReplicationError, ReplicationUnavailable, StreamNotFound
+from .errors import (
+    ForeignStream,
+    ReplicationError,
+    ReplicationUnavailable,
+    StreamNotFound,
+)
 from .wire import SyncPublisher, usable
 
 __all__ = ["Link", "WrongLastSequence", "check_stream_name"]
@@ -356,7 +361,11 @@ class Link:
         js = self.js
 
         async def go() -> int | None:
-            from nats.js.errors import BucketNotFoundError, NotFoundError, ObjectNotFoundError
+            from nats.js.errors import (
+                BucketNotFoundError,
+                NotFoundError,
+                ObjectNotFoundError,
+            )
             try:
                 obs = await js.object_store(self.bucket)
                 info = await obs.get_info(SNAPSHOT_OBJECT)

@@ -23,10 +23,10 @@ Notes: thread safety
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import socket
-import copy
 import threading
 import time
 from collections import deque
@@ -35,7 +35,12 @@ from typing import Any
 from ..errors import ClosedError, ConflictError, FencedError, ReadOnlyError
 from ..mvcc.oracle import Oracle
 from .apply import Applier, load_claims, resume_seq, scratch_dir, write_store_snapshot
-from .errors import CommitTooLarge, ForeignStream, ReplicaDiverged, ReplicationUnavailable
+from .errors import (
+    CommitTooLarge,
+    ForeignStream,
+    ReplicaDiverged,
+    ReplicationUnavailable,
+)
 from .format import KIND_CLAIM, decode_message, encode_claim, encode_commit_parts
 from .lease import LeaseKeeper, check_lease
 from .link import Link, WrongLastSequence, _wrong_last
@@ -279,7 +284,7 @@ class Primary:
             self.counters["published"] += 1
             try:
                 w.end = store._apply_locked(w.tx, w.version, w.ts, w.batches, w.durability)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - any local failure: the stream has it
                 # In the stream, not applied here (a local disk error): the next commit
                 # applies it, and the later ones of this group, from the stream.
                 self._uncertain = True

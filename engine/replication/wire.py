@@ -171,7 +171,7 @@ class SyncPublisher:
         assert sock is not None
         while True:
             line = self._line()
-            if line.startswith(b"MSG ") or line.startswith(b"HMSG "):
+            if line.startswith((b"MSG ", b"HMSG ")):
                 parts = line.split()
                 if parts[0] == b"MSG":
                     payload, status = self._exact(int(parts[-1])), 0

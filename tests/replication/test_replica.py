@@ -25,7 +25,7 @@ from engine.replication.format import encode_commit
 from engine.replication.link import Link
 from engine.replication.state import load_state
 
-from .conftest import T1, T2, Cluster, all_histories, wait_until
+from .conftest import T1, T2, Cluster, all_histories
 
 pytestmark = pytest.mark.nats
 HERE = Path(__file__).parent
