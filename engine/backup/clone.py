@@ -188,9 +188,13 @@ def _trim(root: Path, img: Image, remote: tuple[str, Any] | None = None) -> dict
             meta: dict[bytes, bytes | None] = {}
             removed["warm"] = _drop_above(warm, v)
             raw = warm.get_meta(COLD_SKIP_META)
-            if removed["warm"] and raw is not None and _U64.unpack(raw)[0] > v:
+            if raw is not None and _U64.unpack(raw)[0] > v:
                 # Reads at versions >= C skip cold because warm kept every cold key's
-                # newest version <= C; the trim may have removed some of those.
+                # newest version <= C; the trim may have removed some of those (from warm,
+                # or from cold after a later demotion). And cold's recorded successors
+                # (<= C) may name trimmed versions, which the clone's own commits would
+                # then slip under: 0 turns off both the skip and old reads that stop at
+                # cold (Router.get).
                 meta[COLD_SKIP_META] = _U64.pack(0)
             if img.warm_first:
                 meta[VERSION_META] = _U64.pack(v)

@@ -214,6 +214,10 @@ class Mover:
             flushed = self._flushed_w  # every version <= this was in warm before this pass
             moved = 0
             chunk: dict[EntryKind, list[RawEntry]] = {}
+            # Each moved key's successor: the version that superseded its newest moved one
+            # and stays in warm ("history" only; "age" moves keys whose next version may not
+            # exist yet). Cold stores it so old reads can stop at cold (ColdTier.get_final).
+            nexts: dict[EntryKind, dict[bytes, int]] | None = {} if policy == "history" else None
             chunk_n = 0
             for table in self.warm.tables():
                 for key_rows in _group_by_key(self.warm.iter_versions(table)):
@@ -221,13 +225,18 @@ class Mover:
                     if not movable:
                         continue
                     chunk.setdefault(table, []).extend(movable)
+                    if nexts is not None:
+                        # key_rows is newest first: the version just above the moved band
+                        nexts.setdefault(table, {})[movable[0].key] = \
+                            key_rows[len(key_rows) - len(movable) - 1].version
                     chunk_n += len(movable)
                     if chunk_n >= DEMOTE_CHUNK_ENTRIES:
-                        moved += self._demote_chunk(chunk)
+                        moved += self._demote_chunk(chunk, nexts)
                         progress(moved, None)
                         chunk, chunk_n = {}, 0
+                        nexts = {} if nexts is not None else None
             if chunk_n:
-                moved += self._demote_chunk(chunk)
+                moved += self._demote_chunk(chunk, nexts)
                 progress(moved, None)
             self._note_cold_skip(c if policy == "history" else 0)
             self._note_settled(min(c, flushed) if policy == "history" else 0)
@@ -331,8 +340,12 @@ class Mover:
         else:
             hot.settled_through = max(hot.settled_through, through)
 
-    def _demote_chunk(self, chunk: dict[EntryKind, list[RawEntry]]) -> int:
-        self.cold.write_entries(chunk)
+    def _demote_chunk(self, chunk: dict[EntryKind, list[RawEntry]],
+                      nexts: dict[EntryKind, dict[bytes, int]] | None = None) -> int:
+        if nexts and getattr(self.cold, "get_final", None) is not None:
+            self.cold.write_entries(chunk, nexts)
+        else:
+            self.cold.write_entries(chunk)
         drops = {t: [(e.key, e.version) for e in es] for t, es in chunk.items()}
         self._drop_later(self.warm, drops)
         return sum(len(es) for es in chunk.values())

@@ -361,6 +361,12 @@ class Router:
         # Point-read chains: (lookup of every tier but the last, get of the last tier).
         self._chain_all = ([_get_or(t) for t in self.tiers[:-1]], self.tiers[-1].get)
         self._chain_upper = ([_get_or(t) for t in self._upper[:-1]], self._upper[-1].get) if self._upper else None
+        # Old reads (below cold_skip_from) ask cold, after the tiers above warm, whether it can
+        # answer alone (ColdTier.get_final) before paying warm's seek: see get().
+        last = self.tiers[-1]
+        self._final = getattr(last, "get_final", None) if len(self.tiers) > 1 and last.name == "cold" \
+            else None
+        self._final_many = getattr(last, "get_final_many", None) if self._final is not None else None
         # Point reads answered per tier (approximate under threads: no lock on the hot path).
         self.reads_served = [0] * len(self.tiers)
         self.scans = 0
@@ -382,15 +388,32 @@ class Router:
         return None
 
     def get(self, table: EntryKind, key: bytes, version: int) -> bytes | None:
-        """The value at ``version`` through the cascade (the last tier answers with ``get``)."""
+        """The value at ``version`` through the cascade (the last tier answers with ``get``).
+
+        Reads below ``cold_skip_from`` (old reads, after a "history" demotion) ask cold
+        right after the tiers above warm: cold answers alone when it knows the version that
+        superseded its newest version <= ``version`` and that one is above ``version`` (it
+        recorded the successor on demotion), which saves warm's seek; otherwise the cascade
+        goes on as usual (warm, then cold).
+        """
         skip = self.cold_skip_from
-        if skip is not None and version >= skip and self._chain_upper is not None \
-                and self.tiers[-1].name == "cold":
-            lookups, last_get = self._chain_upper
+        final = None
+        if skip is not None and self._chain_upper is not None and self.tiers[-1].name == "cold":
+            if version >= skip:
+                lookups, last_get = self._chain_upper
+            else:
+                lookups, last_get = self._chain_all
+                final = self._final
         else:
             lookups, last_get = self._chain_all
         i = 0
+        probe_at = len(lookups) - 1  # warm's position: cold is asked just before it
         for get_or in lookups:
+            if i == probe_at and final is not None:
+                val = final(table, key, version, _MISSING)
+                if val is not _MISSING:
+                    self.reads_served[-1] += 1
+                    return val  # type: ignore[no-any-return]
             val = get_or(table, key, version, _MISSING)
             if val is not _MISSING:
                 if val is BOTTOM_ONLY:  # the tiers in between hold nothing <= version
@@ -413,11 +436,27 @@ class Router:
         pending = list(range(len(keys)))
         bottom: list[int] = []  # keys only the bottom tier can answer (BOTTOM_ONLY)
         last = len(tiers) - 1
+        skip = self.cold_skip_from
+        final_many = self._final_many if skip is not None and version < skip \
+            and tiers is self.tiers else None
         for ti, tier in enumerate(tiers):
             if ti == last and bottom:
                 pending = sorted(pending + bottom)
             if not pending:
                 continue
+            if ti == last - 1 and final_many is not None:
+                # Old read: keys cold answers alone skip warm (see get()).
+                ks = [keys[i] for i in pending] if len(pending) != len(keys) else keys
+                unknown: list[int] = []
+                for i, val in zip(pending, final_many(table, ks, version, _MISSING)):
+                    if val is _MISSING:
+                        unknown.append(i)
+                    else:
+                        out[i] = val
+                self.reads_served[last] += len(pending) - len(unknown)
+                pending = unknown
+                if not pending:
+                    continue
             ks = [keys[i] for i in pending] if len(pending) != len(keys) else keys
             if ti == last:
                 many = getattr(tier, "get_many", None)

@@ -26,7 +26,13 @@ from engine.errors import ClosedError, CorruptionError, FormatError, LockedError
 from engine.tiers import ColdTier
 from engine.tiers.cold.bloom import BloomFilter, bloom_hash, hash_many
 from engine.tiers.cold.compaction import plan
-from engine.tiers.cold.format import FOOTER, FORMAT_VERSION, MANIFEST_HEADER, crc32
+from engine.tiers.cold.format import (
+    FOOTER,
+    FORMAT_VERSION,
+    MANIFEST_HEADER,
+    SEGMENT_FORMAT_VERSION,
+    crc32,
+)
 from engine.types import Bound, EntryKind, RangeCursor, RawEntry
 
 # --- backends ---------------------------------------------------------------------------
@@ -569,7 +575,7 @@ def test_writes_and_drops_during_compaction_merge(tmp_path):
         del model[(T, b"k03")]
     started = threading.Event()
     release = threading.Event()
-    orig = comp_mod.merge_table
+    orig = comp_mod.merge_table_nexts
 
     def slow_merge(*a, **kw):  # park the merge so writers can act mid-compaction
         started.set()
@@ -585,7 +591,7 @@ def test_writes_and_drops_during_compaction_merge(tmp_path):
             errors.append(exc)
 
     import engine.tiers.cold.compactor as tier_mod
-    tier_mod.merge_table = slow_merge  # type: ignore[assignment]
+    tier_mod.merge_table_nexts = slow_merge  # type: ignore[assignment]
     try:
         th = threading.Thread(target=compactor)
         th.start()
@@ -607,7 +613,7 @@ def test_writes_and_drops_during_compaction_merge(tmp_path):
         release.set()
         th.join(10)
     finally:
-        tier_mod.merge_table = orig  # type: ignore[assignment]
+        tier_mod.merge_table_nexts = orig  # type: ignore[assignment]
         release.set()
     assert not errors, errors[0]
     t.check()
@@ -726,7 +732,7 @@ def test_unknown_segment_format_version_is_refused(tmp_path):
     data = bytearray(seg.read_bytes())
     foff = len(data) - FOOTER.size
     fields = list(FOOTER.unpack_from(data, foff))
-    fields[1] = FORMAT_VERSION + 1
+    fields[1] = SEGMENT_FORMAT_VERSION + 1
     fields[-1] = 0
     head = FOOTER.pack(*fields)[:-4]
     data[foff:] = head + struct.pack("<I", crc32(head))
@@ -757,7 +763,7 @@ def test_segment_format_version_refused_on_direct_open(tmp_path):
         t.set(1, {T: [(b"a", b"1")]})
         seg = t._state.segments[0].path
     data = bytearray(seg.read_bytes())
-    struct.pack_into("<H", data, 8, FORMAT_VERSION + 7)
+    struct.pack_into("<H", data, 8, SEGMENT_FORMAT_VERSION + 7)
     struct.pack_into("<I", data, 12, crc32(bytes(data[:12])))
     seg.write_bytes(bytes(data))
     with pytest.raises(FormatError):

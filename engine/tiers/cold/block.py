@@ -29,7 +29,14 @@ from typing import Final
 import numpy as np
 
 from ...errors import CorruptionError
-from .format import FLAG_TOMBSTONES, MAX_ENTRIES, RAW_BLOCK_HEADER
+from .format import (
+    FLAG_NEXTS,
+    FLAG_TOMBSTONES,
+    MAX_ENTRIES,
+    NEXTS_HEADER,
+    RAW_BLOCK_HEADER,
+    nexts_end,
+)
 
 __all__ = ["SPARSE", "BlockView", "DecodedBlock", "decode_block", "parse_block"]
 
@@ -78,7 +85,8 @@ class BlockView:
     (the key bytes), ``kstride`` (the common key length, or -1 when lengths vary; then
     ``koff`` holds the nk + 1 key boundaries), ``sparse`` (keys 0, SPARSE, 2 * SPARSE, ...), ``kstart`` (nk + 1 run starts; key j owns
     entries ``kstart[j]:kstart[j+1]``, versions descending), ``voff`` (n + 1 value
-    boundaries), ``tomb`` (tombstone bitmap or None), ``vmin``/``vmax``, ``single`` (one
+    boundaries), ``tomb`` (tombstone bitmap or None), ``nexts`` (True when the block has a
+    successor column: see :meth:`next_delta`), ``vmin``/``vmax``, ``single`` (one
     version per key), ``rows`` (the :class:`DecodedBlock` once a scan asked for it, kept
     with the view and charged to the cache: see ``BlockCache.attach_rows``), ``nbytes``
     (what the cache is charged; grows by the rows' cost when they are attached).
@@ -88,8 +96,9 @@ class BlockView:
     over ``ver_col``, inlined in ``Segment.lookup``.)
     """
 
-    __slots__ = ("_ver", "kend", "koff", "kpos", "kstart", "kstride", "n", "nbytes", "nk", "raw",
-                 "rows", "single", "sparse", "tomb", "ver_base", "ver_col", "vmax", "vmin", "voff")
+    __slots__ = ("_ver", "kend", "koff", "kpos", "kstart", "kstride", "n", "nbytes", "nexts", "nk",
+                 "nx_base", "nx_col", "raw", "rows", "single", "sparse", "tomb", "ver_base", "ver_col",
+                 "vmax", "vmin", "voff")
 
     raw: bytes
     nk: int
@@ -104,6 +113,9 @@ class BlockView:
     ver_col: Column | None
     voff: Bounds
     tomb: bytes | None
+    nexts: bool
+    nx_base: int
+    nx_col: Column | None
     vmin: int
     vmax: int
     single: bool
@@ -182,6 +194,15 @@ class BlockView:
         j = bisect_left(range(self.nk), key, key=self.key_at)
         return j if j < self.nk and self.key_at(j) == key else -1
 
+    def next_delta(self, j: int) -> int:
+        """Successor delta of key ``j`` (FLAG_NEXTS): ``s - v`` where v is the version of the
+        key's first entry here and s the version that superseded it; 0 when not known (no
+        column, or the run continues from the previous block). O(1)."""
+        if not self.nexts:
+            return 0
+        col = self.nx_col
+        return self.nx_base if col is None else self.nx_base + col[j]
+
     def version(self, i: int) -> int:
         """Version of entry ``i``. O(1)."""
         col = self.ver_col
@@ -228,7 +249,7 @@ def parse_block(raw: bytes, path: object, block_offset: int) -> BlockView:
         raise CorruptionError("cold block shorter than its header", path=path, offset=block_offset)
     (nk, n, ver_base, run_base, klen_base, vlen_base,
      run_w, klen_w, ver_w, vlen_w, flags) = RAW_BLOCK_HEADER.unpack_from(raw, 0)
-    if (not (0 < nk <= n < MAX_ENTRIES) or flags & ~FLAG_TOMBSTONES or run_base < 1
+    if (not (0 < nk <= n < MAX_ENTRIES) or flags & ~(FLAG_TOMBSTONES | FLAG_NEXTS) or run_base < 1
             or run_w not in _WIDTHS or klen_w not in _WIDTHS or ver_w not in _WIDTHS
             or vlen_w not in _WIDTHS):
         raise CorruptionError(f"cold block header invalid (nkeys={nk}, nentries={n}, flags={flags})",
@@ -239,6 +260,17 @@ def parse_block(raw: bytes, path: object, block_offset: int) -> BlockView:
         raise CorruptionError("cold block: columns run past the block end", path=path,
                               offset=block_offset)
     v = BlockView()
+    if flags & FLAG_NEXTS:
+        nx_off = kpos
+        kpos = nexts_end(raw, kpos, nk, path, block_offset)
+        nx_base, nx_w = NEXTS_HEADER.unpack_from(raw, nx_off)
+        v.nexts = True
+        v.nx_base = nx_base
+        v.nx_col = _column(raw, nx_off + NEXTS_HEADER.size, nk, nx_w) if nx_w else None
+    else:
+        v.nexts = False
+        v.nx_base = 0
+        v.nx_col = None
     v.raw = raw
     v.nk = nk
     v.n = n

@@ -34,7 +34,7 @@ from ...types import EntryKind
 from .drops import DropIndex
 from .reader import Segment
 
-__all__ = ["carry_over", "merge_table", "plan"]
+__all__ = ["carry_over", "merge_table", "merge_table_nexts", "plan"]
 
 
 def plan(sizes: Sequence[int], *, min_merge: int, max_merge: int, size_ratio: float,
@@ -105,6 +105,48 @@ def merge_table(segments: Sequence[Segment], table: EntryKind, drops: DropIndex,
         last_k = k
         last_nv = nv
         yield k, -nv, val, -ns
+
+
+def merge_table_nexts(segments: Sequence[Segment], table: EntryKind, drops: DropIndex
+                      ) -> Iterator[tuple[bytes, int, bytes | None, int]]:
+    """:func:`merge_table` for compaction: ``(key, version, value, next)`` rows, where
+    ``next`` is the successor the winning copy's segment stores for it (non-zero only where
+    that copy is its segment's newest entry of the key; see ``Segment.entries_nexts``).
+
+    The merged output's newest entry of a key keeps its successor only when it had one in
+    its own segment: then the successor is still the next version of the key after it (a
+    demotion recorded it, and no version is ever committed in between). Complexity as
+    :func:`merge_table`.
+    """
+    cleared = drops.cleared.get(table, -1)
+    tdrops = drops.keys.get(table)
+    streams = []
+    for seg in segments:
+        tr = seg.tables.get(table)
+        if tr is None or seg.seq <= cleared:
+            continue
+        streams.append((seg, tr))
+    if not streams:
+        return
+    if len(streams) == 1:
+        seg, tr = streams[0]
+        yield from seg.entries_nexts(tr, tdrops)
+        return
+
+    def tagged(seg: Segment, tr: object) -> Iterator[tuple[bytes, int, int, bytes | None, int]]:
+        ns = -seg.seq
+        for k, v, val, nxt in seg.entries_nexts(tr, tdrops):  # type: ignore[arg-type]
+            yield k, -v, ns, val, nxt
+
+    merged = heapq.merge(*(tagged(seg, tr) for seg, tr in streams))
+    last_k: bytes | None = None
+    last_nv = 1
+    for k, nv, _ns, val, nxt in merged:
+        if nv == last_nv and k == last_k:
+            continue  # an older segment's copy of the same (key, version)
+        last_k = k
+        last_nv = nv
+        yield k, -nv, val, nxt
 
 
 def carry_over(current: DropIndex, snap: DropIndex,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from ...errors import ClosedError
 from ...types import EntryKind
-from .compaction import carry_over, merge_table, plan
+from .compaction import carry_over, merge_table_nexts, plan
 from .core import TierCore
 from .drops import encode_drops
 from .manifest import ReplacedNotDurable
@@ -98,7 +98,7 @@ class Compactor(TierCore):
         newest_first = inputs[::-1]
         try:
             for table in sorted({t for s in inputs for t in s.tables}):
-                w.add(table, ((k, v, val) for k, v, val, _s in merge_table(newest_first, table, snap)))
+                w.add_with_nexts(table, merge_table_nexts(newest_first, table, snap))
             ws = w.finish()
         except BaseException:  # remove the partial output (and its cached blocks), then re-raise
             w.abort()

@@ -14,8 +14,14 @@ A segment file::
 A block on disk is ``BLOCK_HEADER`` + a zstd frame. Decompressed, it is one table's
 entries in (key ascending, version descending) order, stored column by column
 (``RAW_BLOCK_HEADER``, run lengths, key lengths, versions, value lengths, tombstone bitmap,
-key bytes, value bytes); integer columns use frame-of-reference encoding (a base in the
-header, deltas of 0/1/2/4/8 bytes) because zstd alone compresses 8-byte ints poorly.
+successor column (format 2), key bytes, value bytes); integer columns use frame-of-reference
+encoding (a base in the header, deltas of 0/1/2/4/8 bytes) because zstd alone compresses
+8-byte ints poorly.
+
+The successor column (``FLAG_NEXTS``, segment format 2) says, for each key whose run starts
+in the block, how far above the key's newest version in this segment the version that
+superseded it lies (0: not known). Demotion knows it (the superseding version stays in the
+tier above); a point read at a version below it is then answered by this segment alone.
 
 Thread safety: pure functions over immutable inputs; safe from any thread.
 """
@@ -41,6 +47,7 @@ __all__ = [
     "DROP_GROUP",
     "DROP_ITEM",
     "FLAG_DICTIONARY",
+    "FLAG_NEXTS",
     "FLAG_TOMBSTONES",
     "FOOTER",
     "FOOTER_MAGIC",
@@ -54,7 +61,10 @@ __all__ = [
     "MANIFEST_TABLE",
     "MAX_ENTRIES",
     "META_HEADER",
+    "NEXTS_HEADER",
     "RAW_BLOCK_HEADER",
+    "SEGMENT_FORMAT_VERSION",
+    "SEGMENT_FORMAT_VERSIONS",
     "SEGMENT_HEADER",
     "SEGMENT_MAGIC",
     "TABLE_ENTRY",
@@ -62,13 +72,21 @@ __all__ = [
     "crc32",
     "decode_columns",
     "encode_block",
+    "nexts_end",
     "segment_header",
     "table_code",
     "table_from_code",
 ]
 
 FORMAT_VERSION: Final = 1
-"""The only format version this code reads and writes. Anything else: FormatError."""
+"""The format version of manifests and drop files (the only one read and written)."""
+
+SEGMENT_FORMAT_VERSION: Final = 2
+"""The segment format version written: 2 added the successor column (``FLAG_NEXTS``)."""
+
+SEGMENT_FORMAT_VERSIONS: Final = frozenset((1, 2))
+"""Segment format versions this code reads (1: no successor column). Anything else:
+FormatError."""
 
 SEGMENT_MAGIC: Final = b"TDBCSEG\x00"
 FOOTER_MAGIC: Final = b"TDBCFTR\x00"
@@ -78,7 +96,7 @@ DROPS_MAGIC: Final = b"TDBCDRP\x00"
 # --- segment file -------------------------------------------------------------------------
 
 SEGMENT_HEADER: Final = struct.Struct("<8sHHI")
-"""magic, format_version, flags (0), crc32 of the preceding 12 bytes."""
+"""magic, format_version (SEGMENT_FORMAT_VERSION), flags (0), crc32 of the preceding 12 bytes."""
 assert SEGMENT_HEADER.size == 16
 
 BLOCK_HEADER: Final = struct.Struct("<III")
@@ -93,6 +111,15 @@ assert RAW_BLOCK_HEADER.size == 36
 FLAG_TOMBSTONES: Final = 1
 """RAW_BLOCK_HEADER flag: a tombstone bitmap of ceil(nentries / 8) bytes follows the columns."""
 
+FLAG_NEXTS: Final = 2
+"""RAW_BLOCK_HEADER flag (segment format 2 only): the successor column follows the tombstone
+bitmap: NEXTS_HEADER, then nkeys frame-of-reference deltas. Entry j is 0 or ``s - v`` where v
+is the version of key j's first entry in the block and s > v the version that superseded it
+(only where key j's run starts in this block, i.e. not a continued run)."""
+
+NEXTS_HEADER: Final = struct.Struct("<QB7x")
+"""Successor column header: base, width (0/1/2/4/8), 7 pad bytes; nkeys * width bytes follow."""
+assert NEXTS_HEADER.size == 16
 META_HEADER: Final = struct.Struct("<IIIIQII")
 """ntables, nblocks, bloom_k, reserved (0), bloom_bits, dict_len, reserved (0)."""
 assert META_HEADER.size == 32
@@ -103,7 +130,7 @@ nentries, nkeys. The table's max key bytes follow in the max-key blob."""
 assert TABLE_ENTRY.size == 40
 
 FOOTER: Final = struct.Struct("<8sHHIQQQQQQQQII")
-"""magic, format_version, flags (FLAG_DICTIONARY), nblocks, nentries, nkeys, raw_bytes,
+"""magic, format_version (SEGMENT_FORMAT_VERSION), flags (FLAG_DICTIONARY), nblocks, nentries, nkeys, raw_bytes,
 min_version, max_version, seq, meta_offset, meta_len, meta_crc, footer_crc (crc32 of
 the preceding 84 bytes)."""
 assert FOOTER.size == 88
@@ -173,7 +200,7 @@ MAX_ENTRIES: Final = 1 << 31
 
 def segment_header() -> bytes:
     """The 16-byte SEGMENT_HEADER every segment file starts with."""
-    head = SEGMENT_HEADER.pack(SEGMENT_MAGIC, FORMAT_VERSION, 0, 0)[:12]
+    head = SEGMENT_HEADER.pack(SEGMENT_MAGIC, SEGMENT_FORMAT_VERSION, 0, 0)[:12]
     return head + CRC.pack(crc32(head))
 
 
@@ -219,11 +246,14 @@ def encode_block(
     runs: list[int],
     versions: list[int],
     values: list[bytes | None],
+    nexts: list[int] | None = None,
 ) -> bytes:
     """Encode one block (one table, entries sorted by key asc / version desc) to raw bytes.
 
     ``keys`` are the distinct keys, ``runs[i]`` the number of versions of ``keys[i]``;
-    ``versions`` and ``values`` have one element per entry. Complexity O(entries), vectorized.
+    ``versions`` and ``values`` have one element per entry; ``nexts`` (optional, one per
+    key) the successor deltas of FLAG_NEXTS (written only when one is non-zero).
+    Complexity O(entries), vectorized.
     """
     n = len(versions)
     nk = len(keys)
@@ -243,9 +273,16 @@ def encode_block(
         vals = values  # type: ignore[assignment]
     vlens = np.fromiter(map(len, vals), np.int64, n)  # type: ignore[arg-type]
     vlen_base, vlen_w, vlen_b = _for_encode(vlens)
+    nexts_b = b""
+    if nexts is not None and any(nexts):
+        assert len(nexts) == nk
+        flags |= FLAG_NEXTS
+        nx_base, nx_w, nx_d = _for_encode(np.array(nexts, dtype=np.uint64))
+        nexts_b = NEXTS_HEADER.pack(nx_base, nx_w) + nx_d
     head = RAW_BLOCK_HEADER.pack(nk, n, ver_base, run_base, klen_base, vlen_base,
                                  run_w, klen_w, ver_w, vlen_w, flags)
-    return b"".join((head, run_b, klen_b, ver_b, vlen_b, tomb_b, b"".join(keys), b"".join(vals)))  # type: ignore[arg-type]
+    return b"".join((head, run_b, klen_b, ver_b, vlen_b, tomb_b, nexts_b, b"".join(keys),  # type: ignore[arg-type]
+                     b"".join(vals)))  # type: ignore[arg-type]
 
 
 class BlockColumns:
@@ -303,6 +340,20 @@ def _offsets(raw: bytes, off: int, count: int, width: int, base: int, start: int
     return out, end
 
 
+def nexts_end(raw: bytes, off: int, nk: int, path: object, block_offset: int) -> int:
+    """Where the successor column (FLAG_NEXTS) starting at ``off`` ends. Raises
+    CorruptionError when its header is bad or it runs past the block."""
+    if off + NEXTS_HEADER.size > len(raw):
+        raise CorruptionError("cold block: successor column runs past the block end",
+                              path=path, offset=block_offset)
+    _base, width = NEXTS_HEADER.unpack_from(raw, off)
+    end = off + NEXTS_HEADER.size + nk * width
+    if width not in (0, 1, 2, 4, 8) or end > len(raw):
+        raise CorruptionError(f"cold block: bad successor column (width {width})",
+                              path=path, offset=block_offset)
+    return end
+
+
 def decode_columns(raw: bytes, path: object, block_offset: int) -> BlockColumns:
     """Decode a decompressed block into numpy columns, validating its structure.
 
@@ -319,7 +370,7 @@ def decode_columns(raw: bytes, path: object, block_offset: int) -> BlockColumns:
      run_w, klen_w, ver_w, vlen_w, flags) = RAW_BLOCK_HEADER.unpack_from(raw, 0)
     # Runs are frame-of-reference coded, so every run >= run_base >= 1 keeps kstart strictly
     # increasing without checking the array.
-    if not (0 < nk <= n < MAX_ENTRIES) or flags & ~FLAG_TOMBSTONES or run_base < 1:
+    if not (0 < nk <= n < MAX_ENTRIES) or flags & ~(FLAG_TOMBSTONES | FLAG_NEXTS) or run_base < 1:
         raise CorruptionError(f"cold block header invalid (nkeys={nk}, nentries={n}, flags={flags})",
                               path=path, offset=block_offset)
     kstart, off = _offsets(raw, hs, nk, run_w, run_base, 0, "run", path, block_offset)
@@ -346,6 +397,8 @@ def decode_columns(raw: bytes, path: object, block_offset: int) -> BlockColumns:
         tomb = np.unpackbits(np.frombuffer(raw, dtype=np.uint8, count=tb, offset=off),
                              count=n, bitorder="little").view(bool)
         off += tb
+    if flags & FLAG_NEXTS:  # scans do not need the successor column: skip it
+        off = nexts_end(raw, off, nk, path, block_offset)
     koff, _ = _offsets(raw, klen_off, nk, klen_w, klen_base, off, "key length", path, block_offset)
     kend = int(koff[nk])
     voff, _ = _offsets(raw, vlen_off, n, vlen_w, vlen_base, kend, "value length", path, block_offset)

@@ -8,7 +8,9 @@ bloom filter may rule the key out before the block is read (reader.py).
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Sequence
+from itertools import pairwise
 from typing import Any
 
 from ...errors import ClosedError
@@ -100,6 +102,85 @@ class PointReads(TierCore):
         for key in keys:
             r = find(st, table, key, version)
             append(None if r is None else r[1].value(r[2]))
+        return out
+
+    def get_final(self, table: EntryKind, key: bytes, version: int, missing: Any) -> Any:
+        """The value at ``version`` if cold alone proves it final, else ``missing``.
+
+        Final: the newest version <= ``version`` that cold holds is followed, in the key's
+        history, by a version above ``version`` that cold knows of (a newer entry in the same
+        segment, or the successor demotion recorded for the key's newest entry there:
+        FLAG_NEXTS). Then no tier can hold a version of the key in between (versions are
+        committed in order, and demotion records the successor that existed when it moved the
+        band), so the cascade would give the same answer. Returns the value, None for a
+        tombstone, or ``missing`` (cold holds nothing <= ``version``, the key has pending
+        drops, or the successor is unknown: old segments, "age" demotions, ``set``).
+        Complexity as :meth:`lookup`.
+        """
+        st = self._state
+        if st is None:
+            raise ClosedError(f"cold tier {self.path} is closed; open it again")
+        if type(key) is not bytes:
+            key = as_bytes(key)
+        tv = st.by_table.get(table)
+        if tv is None:
+            return missing
+        tdrops = tv.tdrops
+        if tdrops and key in tdrops:
+            return missing
+        best = None
+        bestv = -1
+        for lo_k, hi_k, vmin, vmax, seg, tr in tv.segs:
+            if key < lo_k or key > hi_k or vmin > version or vmax <= bestv:
+                continue
+            r = seg.lookup_bounded(tr, key, version)
+            if r is not None and r[0] > bestv:
+                best = r
+                bestv = r[0]
+        if best is None or not best[3]:
+            return missing
+        return best[1].value(best[2])
+
+    def get_final_many(self, table: EntryKind, keys: Sequence[bytes], version: int,
+                       missing: Any) -> list[Any]:
+        """``[get_final(table, k, version, missing) for k in keys]`` in one call (the router's
+        batch path for old reads).
+
+        One state read for the batch; a key that only one segment's key range covers (a
+        demotion's segments cut the key space into ranges) costs that segment's lookup
+        alone. O(len(keys) * a point read).
+        """
+        st = self._state
+        if st is None:
+            raise ClosedError(f"cold tier {self.path} is closed; open it again")
+        tv = st.by_table.get(table)
+        if tv is None:
+            return [missing] * len(keys)
+        tdrops = tv.tdrops
+        segs = [row for row in tv.segs if row[2] <= version]  # vmin <= version
+        get_final = self.get_final
+        if len(segs) != 1 and not all(a[0] > b[1] for a, b in pairwise(segs)) \
+                and not all(a[1] < b[0] for a, b in pairwise(segs)):
+            return [get_final(table, k, version, missing) for k in keys]
+        # Key ranges pairwise disjoint, in ascending or descending order of segments: each
+        # key has at most one candidate segment.
+        order = sorted(segs, key=lambda row: row[0])
+        los = [row[0] for row in order]
+        out: list[Any] = []
+        append = out.append
+        for key in keys:
+            if type(key) is not bytes:
+                key = as_bytes(key)
+            if tdrops and key in tdrops:
+                append(missing)
+                continue
+            n = bisect_right(los, key) - 1
+            if n < 0:
+                append(missing)
+                continue
+            _lo, hi_k, _vmin, _vmax, seg, tr = order[n]
+            r = seg.lookup_bounded(tr, key, version) if key <= hi_k else None
+            append(missing if r is None or not r[3] else r[1].value(r[2]))
         return out
 
     def contains(self, table: EntryKind, key: bytes, version: int) -> bool:

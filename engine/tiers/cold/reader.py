@@ -37,7 +37,7 @@ import zstandard as zstd
 from ...errors import CorruptionError, FormatError
 from ...types import EntryKind
 from . import rowscan
-from .block import BlockView, DecodedBlock, decode_block, parse_block
+from .block import BlockView, DecodedBlock, parse_block
 from .bloom import BloomFilter, bloom_hash
 from .cache import BlockCache
 from .format import (
@@ -45,8 +45,9 @@ from .format import (
     FLAG_DICTIONARY,
     FOOTER,
     FOOTER_MAGIC,
-    FORMAT_VERSION,
     META_HEADER,
+    SEGMENT_FORMAT_VERSION,
+    SEGMENT_FORMAT_VERSIONS,
     SEGMENT_HEADER,
     SEGMENT_MAGIC,
     TABLE_ENTRY,
@@ -105,6 +106,7 @@ class Segment:
     """
 
     # Set by _open/_parse_meta (which can also fill a scratch object for check()).
+    format_version: int
     file_size: int
     footer_crc: int
     seq: int
@@ -181,9 +183,9 @@ class Segment:
             raise self._corrupt("header checksum mismatch", 0)
         if magic != SEGMENT_MAGIC:
             raise FormatError("not a tierdb cold segment (bad magic)", path=self.path, offset=0)
-        if version != FORMAT_VERSION:
+        if version not in SEGMENT_FORMAT_VERSIONS:
             raise FormatError(f"cold segment format version {version} is not supported (this "
-                              f"tierdb reads version {FORMAT_VERSION}); upgrade tierdb",
+                              f"tierdb reads versions up to {SEGMENT_FORMAT_VERSION}); upgrade tierdb",
                               path=self.path, offset=0)
         foff = size - FOOTER.size
         raw_footer = self._pread(FOOTER.size, foff)
@@ -193,9 +195,10 @@ class Segment:
             raise self._corrupt("footer checksum mismatch", foff)
         if fmagic != FOOTER_MAGIC:
             raise FormatError("not a tierdb cold segment (bad footer magic)", path=self.path, offset=foff)
-        if fversion != FORMAT_VERSION:
-            raise FormatError(f"cold segment format version {fversion} is not supported (this "
-                              f"tierdb reads version {FORMAT_VERSION}); upgrade tierdb",
+        if fversion != version:
+            raise FormatError(f"cold segment footer says format version {fversion}, its header "
+                              f"{version} (this tierdb reads versions up to "
+                              f"{SEGMENT_FORMAT_VERSION}); upgrade tierdb",
                               path=self.path, offset=foff)
         if expect_fcrc is not None and fcrc != expect_fcrc:
             raise self._corrupt("footer does not match the manifest (file replaced?)", foff)
@@ -206,6 +209,7 @@ class Segment:
         meta = self._pread(meta_len, meta_off)
         if crc32(meta) != meta_crc:
             raise self._corrupt("meta section checksum mismatch", meta_off)
+        t.format_version = version  # type: ignore[attr-defined]
         t.file_size = size  # type: ignore[attr-defined]
         t.footer_crc = fcrc  # type: ignore[attr-defined]
         t.seq = seq  # type: ignore[attr-defined]
@@ -329,8 +333,12 @@ class Segment:
             t_entries = t_keys = 0
             for b in range(tr.b0, tr.b1):
                 off = self.offsets[b]
-                blk = decode_block(self.read_raw(b), self.path, off)
+                view = parse_block(self.read_raw(b), self.path, off)
+                blk = view.decoded()
                 keys = blk.keys
+                if view.nexts and (self.format_version < 2 or (
+                        flags[b] & BLOCK_CONTINUES and view.next_delta(0))):
+                    raise self._corrupt(f"block {b} has a successor where none can be", off)
                 n = len(blk)
                 if n != self.block_entries[b] or keys[0] != self.first_keys[b]:
                     raise self._corrupt(f"block {b} disagrees with the block index", off)
@@ -501,6 +509,56 @@ class Segment:
             b += 1
             v = self.view(b)
 
+    def lookup_bounded(self, tr: TableRange, key: bytes,
+                       version: int) -> tuple[int, BlockView, int, bool] | None:
+        """:meth:`lookup` without drops, plus whether this segment proves the answer final.
+
+        Returns (version, block view, index, bounded) or None. ``bounded`` is True when a
+        newer version of the key than the one found is known to lie above ``version``: a
+        newer entry of the key in this segment (the run is newest first, so any is), or, for
+        the key's newest entry here, its stored successor (FLAG_NEXTS) when it is above
+        ``version``. Only valid for keys with no pending drops (the caller checks).
+        Complexity as :meth:`lookup`.
+        """
+        fk = self.first_keys
+        b0 = tr.b0
+        b = bisect_right(fk, key, b0, tr.b1) - 1
+        if b < b0:
+            return None
+        flags = self.block_flags
+        if flags[b] & BLOCK_CONTINUES and fk[b] == key:
+            b = self.first_block(tr, key)
+        v = self._cache.get((self.file_no, b))
+        if v is None:
+            bloom = self.bloom
+            if bloom is not None and not bloom.may_contain_hash(bloom_hash(key, tr.seed)):
+                return None
+            v = self._load(b)
+        b1 = tr.b1
+        while True:
+            j = v.find(key)
+            if j < 0:
+                return None
+            ks = v.kstart
+            i = first = ks[j]
+            e = ks[j + 1]
+            col = v.ver_col
+            base = v.ver_base
+            if version < base:
+                i = e
+            elif col is not None and col[i] > version - base:
+                i = bisect_left(col, base - version, i + 1, e, key=neg)
+            if i < e:
+                ver = base if col is None else base + col[i]
+                if i > first or (j == 0 and flags[b] & BLOCK_CONTINUES):
+                    return ver, v, i, True  # a newer entry of the key is in this segment
+                d = v.next_delta(j)
+                return ver, v, i, d != 0 and ver + d > version
+            if j != v.nk - 1 or b + 1 >= b1 or not flags[b + 1] & BLOCK_CONTINUES:
+                return None
+            b += 1
+            v = self.view(b)
+
     def versions_of(self, tr: TableRange, key: bytes,
                     dv: dict[int, int] | None) -> list[tuple[int, bytes | None]]:
         """Every non-dropped version of ``key`` here, newest first."""
@@ -551,3 +609,8 @@ class Segment:
                 tdrops: dict[bytes, dict[int, int]] | None) -> Iterator[tuple[bytes, int, bytes | None]]:
         """See :func:`engine.tiers.cold.rowscan.entries`."""
         return rowscan.entries(self, tr, start, tdrops)
+
+    def entries_nexts(self, tr: TableRange, tdrops: dict[bytes, dict[int, int]] | None
+                      ) -> Iterator[tuple[bytes, int, bytes | None, int]]:
+        """See :func:`engine.tiers.cold.rowscan.entries_nexts`."""
+        return rowscan.entries_nexts(self, tr, tdrops)

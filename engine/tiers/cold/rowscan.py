@@ -23,7 +23,7 @@ from .writer import BLOCK_CONTINUES
 if TYPE_CHECKING:
     from .reader import Segment, TableRange
 
-__all__ = ["BlockRows", "Candidate", "entries", "visible", "visible_blocks"]
+__all__ = ["BlockRows", "Candidate", "entries", "entries_nexts", "visible", "visible_blocks"]
 
 Candidate = tuple[bytes, int, DecodedBlock, int]
 """(key, version, block, entry index): a visible version found in one segment."""
@@ -248,3 +248,40 @@ def entries(seg: Segment, tr: TableRange, start: bytes | None,
                     continue
                 yield key, v, (None if tomb is not None and (tomb[i >> 3] >> (i & 7)) & 1
                                else raw[voff[i]:voff[i + 1]])
+
+
+def entries_nexts(seg: Segment, tr: TableRange,
+                  tdrops: dict[bytes, dict[int, int]] | None
+                  ) -> Iterator[tuple[bytes, int, bytes | None, int]]:
+    """:func:`entries` of the whole table as ``(key, version, value, next)``: ``next`` is the
+    stored successor (FLAG_NEXTS) on a key's newest entry in the segment when that entry is
+    not dropped, else 0 (a dropped newest entry takes its successor with it: the entry that
+    remains newest is followed by the dropped one, not by the successor). O(entries)."""
+    seq = seg.seq
+    flags = seg.block_flags
+    for b in range(tr.b0, tr.b1):
+        view = seg.view(b)
+        blk = seg.block(b)
+        keys = blk.keys
+        ks = blk.kstart
+        vs = blk.versions
+        voff = blk.voff
+        raw = blk.raw
+        tomb = blk.tomb
+        has_nexts = view.nexts
+        cont = bool(flags[b] & BLOCK_CONTINUES)
+        for j in range(len(keys)):
+            key = keys[j]
+            dv = tdrops.get(key) if tdrops else None
+            first = ks[j]
+            for i in range(first, ks[j + 1]):
+                v = vs[i]
+                if dv is not None and dv.get(v, -1) >= seq:
+                    continue
+                nxt = 0
+                if has_nexts and i == first and not (cont and j == 0):
+                    d = view.next_delta(j)
+                    if d:
+                        nxt = v + d
+                yield key, v, (None if tomb is not None and (tomb[i >> 3] >> (i & 7)) & 1
+                               else raw[voff[i]:voff[i + 1]]), nxt

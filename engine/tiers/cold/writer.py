@@ -39,8 +39,8 @@ from .format import (
     FLAG_DICTIONARY,
     FOOTER,
     FOOTER_MAGIC,
-    FORMAT_VERSION,
     META_HEADER,
+    SEGMENT_FORMAT_VERSION,
     SEGMENT_HEADER,
     TABLE_ENTRY,
     crc32,
@@ -169,6 +169,13 @@ class SegmentWriter:
 
     def add(self, table: EntryKind, entries: Iterable[tuple[bytes, int, bytes | None]]) -> None:
         """Append ``table``'s entries (sorted key asc, version desc, no duplicates)."""
+        self.add_with_nexts(table, ((k, v, val, 0) for k, v, val in entries))
+
+    def add_with_nexts(self, table: EntryKind,
+                       entries: Iterable[tuple[bytes, int, bytes | None, int]]) -> None:
+        """Append ``table``'s ``(key, version, value, next)`` entries (sorted key asc, version
+        desc, no duplicates). ``next`` counts on a key's first (newest) entry only: 0, or the
+        version that superseded that entry (stored in the block's successor column)."""
         if self._tables and not self._tables[-1].table < table:
             raise ValueError(f"tables must be added in ascending order ({table} after "
                              f"{self._tables[-1].table})")
@@ -179,28 +186,37 @@ class SegmentWriter:
         runs: list[int] = []
         versions: list[int] = []
         values: list[bytes | None] = []
+        nexts: list[int] = []
         est = 0
         cont = False
         last_key: bytes | None = None
         last_ver = 0
         nkeys = 0
-        for key, ver, val in entries:
+        for key, ver, val, nxt in entries:
             if key == last_key:
                 if ver >= last_ver:
                     raise ValueError(f"versions of {key!r} not strictly descending ({ver} after {last_ver})")
                 if est >= bs:
-                    self._emit(td, seed, keys, runs, versions, values, cont)
+                    self._emit(td, seed, keys, runs, versions, values, cont, nexts)
                     keys, runs, versions, values, est, cont = [key], [1], [], [], len(key), True
+                    nexts = [0]  # a continued run: its successor is in the block before
                 else:
                     runs[-1] += 1
             else:
                 if last_key is not None and key < last_key:
                     raise ValueError(f"keys not ascending ({key!r} after {last_key!r})")
                 if est >= bs:
-                    self._emit(td, seed, keys, runs, versions, values, cont)
+                    self._emit(td, seed, keys, runs, versions, values, cont, nexts)
                     keys, runs, versions, values, est, cont = [], [], [], [], 0, False
+                    nexts = []
                 keys.append(key)
                 runs.append(1)
+                if nxt:
+                    if nxt <= ver:
+                        raise ValueError(f"successor {nxt} of {key!r} is not above its version {ver}")
+                    nexts.append(nxt - ver)
+                else:
+                    nexts.append(0)
                 est += len(key) + 4
                 nkeys += 1
                 last_key = key
@@ -209,7 +225,7 @@ class SegmentWriter:
             values.append(val)
             est += (len(val) if val is not None else 0) + 6
         if versions:
-            self._emit(td, seed, keys, runs, versions, values, cont)
+            self._emit(td, seed, keys, runs, versions, values, cont, nexts)
         if td.nblocks:
             td.max_key = last_key  # type: ignore[assignment]
             td.nkeys = nkeys
@@ -217,9 +233,10 @@ class SegmentWriter:
             self._tables.append(td)
 
     def _emit(self, td: _TableDir, seed: int, keys: list[bytes], runs: list[int],
-              versions: list[int], values: list[bytes | None], cont: bool) -> None:
+              versions: list[int], values: list[bytes | None], cont: bool,
+              nexts: list[int] | None = None) -> None:
         n = len(versions)
-        raw = encode_block(keys, runs, versions, values)
+        raw = encode_block(keys, runs, versions, values, nexts)
         td.nblocks += 1
         td.nentries += n
         self._nentries += n
@@ -330,7 +347,7 @@ class SegmentWriter:
         meta = self._meta()
         meta_off = self._pos
         flags = FLAG_DICTIONARY if self._dict is not None else 0
-        head = FOOTER.pack(FOOTER_MAGIC, FORMAT_VERSION, flags, len(self._block_entries),
+        head = FOOTER.pack(FOOTER_MAGIC, SEGMENT_FORMAT_VERSION, flags, len(self._block_entries),
                            self._nentries, self._nkeys, self._raw_bytes, self._min_version or 0,
                            self._max_version, self.seq, meta_off, len(meta), crc32(meta), 0)
         fcrc = crc32(head[:FOOTER.size - 4])

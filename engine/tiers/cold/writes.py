@@ -9,7 +9,7 @@ them.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 from ...errors import InvalidKeyError
 from ...types import EntryKind, RawEntry, as_bytes, check_version
@@ -50,13 +50,20 @@ class Writes(Compactor):
             tables[table] = [(k, version, last[k]) for k in sorted(last)]
         self._write_segment(tables)
 
-    def write_entries(self, batches: Mapping[EntryKind, Sequence[RawEntry]]) -> None:
+    def write_entries(self, batches: Mapping[EntryKind, Sequence[RawEntry]],
+                      nexts: Mapping[EntryKind, Mapping[bytes, int]] | None = None) -> None:
         """Write many entries of any versions atomically as ONE new segment; durable on return.
 
         Used by demotion (warm -> cold). Entries may come in any order; a repeated
         (key, version) keeps its last occurrence and supersedes any stored copy.
 
-        Raises: as :meth:`set`.
+        ``nexts[table][key]``, when given, is the version that superseded the newest of the
+        key's entries written here (it stays in the tier above): a promise that no version of
+        the key lies strictly between the two, ever. :meth:`get_final` relies on it. Only a
+        caller that knows the key's whole history (demotion) may pass it.
+
+        Raises: as :meth:`set`; ValueError if a successor is not above the key's newest
+        entry here (nothing is written).
         """
         tables: dict[EntryKind, list[tuple[bytes, int, bytes | None]]] = {}
         for table, rows in batches.items():
@@ -71,9 +78,10 @@ class Writes(Compactor):
                 last[(key, check_version(e.version))] = value
             order = sorted(last, key=lambda kv: (kv[0], -kv[1]))
             tables[table] = [(k, v, last[(k, v)]) for k, v in order]
-        self._write_segment(tables)
+        self._write_segment(tables, nexts)
 
-    def _write_segment(self, tables: dict[EntryKind, list[tuple[bytes, int, bytes | None]]]) -> None:
+    def _write_segment(self, tables: dict[EntryKind, list[tuple[bytes, int, bytes | None]]],
+                       nexts: Mapping[EntryKind, Mapping[bytes, int]] | None = None) -> None:
         opts = self.options
         with self._write_lock:
             st = self._live()
@@ -93,7 +101,11 @@ class Writes(Compactor):
                               on_block=self._cache_filler(file_no))
             try:
                 for table in sorted(tables):
-                    w.add(table, tables[table])
+                    tnexts = nexts.get(table) if nexts else None
+                    if tnexts:
+                        w.add_with_nexts(table, _with_nexts(tables[table], tnexts))
+                    else:
+                        w.add(table, tables[table])
                 ws = w.finish()
             except BaseException:  # remove the partial file (and its cached blocks), then re-raise
                 w.abort()
@@ -186,3 +198,16 @@ class Writes(Compactor):
             if any(table in s.tables and s.seq > st.drops.cleared.get(table, -1) for s in st.segments):
                 self._write_drop_file(st, [DropGroup(table, self._next_seq - 1, None)])
         self._maybe_compact()
+
+
+def _with_nexts(rows: list[tuple[bytes, int, bytes | None]], nexts: Mapping[bytes, int]
+                ) -> Iterator[tuple[bytes, int, bytes | None, int]]:
+    """``rows`` (key asc, version desc) with each key's successor on its first row."""
+    last: bytes | None = None
+    get = nexts.get
+    for k, v, val in rows:
+        if k != last:
+            last = k
+            yield k, v, val, get(k, 0)
+        else:
+            yield k, v, val, 0
