@@ -33,11 +33,11 @@ from .drop_worker.planner import ReadPointSet
 from .drop_worker.retention import Retention
 from .drop_worker.worker import DropWorker
 from .errors import (
+    ChangefeedDisabled,
     ClosedError,
     EngineError,
     FormatError,
     FutureVersionError,
-    ChangefeedDisabled,
     HistoryUnavailable,
     InvalidKeyError,
     LockedError,
@@ -58,7 +58,15 @@ from .router.movement import Mover, check_band_order
 from .router.reader import Router
 from .tiers.base import DEFAULT_BATCH_SIZE, TierStorage
 from .tiers.hot import HotTier
-from .types import Bound, EntryKind, RangeBatch, RangeCursor, RawEntry, as_bytes, check_version
+from .types import (
+    Bound,
+    EntryKind,
+    RangeBatch,
+    RangeCursor,
+    RawEntry,
+    as_bytes,
+    check_version,
+)
 
 _KEY_OF = itemgetter(1)  # (table, key) -> key
 
@@ -784,13 +792,20 @@ class Store:
         self._oracle.allocate()
         self._active_txns.release(tx._active)
         tx._active = 0
-        self._oracle.register(version, frozenset(tx._writes), self._active_txns.oldest())
+        self._publish_version(version, ts, batches, frozenset(tx._writes))
+        return end
+
+    def _publish_version(self, version: int, ts: float,
+                         batches: dict[EntryKind, list[tuple[bytes, bytes | None]]],
+                         writes: frozenset[tuple[EntryKind, bytes]]) -> None:
+        """The last steps of a commit applied to the first tier (under the commit lock):
+        conflict-window registration, time index, :attr:`version`, commit observers."""
+        self._oracle.register(version, writes, self._active_txns.oldest())
         self._time.record(version, ts)
         self._version = version
         if self._commit_observers:  # the only cost for stores without observers
             for observe in self._commit_observers:
                 observe(version, ts, batches)
-        return end
 
     def _apply_replicated(self, version: int, ts: float,
                           batches: dict[EntryKind, list[tuple[bytes, bytes | None]]], *,
@@ -812,14 +827,8 @@ class Store:
             if version != cur + 1 and not (jump and version > cur):
                 raise ValueError(f"replicated commit {version} does not follow version {cur}")
             end = self._write_first(version, ts, batches, self.durability == "sync")
-            oracle = self._oracle
-            oracle._next = version + 1
-            oracle.register(version, frozenset(writes), self._active_txns.oldest())
-            self._time.record(version, ts)
-            self._version = version
-            if self._commit_observers:  # a replica with changefeed=True feeds these commits
-                for observe in self._commit_observers:
-                    observe(version, ts, batches)
+            self._oracle._next = version + 1
+            self._publish_version(version, ts, batches, frozenset(writes))  # a replica's feed too
         if self.durability == "sync" and self._log is not None:
             self._log.sync_to(end)
         if self._track_gc:

@@ -30,7 +30,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .errors import ReplicationError
-from .link import Link
+from .link import Link, WrongLastSequence
 
 __all__ = ["LeaseKeeper", "LeaseWatcher", "check_lease"]
 
@@ -103,22 +103,16 @@ class _Lease:
         value = json.dumps({"node": node.hex(), "version": version, "time": time.time()},
                            sort_keys=True).encode()
 
-        async def go() -> int | None:
-            from nats.js.errors import KeyWrongLastSequenceError
-            try:
-                if last is None:
-                    return int(await kv.put(KEY, value))
-                if last == 0:
-                    return int(await kv.create(KEY, value))
-                return int(await kv.update(KEY, value, last=last))
-            except KeyWrongLastSequenceError:
-                return None
+        async def go() -> int:
+            if last is None:
+                return int(await kv.put(KEY, value))
+            if last == 0:
+                return int(await kv.create(KEY, value))
+            return int(await kv.update(KEY, value, last=last))
         try:
             return self.link.run(go(), "write lease", self.bound)
-        except ReplicationError as exc:
-            if "wrong last sequence" in str(exc):
-                return None
-            raise
+        except WrongLastSequence:
+            return None
 
 
 class LeaseKeeper:

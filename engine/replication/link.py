@@ -164,31 +164,13 @@ class Link:
         self.run(go(), "create stream")
         return self.info()
 
-    def publish(self, subject: str, data: bytes, expected_last_seq: int,
-                timeout: float | None = None) -> int:
-        """Publish with the expected-last-sequence guard; return the message's sequence.
+    def publish(self, subject: str, data: bytes, expected_last_seq: int) -> int:
+        """Publish one message with the expected-last-sequence guard through nats-py (whose
+        bound is :attr:`timeout` at the time of the call); return its sequence.
 
         Raises: WrongLastSequence, ReplicationUnavailable (outcome unknown).
         """
-        js = self.js
-        bound = self.timeout if timeout is None else timeout
-
-        nc = self.conn._nc
-
-        async def go() -> int:
-            if not nc.is_connected:
-                # nats-py would buffer the message and send it after a reconnect, turning a
-                # failed commit into one that lands later; refuse instead (certainly unsent)
-                raise ReplicationUnavailable(f"not connected to NATS ({self.servers}); not sent")
-            ack = await js.publish(subject, data, timeout=bound, stream=self.stream,
-                                   headers={EXPECTED_LAST_SEQ: str(expected_last_seq)})
-            return int(ack.seq)
-        try:
-            return self.run(go(), "publish", bound + 1.0)
-        except ReplicationUnavailable as exc:
-            if _wrong_last(exc.__cause__):
-                raise WrongLastSequence(str(exc)) from exc
-            raise
+        return self._publish_batch([(subject, data)], expected_last_seq, fast=False)
 
     def publish_many(self, items: list[tuple[str, bytes]], expected_last_seq: int) -> list[int | BaseException]:
         """Publish ``items`` in order after the stream's sequence ``expected_last_seq``.
@@ -217,11 +199,13 @@ class Link:
             out.append(expected_last_seq)
         return out
 
-    def _publish_batch(self, items: list[tuple[str, bytes]], expected_last_seq: int) -> int:
+    def _publish_batch(self, items: list[tuple[str, bytes]], expected_last_seq: int, *,
+                       fast: bool = True) -> int:
         """One JetStream atomic batch (ADR-50): the first message carries the expected last
         sequence, the last one commits and is the only request (a single message is a plain
         guarded publish). Returns the last sequence. Goes through the blocking publisher
-        (engine/replication/wire.py) when the servers allow it, else through nats-py."""
+        (engine/replication/wire.py) when ``fast`` and the servers allow it, else through
+        nats-py."""
         batch = uuid.uuid4().hex
         n = len(items)
         framed: list[tuple[str, dict[str, str], bytes]] = []
@@ -232,7 +216,7 @@ class Link:
             if i == n and n > 1:
                 headers[BATCH_COMMIT] = "1"
             framed.append((subject, headers, data))
-        if self._fast is not None:
+        if fast and self._fast is not None:
             ack = self._fast.request(framed)
         else:
             ack = self._request_on_loop(framed)
@@ -253,7 +237,9 @@ class Link:
         bound = self.timeout
 
         async def go() -> dict[str, Any]:
-            if not nc.is_connected:   # see publish: refuse rather than buffer (certainly unsent)
+            if not nc.is_connected:
+                # nats-py would buffer the messages and send them after a reconnect, turning
+                # a failed commit into one that lands later; refuse instead (certainly unsent)
                 return {"unsent": True}
             for subject, headers, data in framed[:-1]:
                 await nc.publish(subject, data, headers=headers)
@@ -387,11 +373,3 @@ def _transfer_bound(timeout: float, size: int) -> float:
     """How long a snapshot transfer of ``size`` bytes may take: a minute, plus a second per
     2 MB (a slow link still finishes; a dead one still fails)."""
     return max(timeout, 60.0) + size / 2e6
-
-
-def _wrong_last(exc: BaseException | None) -> bool:
-    while exc is not None:
-        if getattr(exc, "err_code", None) in _WRONG_LAST:
-            return True
-        exc = exc.__cause__
-    return False

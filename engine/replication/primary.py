@@ -43,7 +43,7 @@ from .errors import (
 )
 from .format import KIND_CLAIM, decode_message, encode_claim, encode_commit_parts
 from .lease import LeaseKeeper, check_lease
-from .link import Link, WrongLastSequence, _wrong_last
+from .link import Link, WrongLastSequence
 from .state import ReplicationState, load_state, save_state
 
 __all__ = ["ACK_MODES", "Primary", "claim_stream", "start_primary"]
@@ -314,7 +314,7 @@ class Primary:
         otherwise the outcome is unknown and the next commit learns what reached the stream."""
         self._uncertain = True
         stream = self.link.stream
-        if isinstance(why, WrongLastSequence) or _wrong_last(why):
+        if isinstance(why, WrongLastSequence):
             try:
                 self._resync()
             except FencedError:

@@ -54,11 +54,7 @@ def _addresses(servers: list[str]) -> list[tuple[str, int]]:
 
 
 class _Broken(Exception):
-    """The connection failed; ``sent`` says whether any byte of the request had left."""
-
-    def __init__(self, why: str, sent: bool) -> None:
-        super().__init__(why)
-        self.sent = sent
+    """The connection failed while a request was out: its outcome is unknown."""
 
 
 class SyncPublisher:
@@ -142,11 +138,11 @@ class SyncPublisher:
         try:
             data = self._sock.recv(65536)
         except TimeoutError:
-            raise _Broken(f"no answer within {self.timeout:g} s", True) from None
+            raise _Broken(f"no answer within {self.timeout:g} s") from None
         except OSError as exc:
-            raise _Broken(f"connection failed: {exc}", True) from None
+            raise _Broken(f"connection failed: {exc}") from None
         if not data:
-            raise _Broken("the server closed the connection", True)
+            raise _Broken("the server closed the connection")
         self._buf += data
 
     def _line(self) -> bytes:
@@ -187,7 +183,7 @@ class SyncPublisher:
             if line == b"PING":
                 sock.sendall(b"PONG" + _CRLF)
             elif line.startswith(b"-ERR"):
-                raise _Broken(f"server error {line.decode(errors='replace')}", True)
+                raise _Broken(f"server error {line.decode(errors='replace')}")
             # +OK, PONG and INFO updates need nothing
 
     # -- requests -------------------------------------------------------------------------
@@ -209,7 +205,7 @@ class SyncPublisher:
             try:
                 sock.sendall(b"".join(frames))
             except OSError as exc:
-                raise _Broken(f"send failed: {exc}", True) from None
+                raise _Broken(f"send failed: {exc}") from None
             status, payload = self._reply(reply.encode())
         except _Broken as exc:
             self.close()

@@ -7,6 +7,7 @@ ends. A test that kills a node restarts it with :meth:`Cluster.heal` before it r
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 import tempfile
 import time
@@ -98,6 +99,21 @@ def all_histories(store: engine.Store) -> dict[tuple[str, bytes], list[tuple[int
         for e in store._router.scan(t, Bound.UNBOUNDED, Bound.UNBOUNDED, v, False, 1024):
             out[(str(t), e.key)] = store.history(t, e.key)
     return out
+
+
+@contextlib.contextmanager
+def primary_and_replica(cluster: Cluster, stream: str, tmp_path: Path, *,
+                        ack: str = "sync") -> Iterator[tuple[engine.Store, engine.Store]]:
+    """A primary at ``tmp_path/p`` shipping to ``stream`` (R3) and a replica of it at
+    ``tmp_path/r``, both closed afterwards."""
+    p = engine.open(tmp_path / "p")
+    p.replicate(cluster.urls, stream, replicas=3, ack=ack)
+    r = engine.open_replica(tmp_path / "r", servers=cluster.urls, stream=stream)
+    try:
+        yield p, r
+    finally:
+        r.close()
+        p.close()
 
 
 def wait_until(pred: object, timeout: float = 20.0, interval: float = 0.05) -> bool:

@@ -23,7 +23,7 @@ import pytest
 import engine
 from engine.replication import ReplicaDiverged
 
-from .conftest import Cluster, all_histories, wait_until
+from .conftest import Cluster, all_histories, primary_and_replica, wait_until
 
 pytestmark = pytest.mark.nats
 HERE = Path(__file__).parent
@@ -164,10 +164,7 @@ def test_resumed_old_primary_is_fenced_and_its_writes_are_nowhere(
 
 def test_async_primary_reports_lag_and_is_fenced_after_a_promotion(
         cluster: Cluster, stream_name: str, tmp_path: Path) -> None:
-    p = engine.open(tmp_path / "p")
-    p.replicate(cluster.urls, stream_name, replicas=3, ack="async")
-    r = engine.open_replica(tmp_path / "r", servers=cluster.urls, stream=stream_name)
-    try:
+    with primary_and_replica(cluster, stream_name, tmp_path, ack="async") as (p, r):
         for i in range(200):
             with p.begin() as tx:
                 tx.set(T, b"k%d" % (i % 7), b"v%d" % i)
@@ -186,6 +183,3 @@ def test_async_primary_reports_lag_and_is_fenced_after_a_promotion(
         assert r.get(T, b"zombie") is None and r.get(T, b"k0") == b"new"
         with pytest.raises(engine.FencedError):
             p.replication_snapshot()
-    finally:
-        r.close()
-        p.close()

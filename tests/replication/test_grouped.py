@@ -20,7 +20,7 @@ import engine
 from engine.replication import ReplicationUnavailable
 from engine.types import Bound
 
-from .conftest import T1, Cluster, all_histories, wait_until
+from .conftest import T1, Cluster, all_histories, primary_and_replica, wait_until
 
 pytestmark = pytest.mark.nats
 
@@ -102,10 +102,7 @@ def test_concurrent_sync_commits_share_round_trips(cluster: Cluster, stream_name
 
 def test_conflicts_inside_a_group_fail_only_the_later_commit(cluster: Cluster, stream_name: str,
                                                              tmp_path: Path) -> None:
-    p = engine.open(tmp_path / "p")
-    p.replicate(cluster.urls, stream_name, replicas=3, ack="sync")
-    r = engine.open_replica(tmp_path / "r", servers=cluster.urls, stream=stream_name)
-    try:
+    with primary_and_replica(cluster, stream_name, tmp_path) as (p, r):
         with p.begin() as tx:
             tx.set(T1, b"k1", b"a")
             tx.set(T1, b"k2", b"a")
@@ -142,17 +139,11 @@ def test_conflicts_inside_a_group_fail_only_the_later_commit(cluster: Cluster, s
         assert p.get(T1, b"big") == b"x" * (3 << 20)
         assert r.wait_for(6, 20)
         assert all_histories(r) == all_histories(p)
-    finally:
-        r.close()
-        p.close()
 
 
 def test_a_fenced_group_applies_nothing_anywhere(cluster: Cluster, stream_name: str,
                                                  tmp_path: Path) -> None:
-    p = engine.open(tmp_path / "p")
-    p.replicate(cluster.urls, stream_name, replicas=3, ack="sync")
-    r = engine.open_replica(tmp_path / "r", servers=cluster.urls, stream=stream_name)
-    try:
+    with primary_and_replica(cluster, stream_name, tmp_path) as (p, r):
         for i in range(3):
             with p.begin() as tx:
                 tx.set(T1, b"k%d" % i, b"v")
@@ -168,9 +159,6 @@ def test_a_fenced_group_applies_nothing_anywhere(cluster: Cluster, stream_name: 
             tx.set(T1, b"new", b"primary")
         assert r.version == 4 and all(r.get(T1, b"z%d" % i) is None for i in range(4))
         assert r.history(T1, b"z0") == []
-    finally:
-        r.close()
-        p.close()
 
 
 @pytest.mark.parametrize("landed", [True, False], ids=["ack-lost", "never-sent"])

@@ -12,7 +12,7 @@ import engine
 from engine.replication import ReplicaDiverged, ReplicationUnavailable
 from engine.replication.state import load_state
 
-from .conftest import T1, Cluster, all_histories, wait_until
+from .conftest import T1, Cluster, all_histories, primary_and_replica, wait_until
 
 pytestmark = pytest.mark.nats
 
@@ -56,10 +56,7 @@ def test_a_backup_holding_commits_the_stream_never_got_is_refused(
     """An ack="async" primary applies 3 commits it cannot ship; a backup taken then holds
     them. A replica is promoted and writes other commits at those versions. The restored
     backup must not follow the stream on top of its own versions."""
-    p = engine.open(tmp_path / "p")
-    p.replicate(cluster.urls, stream_name, replicas=3, ack="async")
-    r = engine.open_replica(tmp_path / "r", servers=cluster.urls, stream=stream_name)
-    try:
+    with primary_and_replica(cluster, stream_name, tmp_path, ack="async") as (p, r):
         _commits(p, 0, 10, b"v")
         assert p._replication.flush(20) and r.wait_for(10, 20)
 
@@ -84,6 +81,3 @@ def test_a_backup_holding_commits_the_stream_never_got_is_refused(
             assert r2.wait_for(15, 20) and all_histories(r2) == all_histories(r)
         finally:
             r2.close()
-    finally:
-        r.close()
-        p.close()

@@ -28,7 +28,8 @@ is used on it).
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 from ...types import EntryKind
 from .drops import DropIndex
@@ -72,6 +73,35 @@ def merge_table(segments: Sequence[Segment], table: EntryKind, drops: DropIndex,
 
     Complexity O(E log S) for E entries in S segments.
     """
+    def rows(seg: Segment, tr: Any, tdrops: Any) -> Iterator[tuple[bytes, int, bytes | None, int]]:
+        s = seg.seq
+        for k, v, val in seg.entries(tr, start, tdrops):
+            yield k, v, val, s
+    return _merged(segments, table, drops, start, rows)
+
+
+def merge_table_nexts(segments: Sequence[Segment], table: EntryKind, drops: DropIndex
+                      ) -> Iterator[tuple[bytes, int, bytes | None, int]]:
+    """:func:`merge_table` for compaction: ``(key, version, value, next)`` rows, where
+    ``next`` is the successor the winning copy's segment stores for it (non-zero only where
+    that copy is its segment's newest entry of the key; see ``Segment.entries_nexts``).
+
+    The merged output's newest entry of a key keeps its successor only when it had one in
+    its own segment: then the successor is still the next version of the key after it (a
+    demotion recorded it, and no version is ever committed in between). Complexity as
+    :func:`merge_table`.
+    """
+    return _merged(segments, table, drops, None,
+                   lambda seg, tr, tdrops: seg.entries_nexts(tr, tdrops))
+
+
+def _merged(segments: Sequence[Segment], table: EntryKind, drops: DropIndex,
+            start: bytes | None,
+            rows: Callable[[Segment, Any, Any], Iterator[tuple[bytes, int, bytes | None, int]]],
+            ) -> Iterator[tuple[bytes, int, bytes | None, int]]:
+    """The rows ``rows(segment, table range, table drops)`` gives for each segment holding
+    ``table`` (not cleared, reaching ``start``), merged in (key asc, version desc) order;
+    of several copies of one (key, version) the newest segment's wins."""
     cleared = drops.cleared.get(table, -1)
     tdrops = drops.keys.get(table)
     streams = []
@@ -86,67 +116,23 @@ def merge_table(segments: Sequence[Segment], table: EntryKind, drops: DropIndex,
         return
     if len(streams) == 1:
         seg, tr = streams[0]
-        s = seg.seq
-        for k, v, val in seg.entries(tr, start, tdrops):
-            yield k, v, val, s
-        return
-
-    def tagged(seg: Segment, tr: object) -> Iterator[tuple[bytes, int, int, bytes | None]]:
-        ns = -seg.seq
-        for k, v, val in seg.entries(tr, start, tdrops):  # type: ignore[arg-type]
-            yield k, -v, ns, val
-
-    merged = heapq.merge(*(tagged(seg, tr) for seg, tr in streams))
-    last_k: bytes | None = None
-    last_nv = 1
-    for k, nv, ns, val in merged:
-        if nv == last_nv and k == last_k:
-            continue  # an older segment's copy of the same (key, version)
-        last_k = k
-        last_nv = nv
-        yield k, -nv, val, -ns
-
-
-def merge_table_nexts(segments: Sequence[Segment], table: EntryKind, drops: DropIndex
-                      ) -> Iterator[tuple[bytes, int, bytes | None, int]]:
-    """:func:`merge_table` for compaction: ``(key, version, value, next)`` rows, where
-    ``next`` is the successor the winning copy's segment stores for it (non-zero only where
-    that copy is its segment's newest entry of the key; see ``Segment.entries_nexts``).
-
-    The merged output's newest entry of a key keeps its successor only when it had one in
-    its own segment: then the successor is still the next version of the key after it (a
-    demotion recorded it, and no version is ever committed in between). Complexity as
-    :func:`merge_table`.
-    """
-    cleared = drops.cleared.get(table, -1)
-    tdrops = drops.keys.get(table)
-    streams = []
-    for seg in segments:
-        tr = seg.tables.get(table)
-        if tr is None or seg.seq <= cleared:
-            continue
-        streams.append((seg, tr))
-    if not streams:
-        return
-    if len(streams) == 1:
-        seg, tr = streams[0]
-        yield from seg.entries_nexts(tr, tdrops)
+        yield from rows(seg, tr, tdrops)
         return
 
     def tagged(seg: Segment, tr: object) -> Iterator[tuple[bytes, int, int, bytes | None, int]]:
         ns = -seg.seq
-        for k, v, val, nxt in seg.entries_nexts(tr, tdrops):  # type: ignore[arg-type]
-            yield k, -v, ns, val, nxt
+        for k, v, val, extra in rows(seg, tr, tdrops):
+            yield k, -v, ns, val, extra
 
     merged = heapq.merge(*(tagged(seg, tr) for seg, tr in streams))
     last_k: bytes | None = None
     last_nv = 1
-    for k, nv, _ns, val, nxt in merged:
+    for k, nv, _ns, val, extra in merged:
         if nv == last_nv and k == last_k:
             continue  # an older segment's copy of the same (key, version)
         last_k = k
         last_nv = nv
-        yield k, -nv, val, nxt
+        yield k, -nv, val, extra
 
 
 def carry_over(current: DropIndex, snap: DropIndex,

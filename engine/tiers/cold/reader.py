@@ -459,6 +459,25 @@ class Segment:
             b -= 1
         return b
 
+    def _key_block(self, tr: TableRange, key: bytes) -> tuple[int, BlockView] | None:
+        """The block where ``key``'s run starts and its view, or None when the key is
+        before the table's first key or (block not cached) the bloom filter rules it out.
+        The bloom filter is consulted only when the block is not cached (a cached block
+        answers as fast and exactly)."""
+        fk = self.first_keys
+        b = bisect_right(fk, key, tr.b0, tr.b1) - 1
+        if b < tr.b0:
+            return None
+        if self.block_flags[b] & BLOCK_CONTINUES and fk[b] == key:
+            b = self.first_block(tr, key)
+        v = self._cache.get((self.file_no, b))
+        if v is None:
+            bloom = self.bloom
+            if bloom is not None and not bloom.may_contain_hash(bloom_hash(key, tr.seed)):
+                return None
+            v = self._load(b)
+        return b, v
+
     def lookup(self, tr: TableRange, key: bytes, version: int,
                dv: dict[int, int] | None) -> tuple[int, BlockView, int] | None:
         """Newest version <= ``version`` of ``key`` here, skipping dropped ones.
@@ -469,20 +488,11 @@ class Segment:
         block answers as fast and exactly); a miss adds one block read, check and
         decompression.
         """
-        fk = self.first_keys
-        b0 = tr.b0
-        b = bisect_right(fk, key, b0, tr.b1) - 1
-        if b < b0:
-            return None  # before the table's first key
+        found = self._key_block(tr, key)
+        if found is None:
+            return None
+        b, v = found
         flags = self.block_flags
-        if flags[b] & BLOCK_CONTINUES and fk[b] == key:
-            b = self.first_block(tr, key)
-        v = self._cache.get((self.file_no, b))
-        if v is None:
-            bloom = self.bloom
-            if bloom is not None and not bloom.may_contain_hash(bloom_hash(key, tr.seed)):
-                return None
-            v = self._load(b)
         b1 = tr.b1
         seq = self.seq
         while True:
@@ -520,20 +530,11 @@ class Segment:
         ``version``. Only valid for keys with no pending drops (the caller checks).
         Complexity as :meth:`lookup`.
         """
-        fk = self.first_keys
-        b0 = tr.b0
-        b = bisect_right(fk, key, b0, tr.b1) - 1
-        if b < b0:
+        found = self._key_block(tr, key)
+        if found is None:
             return None
+        b, v = found
         flags = self.block_flags
-        if flags[b] & BLOCK_CONTINUES and fk[b] == key:
-            b = self.first_block(tr, key)
-        v = self._cache.get((self.file_no, b))
-        if v is None:
-            bloom = self.bloom
-            if bloom is not None and not bloom.may_contain_hash(bloom_hash(key, tr.seed)):
-                return None
-            v = self._load(b)
         b1 = tr.b1
         while True:
             j = v.find(key)
